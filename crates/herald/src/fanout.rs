@@ -1,0 +1,195 @@
+//! The registry of live connections on this node: who is connected, and which channels each hears.
+//!
+//! Owns the maps channel → connections and client id → connection, and the fan-out of one encoded
+//! event to every addressed queue. It never waits on a connection (pushes are `try`-style), never
+//! encodes, and drops a channel's entry with its last subscriber so idle channels cost nothing.
+//! Every method runs under the hub's state lock.
+
+use crate::{
+    channel::ChannelName,
+    client::{ClientShared, EndReason, PushOutcome},
+    event::ClientId,
+    history::Target,
+};
+use bytes::Bytes;
+use std::{collections::HashMap, sync::Arc};
+
+/// One registered connection and its channels.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) client: Arc<ClientShared>,
+    pub(crate) channels: Vec<ChannelName>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Fanout {
+    entries: HashMap<u64, Entry>,
+    key_by_id: HashMap<ClientId, u64>,
+    by_channel: HashMap<ChannelName, HashMap<u64, Arc<ClientShared>>>,
+}
+
+impl Fanout {
+    /// Registers a connection. A connection already holding the same client id is returned, so the
+    /// caller can end it (the newer connection takes the id over).
+    pub(crate) fn insert(
+        &mut self,
+        client: Arc<ClientShared>,
+        channels: Vec<ChannelName>,
+    ) -> Option<Arc<ClientShared>> {
+        let key = client.key;
+        let replaced = self
+            .key_by_id
+            .insert(client.id.clone(), key)
+            .and_then(|old| self.remove_entry(old, false));
+        for channel in &channels {
+            self.by_channel
+                .entry(channel.clone())
+                .or_default()
+                .insert(key, client.clone());
+        }
+        self.entries.insert(key, Entry { client, channels });
+        replaced.map(|entry| entry.client)
+    }
+
+    /// Removes a connection by key; `None` when it was already gone.
+    pub(crate) fn remove(&mut self, key: u64) -> Option<Entry> {
+        self.remove_entry(key, true)
+    }
+
+    fn remove_entry(&mut self, key: u64, drop_id: bool) -> Option<Entry> {
+        let entry = self.entries.remove(&key)?;
+        for channel in &entry.channels {
+            self.detach(channel, key);
+        }
+        if drop_id && self.key_by_id.get(&entry.client.id) == Some(&key) {
+            self.key_by_id.remove(&entry.client.id);
+        }
+        Some(entry)
+    }
+
+    fn detach(&mut self, channel: &ChannelName, key: u64) {
+        if let Some(subscribers) = self.by_channel.get_mut(channel) {
+            subscribers.remove(&key);
+            if subscribers.is_empty() {
+                self.by_channel.remove(channel);
+            }
+        }
+    }
+
+    pub(crate) fn key_of(&self, id: &ClientId) -> Option<u64> {
+        self.key_by_id.get(id).copied()
+    }
+
+    pub(crate) fn get_by_id(&self, id: &ClientId) -> Option<&Entry> {
+        self.key_of(id).and_then(|key| self.entries.get(&key))
+    }
+
+    /// Adds a channel to a live connection. Returns false when the connection is unknown.
+    pub(crate) fn subscribe(&mut self, key: u64, channel: ChannelName) -> bool {
+        let Some(entry) = self.entries.get_mut(&key) else {
+            return false;
+        };
+        if !entry.channels.contains(&channel) {
+            self.by_channel
+                .entry(channel.clone())
+                .or_default()
+                .insert(key, entry.client.clone());
+            entry.channels.push(channel);
+        }
+        true
+    }
+
+    /// Removes a channel from a live connection. Returns whether it was subscribed.
+    pub(crate) fn unsubscribe(&mut self, key: u64, channel: &ChannelName) -> bool {
+        let Some(entry) = self.entries.get_mut(&key) else {
+            return false;
+        };
+        let Some(pos) = entry.channels.iter().position(|c| c == channel) else {
+            return false;
+        };
+        entry.channels.swap_remove(pos);
+        self.detach(channel, key);
+        true
+    }
+
+    /// Queues `frame` (the event at `seq`) to every connection `target` addresses, each at most
+    /// once. Connections whose queue overflows are ended and unregistered. Returns how many
+    /// connections it was queued to.
+    pub(crate) fn deliver(
+        &mut self,
+        target: &Target,
+        seq: u64,
+        frame: &Bytes,
+        capacity: usize,
+    ) -> usize {
+        let mut recipients = 0;
+        let mut overflowed = Vec::new();
+        let mut push = |client: &Arc<ClientShared>| match client.push_event(seq, frame, capacity) {
+            PushOutcome::Queued => recipients += 1,
+            PushOutcome::Overflowed => overflowed.push(client.key),
+            PushOutcome::AlreadyQueued | PushOutcome::Ended => {}
+        };
+        match target {
+            Target::Channels(channels) => {
+                for channel in channels {
+                    self.by_channel
+                        .get(channel)
+                        .into_iter()
+                        .flat_map(HashMap::values)
+                        .for_each(&mut push);
+                }
+            }
+            Target::Client(id) => {
+                if let Some(entry) = self.get_by_id(id) {
+                    push(&entry.client);
+                }
+            }
+            Target::All => self.entries.values().for_each(|entry| push(&entry.client)),
+        }
+        for key in overflowed {
+            self.remove(key);
+        }
+        recipients
+    }
+
+    /// Ends every connection on `channel` after its final event: a single-channel stream ends,
+    /// a multi-channel stream only leaves the channel.
+    pub(crate) fn close_channel(&mut self, channel: &ChannelName) {
+        let Some(subscribers) = self.by_channel.remove(channel) else {
+            return;
+        };
+        for key in subscribers.into_keys() {
+            let Some(entry) = self.entries.get_mut(&key) else {
+                continue;
+            };
+            entry.channels.retain(|c| c != channel);
+            if entry.channels.is_empty() {
+                entry.client.end(EndReason::ChannelClosed, true);
+                self.remove(key);
+            }
+        }
+    }
+
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Each channel with its subscriber count.
+    pub(crate) fn channel_counts(&self) -> impl Iterator<Item = (&ChannelName, usize)> {
+        self.by_channel
+            .iter()
+            .map(|(channel, subscribers)| (channel, subscribers.len()))
+    }
+
+    pub(crate) fn subscribers(&self, channel: &ChannelName) -> impl Iterator<Item = &Entry> {
+        self.by_channel
+            .get(channel)
+            .into_iter()
+            .flat_map(|subscribers| subscribers.keys())
+            .filter_map(|key| self.entries.get(key))
+    }
+}

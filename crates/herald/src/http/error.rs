@@ -1,0 +1,115 @@
+//! The one error type every HTTP handler returns, mapped to a status and a stable code in one place.
+//!
+//! Owns the JSON error shape `{"error": {"code", "message"}}`. Bad client input is answered, not
+//! logged as an error. It never decides policy; handlers and the hub do.
+
+use crate::{
+    channel::ChannelNameError,
+    event::FieldError,
+    hub::{PublishError, SubscriptionError},
+};
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+
+/// An HTTP API error: status, stable machine-readable code, human message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with an explicit status and code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 `invalid_body`: the body is not the JSON the endpoint takes.
+    pub fn invalid_body(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+    }
+
+    /// 400 `invalid_query`: a query parameter is malformed.
+    pub fn invalid_query(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+    }
+
+    /// 404 `not_found`: no such route.
+    pub fn route_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<ChannelNameError> for ApiError {
+    fn from(err: ChannelNameError) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_channel", err.to_string())
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(err: FieldError) -> Self {
+        let code = match &err {
+            FieldError::Empty { field }
+            | FieldError::TooLong { field, .. }
+            | FieldError::ControlChar { field }
+            | FieldError::InvalidChar { field, .. } => match *field {
+                "event" => "invalid_event_name",
+                "id" => "invalid_event_id",
+                _ => "invalid_client_id",
+            },
+        };
+        Self::new(StatusCode::BAD_REQUEST, code, err.to_string())
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(err: PublishError) -> Self {
+        match err {
+            PublishError::InvalidField(field) => field.into(),
+            PublishError::ClientNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "client_not_found", err.to_string())
+            }
+            PublishError::NoChannel => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "channels must hold at least one channel",
+            ),
+        }
+    }
+}
+
+impl From<SubscriptionError> for ApiError {
+    fn from(err: SubscriptionError) -> Self {
+        let (status, code) = match err {
+            SubscriptionError::ClientNotFound(_) => (StatusCode::NOT_FOUND, "client_not_found"),
+            SubscriptionError::NotSubscribed(_) => (StatusCode::NOT_FOUND, "not_subscribed"),
+            SubscriptionError::ChannelClosed(_) => (StatusCode::CONFLICT, "channel_closed"),
+        };
+        Self::new(status, code, err.to_string())
+    }
+}

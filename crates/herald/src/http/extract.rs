@@ -1,0 +1,151 @@
+//! Request extractors that answer bad input with [`ApiError`] instead of axum's plain-text rejections.
+//!
+//! Owns body parsing (`JsonBody`), path parameters (`ApiPath`) and repeated query parameters
+//! (`QueryParams`). It never validates domain rules such as channel names; handlers do.
+
+use super::error::ApiError;
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, FromRequest, FromRequestParts, Path, Request},
+    http::{request::Parts, StatusCode},
+};
+use serde::de::DeserializeOwned;
+
+/// Most query parameters one request may carry.
+pub const QUERY_PARAMS_MAX: usize = 256;
+
+/// A JSON body; a missing, oversized or malformed body is a JSON error answer.
+#[derive(Debug)]
+pub(super) struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// An optional JSON body: an empty body is `None`.
+#[derive(Debug)]
+pub(super) struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        parse_json(&bytes).map(|value| Self(Some(value)))
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::invalid_body(
+            "the body is empty; send a JSON object",
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::invalid_body(format!("the body is not valid: {err}")))
+}
+
+fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is larger than the limit",
+        )
+    } else {
+        ApiError::invalid_body(rejection.body_text())
+    }
+}
+
+/// Path parameters, with malformed percent-encoding answered as a JSON error.
+#[derive(Debug)]
+pub(super) struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| Self(value))
+            .map_err(|rejection| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_path",
+                    rejection.body_text(),
+                )
+            })
+    }
+}
+
+/// The query string as ordered `(name, value)` pairs, repeated names kept (`channel=a&channel=b`).
+#[derive(Debug, Default)]
+pub(super) struct QueryParams(pub Vec<(String, String)>);
+
+impl QueryParams {
+    /// Every value of `name`, in order.
+    pub(super) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The last value of `name`.
+    pub(super) fn last(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(query) = parts.uri.query() else {
+            return Ok(Self::default());
+        };
+        let mut params = Vec::new();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            if params.len() == QUERY_PARAMS_MAX {
+                return Err(ApiError::invalid_query(format!(
+                    "more than {QUERY_PARAMS_MAX} query parameters"
+                )));
+            }
+            params.push((key.into_owned(), value.into_owned()));
+        }
+        Ok(Self(params))
+    }
+}
+
+/// The peer's address when the server recorded it (`ConnectInfo`); `None` inside an application
+/// that serves the router without it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PeerAddr(pub Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0);
+        Ok(Self(peer))
+    }
+}

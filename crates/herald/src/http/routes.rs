@@ -1,0 +1,437 @@
+//! The HTTP API, version 1: thin handlers that validate input and call the [`Hub`].
+//!
+//! Owns the URL layout, request and response shapes, and the SSE response headers. It never keeps
+//! state of its own and never holds a connection's queue; see `docs/api.md` for the reference.
+
+use super::{
+    error::ApiError,
+    extract::{ApiPath, JsonBody, OptionalJsonBody, PeerAddr, QueryParams},
+};
+use crate::{
+    channel::ChannelName,
+    event::{ClientId, EventData, NewEvent},
+    history::Target,
+    hub::{ClientOptions, ConnectError},
+    Hub,
+};
+use axum::{
+    body::Body,
+    extract::{DefaultBodyLimit, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{delete, get, post},
+    Json, Router,
+};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use std::convert::Infallible;
+
+/// Default largest request body: 1 MiB.
+pub const BODY_BYTES_MAX_DEFAULT: usize = 1024 * 1024;
+/// Default most channels one stream may subscribe to.
+pub const CHANNELS_PER_CONNECTION_MAX_DEFAULT: usize = 50;
+/// Default number of events a poll returns.
+const POLL_LIMIT_DEFAULT: usize = 100;
+
+/// Limits the HTTP layer enforces before the hub sees a request.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Largest request body in bytes; larger is `413 payload_too_large`.
+    pub body_bytes_max: usize,
+    /// Most channels one stream may ask for; more is `400 too_many_channels`.
+    pub channels_per_connection_max: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            body_bytes_max: BODY_BYTES_MAX_DEFAULT,
+            channels_per_connection_max: CHANNELS_PER_CONNECTION_MAX_DEFAULT,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Api {
+    hub: Hub,
+    limits: HttpLimits,
+}
+
+/// The API's routes over `hub`, ready to serve or to nest into an application's router.
+pub fn router(hub: Hub, limits: HttpLimits) -> Router {
+    let body_limit = limits.body_bytes_max;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/stream", get(stream_channels))
+        .route("/api/channels", get(list_channels))
+        .route("/api/channels/{channel}/stream", get(stream_channel))
+        .route(
+            "/api/channels/{channel}/events",
+            post(publish_to_channel).get(poll_channel),
+        )
+        .route("/api/channels/{channel}/close", post(close_channel))
+        .route("/api/events", post(publish_to_channels).get(poll_channels))
+        .route("/api/broadcast", post(publish_to_all))
+        .route("/api/users/{user}/events", post(publish_to_user))
+        .route("/api/clients", get(list_clients))
+        .route(
+            "/api/clients/{client}",
+            get(get_client).delete(remove_client),
+        )
+        .route("/api/clients/{client}/events", post(publish_to_client))
+        .route("/api/clients/{client}/subscriptions", post(subscribe))
+        .route(
+            "/api/clients/{client}/subscriptions/{channel}",
+            delete(unsubscribe),
+        )
+        .route("/api/stats", get(stats))
+        .fallback(|| async { ApiError::route_not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(Api { hub, limits })
+}
+
+async fn healthz(State(api): State<Api>) -> Response {
+    if api.hub.is_shutting_down() {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the hub is shutting down",
+        )
+        .into_response()
+    } else {
+        Json(serde_json::json!({"status": "ok"})).into_response()
+    }
+}
+
+// ---- streams -------------------------------------------------------------------------------
+
+async fn stream_channel(
+    State(api): State<Api>,
+    ApiPath(channel): ApiPath<String>,
+    query: QueryParams,
+    headers: HeaderMap,
+    peer: PeerAddr,
+) -> Result<Response, ApiError> {
+    let channel = ChannelName::new(&channel)?;
+    open_stream(&api, vec![channel], &query, &headers, peer)
+}
+
+async fn stream_channels(
+    State(api): State<Api>,
+    query: QueryParams,
+    headers: HeaderMap,
+    peer: PeerAddr,
+) -> Result<Response, ApiError> {
+    let channels = channels_from_query(&query)?;
+    open_stream(&api, channels, &query, &headers, peer)
+}
+
+fn channels_from_query(query: &QueryParams) -> Result<Vec<ChannelName>, ApiError> {
+    query
+        .all("channel")
+        .map(|c| ChannelName::new(c).map_err(ApiError::from))
+        .collect()
+}
+
+fn open_stream(
+    api: &Api,
+    channels: Vec<ChannelName>,
+    query: &QueryParams,
+    headers: &HeaderMap,
+    peer: PeerAddr,
+) -> Result<Response, ApiError> {
+    if channels.len() > api.limits.channels_per_connection_max {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "too_many_channels",
+            format!(
+                "a stream may subscribe to at most {} channels",
+                api.limits.channels_per_connection_max
+            ),
+        ));
+    }
+    // The header is what EventSource sends on reconnect, so it wins over the URL's initial value.
+    let last_event_id = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::invalid_query("Last-Event-ID is not visible ASCII"))?
+                .to_owned(),
+        ),
+        None => query.last("lastEventId").map(str::to_owned),
+    }
+    .filter(|id| !id.is_empty());
+    let client_id = query.last("clientId").map(ClientId::new).transpose()?;
+    let options = ClientOptions {
+        client_id,
+        user: None,
+        channels,
+        last_event_id,
+        remote_addr: peer.0,
+    };
+    match api.hub.add_client(options) {
+        Ok(stream) => Ok(sse_response(stream)),
+        Err(ConnectError::ChannelClosed(_)) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(err @ ConnectError::ShuttingDown) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            err.to_string(),
+        )),
+    }
+}
+
+/// Wraps a connection's byte stream in a `text/event-stream` response.
+pub(crate) fn sse_response(stream: crate::ClientStream) -> Response {
+    let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+// ---- publishing ----------------------------------------------------------------------------
+
+/// The body of every publish endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    event: Option<String>,
+    data: serde_json::Value,
+    id: Option<String>,
+    /// Only for `POST /api/events`.
+    channels: Option<Vec<String>>,
+}
+
+impl PublishBody {
+    fn into_event(self) -> NewEvent {
+        NewEvent {
+            event: self.event,
+            data: EventData::from_json(self.data),
+            id: self.id,
+        }
+    }
+
+    fn refuse_channels(&self) -> Result<(), ApiError> {
+        match self.channels {
+            Some(_) => Err(ApiError::invalid_body(
+                "`channels` is only taken by POST /api/events",
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn publish_to_channel(
+    State(api): State<Api>,
+    ApiPath(channel): ApiPath<String>,
+    JsonBody(body): JsonBody<PublishBody>,
+) -> Result<Response, ApiError> {
+    let channel = ChannelName::new(&channel)?;
+    body.refuse_channels()?;
+    publish(&api, Target::Channels(vec![channel]), body)
+}
+
+async fn publish_to_channels(
+    State(api): State<Api>,
+    JsonBody(mut body): JsonBody<PublishBody>,
+) -> Result<Response, ApiError> {
+    let names = body
+        .channels
+        .take()
+        .ok_or_else(|| ApiError::invalid_body("missing field `channels`"))?;
+    let channels = names
+        .iter()
+        .map(|c| ChannelName::new(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    publish(&api, Target::Channels(channels), body)
+}
+
+async fn publish_to_all(
+    State(api): State<Api>,
+    JsonBody(body): JsonBody<PublishBody>,
+) -> Result<Response, ApiError> {
+    body.refuse_channels()?;
+    publish(&api, Target::All, body)
+}
+
+async fn publish_to_user(
+    State(api): State<Api>,
+    ApiPath(user): ApiPath<String>,
+    JsonBody(body): JsonBody<PublishBody>,
+) -> Result<Response, ApiError> {
+    let channel = ChannelName::for_user(&user)?;
+    body.refuse_channels()?;
+    publish(&api, Target::Channels(vec![channel]), body)
+}
+
+async fn publish_to_client(
+    State(api): State<Api>,
+    ApiPath(client): ApiPath<String>,
+    JsonBody(body): JsonBody<PublishBody>,
+) -> Result<Response, ApiError> {
+    let client = ClientId::new(&client)?;
+    body.refuse_channels()?;
+    publish(&api, Target::Client(client), body)
+}
+
+fn publish(api: &Api, target: Target, body: PublishBody) -> Result<Response, ApiError> {
+    let published = api.hub.publish(target, body.into_event())?;
+    Ok(Json(published).into_response())
+}
+
+async fn close_channel(
+    State(api): State<Api>,
+    ApiPath(channel): ApiPath<String>,
+    OptionalJsonBody(body): OptionalJsonBody<PublishBody>,
+) -> Result<Response, ApiError> {
+    let channel = ChannelName::new(&channel)?;
+    if let Some(body) = &body {
+        body.refuse_channels()?;
+    }
+    let published = api
+        .hub
+        .close_channel(channel, body.map(PublishBody::into_event))?;
+    Ok(Json(published).into_response())
+}
+
+// ---- polling -------------------------------------------------------------------------------
+
+async fn poll_channel(
+    State(api): State<Api>,
+    ApiPath(channel): ApiPath<String>,
+    query: QueryParams,
+) -> Result<Response, ApiError> {
+    let channel = ChannelName::new(&channel)?;
+    poll(&api, &[channel], &query)
+}
+
+async fn poll_channels(State(api): State<Api>, query: QueryParams) -> Result<Response, ApiError> {
+    let channels = channels_from_query(&query)?;
+    if channels.is_empty() {
+        return Err(ApiError::invalid_query("give at least one `channel`"));
+    }
+    poll(&api, &channels, &query)
+}
+
+fn poll(api: &Api, channels: &[ChannelName], query: &QueryParams) -> Result<Response, ApiError> {
+    if channels.len() > api.limits.channels_per_connection_max {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "too_many_channels",
+            "too many channels",
+        ));
+    }
+    let limit = match query.last("limit") {
+        None => POLL_LIMIT_DEFAULT,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=crate::hub::POLL_LIMIT_MAX).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_query(format!(
+                    "limit must be 1 to {}",
+                    crate::hub::POLL_LIMIT_MAX
+                ))
+            })?,
+    };
+    let after = query
+        .last("after")
+        .or_else(|| query.last("lastEventId"))
+        .filter(|a| !a.is_empty());
+    Ok(Json(api.hub.events_after(channels, after, limit)).into_response())
+}
+
+// ---- admin ---------------------------------------------------------------------------------
+
+async fn list_clients(State(api): State<Api>, query: QueryParams) -> Result<Response, ApiError> {
+    let clients = match query.last("channel") {
+        Some(channel) => api.hub.clients_by_channel(&ChannelName::new(channel)?),
+        None => api.hub.clients(),
+    };
+    Ok(Json(serde_json::json!({"clients": clients})).into_response())
+}
+
+async fn get_client(
+    State(api): State<Api>,
+    ApiPath(client): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let id = ClientId::new(&client)?;
+    match api.hub.get_client(&id) {
+        Some(info) => Ok(Json(info).into_response()),
+        None => Err(client_not_found(&id)),
+    }
+}
+
+async fn remove_client(
+    State(api): State<Api>,
+    ApiPath(client): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let id = ClientId::new(&client)?;
+    if api.hub.remove_client(&id) {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(client_not_found(&id))
+    }
+}
+
+fn client_not_found(id: &ClientId) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "client_not_found",
+        format!("client {id} is not connected"),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeBody {
+    channel: String,
+}
+
+async fn subscribe(
+    State(api): State<Api>,
+    ApiPath(client): ApiPath<String>,
+    JsonBody(body): JsonBody<SubscribeBody>,
+) -> Result<Response, ApiError> {
+    let id = ClientId::new(&client)?;
+    let channel = ChannelName::new(&body.channel)?;
+    api.hub.subscribe(&id, channel)?;
+    client_answer(&api, &id)
+}
+
+async fn unsubscribe(
+    State(api): State<Api>,
+    ApiPath((client, channel)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = ClientId::new(&client)?;
+    let channel = ChannelName::new(&channel)?;
+    api.hub.unsubscribe(&id, &channel)?;
+    client_answer(&api, &id)
+}
+
+fn client_answer(api: &Api, id: &ClientId) -> Result<Response, ApiError> {
+    api.hub
+        .get_client(id)
+        .map(|info| Json(info).into_response())
+        .ok_or_else(|| client_not_found(id))
+}
+
+async fn list_channels(State(api): State<Api>) -> Response {
+    Json(serde_json::json!({"channels": api.hub.channels()})).into_response()
+}
+
+async fn stats(State(api): State<Api>) -> Response {
+    Json(api.hub.stats()).into_response()
+}

@@ -1,0 +1,253 @@
+//! One connection's outgoing byte stream: preamble, replay from history, then live frames.
+//!
+//! Owns the order of what a subscriber reads and the hand-over from replay to live without a gap
+//! or a duplicate (live frames at or below the last replayed position are dropped). Frames queued
+//! while the writer slept are coalesced into one chunk, so a busy connection costs one write per
+//! wake-up. It never fans out, never waits on anything but its own queue, and unregisters its
+//! connection when dropped.
+
+use crate::{
+    channel::ChannelName,
+    client::{ClientShared, EndReason, Frame},
+    event::ClientId,
+    history::{History, RecordKind},
+    wire, Hub,
+};
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+/// Most bytes one chunk of the stream carries; more waits for the next poll.
+const CHUNK_BYTES_MAX: usize = 64 * 1024;
+/// Most history records examined per replay chunk, so one replay never holds the hub's lock long.
+const REPLAY_RECORDS_PER_CHUNK_MAX: usize = 512;
+
+/// The replay still to do for a resuming connection: positions `(cursor, until]` on `channels`.
+#[derive(Debug)]
+pub(crate) struct Replay {
+    cursor: u64,
+    until: u64,
+    channels: Vec<ChannelName>,
+}
+
+impl Replay {
+    pub(crate) fn new(after: u64, until: u64, channels: Vec<ChannelName>) -> Self {
+        Self {
+            cursor: after,
+            until,
+            channels,
+        }
+    }
+}
+
+/// The SSE byte stream of one connection, as returned by [`Hub::add_client`].
+///
+/// Yields chunks of `text/event-stream` bytes and ends when the connection is closed by the hub
+/// (slow consumer, closed channel, removal, shutdown). Dropping it unregisters the connection.
+#[derive(Debug)]
+pub struct ClientStream {
+    hub: Hub,
+    client: Arc<ClientShared>,
+    preamble: Option<Bytes>,
+    replay: Option<Replay>,
+    /// Position of the last event written; live frames at or below it were replayed already.
+    last_sent_seq: u64,
+    resumed: bool,
+    is_finished: bool,
+}
+
+/// What one replay step produced.
+enum ReplayStep {
+    /// Bytes to write; replay continues.
+    Chunk(Bytes),
+    /// Replay is complete (possibly with a last chunk).
+    Done(Option<Bytes>),
+    /// The connection must end after this chunk.
+    End(Option<Bytes>, EndReason),
+}
+
+impl ClientStream {
+    pub(crate) fn new(
+        hub: Hub,
+        client: Arc<ClientShared>,
+        preamble: Bytes,
+        replay: Option<Replay>,
+        last_sent_seq: u64,
+        resumed: bool,
+    ) -> Self {
+        Self {
+            hub,
+            client,
+            preamble: Some(preamble),
+            replay,
+            last_sent_seq,
+            resumed,
+            is_finished: false,
+        }
+    }
+
+    /// This connection's client id.
+    pub fn client_id(&self) -> &ClientId {
+        &self.client.id
+    }
+
+    /// Whether the connection resumed from a `Last-Event-ID` found in history.
+    pub fn is_resumed(&self) -> bool {
+        self.resumed
+    }
+
+    fn replay_step(&mut self) -> ReplayStep {
+        let replay = self
+            .replay
+            .as_mut()
+            .expect("replay_step is only called while replaying");
+        let key = self.client.key;
+        let client_id = self.client.id.clone();
+        let mut left_channels = Vec::new();
+        let step = self.hub.with_history(|history: &History| {
+            let Some(records) = history.after(replay.cursor) else {
+                return ReplayStep::End(None, EndReason::HistoryGap);
+            };
+            let mut chunk = BytesMut::new();
+            let mut delivered = 0u64;
+            for record in records.take(REPLAY_RECORDS_PER_CHUNK_MAX) {
+                if record.seq > replay.until || chunk.len() >= CHUNK_BYTES_MAX {
+                    break;
+                }
+                replay.cursor = record.seq;
+                let Some(channel) = record.target.matches(&client_id, &replay.channels) else {
+                    continue;
+                };
+                chunk.extend_from_slice(&record.frame);
+                if !record.frame.is_empty() {
+                    delivered += 1;
+                    self.last_sent_seq = record.seq;
+                }
+                if let (RecordKind::Close { .. }, Some(channel)) = (&record.kind, channel) {
+                    replay.channels.retain(|c| c != channel);
+                    left_channels.push(channel.clone());
+                    if replay.channels.is_empty() {
+                        self.hub.count_delivered(delivered);
+                        return ReplayStep::End(Some(chunk.freeze()), EndReason::ChannelClosed);
+                    }
+                }
+            }
+            self.hub.count_delivered(delivered);
+            let chunk = (!chunk.is_empty()).then(|| chunk.freeze());
+            if replay.cursor >= replay.until {
+                ReplayStep::Done(chunk)
+            } else {
+                match chunk {
+                    Some(chunk) => ReplayStep::Chunk(chunk),
+                    None => ReplayStep::Chunk(Bytes::new()),
+                }
+            }
+        });
+        for channel in &left_channels {
+            self.hub.leave_closed_channel(key, channel);
+        }
+        step
+    }
+
+    fn poll_live(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let mut queue = self.client.lock_queue();
+        let mut first: Option<Bytes> = None;
+        let mut rest: Option<BytesMut> = None;
+        let mut delivered = 0u64;
+        while let Some(frame) = queue.frames.pop_front() {
+            let bytes = match frame {
+                Frame::Event { seq, .. } if seq <= self.last_sent_seq => continue,
+                Frame::Event { seq, bytes } => {
+                    self.last_sent_seq = seq;
+                    delivered += 1;
+                    bytes
+                }
+                Frame::Heartbeat => Bytes::from_static(wire::HEARTBEAT_FRAME),
+            };
+            match (&first, &mut rest) {
+                (None, _) => first = Some(bytes),
+                (Some(head), None) => {
+                    let mut buf = BytesMut::with_capacity(head.len() + bytes.len());
+                    buf.extend_from_slice(head);
+                    buf.extend_from_slice(&bytes);
+                    rest = Some(buf);
+                }
+                (Some(_), Some(buf)) => buf.extend_from_slice(&bytes),
+            }
+            let len = rest
+                .as_ref()
+                .map_or_else(|| first.as_ref().map_or(0, Bytes::len), BytesMut::len);
+            if len >= CHUNK_BYTES_MAX {
+                break;
+            }
+        }
+        if queue.frames.is_empty() && queue.frames.capacity() > 0 {
+            // Give the queue's buffer back: an idle connection holds no allocation.
+            queue.frames = Default::default();
+        }
+        let chunk = rest.map(BytesMut::freeze).or(first);
+        if let Some(chunk) = chunk {
+            drop(queue);
+            self.hub.count_delivered(delivered);
+            return Poll::Ready(Some(chunk));
+        }
+        if let Some(reason) = queue.end {
+            drop(queue);
+            self.is_finished = true;
+            return Poll::Ready(Some(wire::encode_comment(reason.comment())));
+        }
+        match &queue.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => queue.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl Stream for ClientStream {
+    type Item = Bytes;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let this = &mut *self;
+        if this.is_finished {
+            return Poll::Ready(None);
+        }
+        if let Some(preamble) = this.preamble.take() {
+            return Poll::Ready(Some(preamble));
+        }
+        while this.replay.is_some() {
+            match this.replay_step() {
+                ReplayStep::Chunk(chunk) if chunk.is_empty() => continue,
+                ReplayStep::Chunk(chunk) => return Poll::Ready(Some(chunk)),
+                ReplayStep::Done(chunk) => {
+                    this.replay = None;
+                    if let Some(chunk) = chunk {
+                        return Poll::Ready(Some(chunk));
+                    }
+                }
+                ReplayStep::End(chunk, reason) => {
+                    this.replay = None;
+                    this.client.end(reason, false);
+                    let mut bytes = BytesMut::new();
+                    if let Some(chunk) = chunk {
+                        bytes.extend_from_slice(&chunk);
+                    }
+                    bytes.extend_from_slice(&wire::encode_comment(reason.comment()));
+                    this.is_finished = true;
+                    return Poll::Ready(Some(bytes.freeze()));
+                }
+            }
+        }
+        this.poll_live(cx)
+    }
+}
+
+impl Drop for ClientStream {
+    fn drop(&mut self) {
+        self.hub.forget(self.client.key);
+    }
+}

@@ -1,0 +1,111 @@
+//! The SSE wire format: turns events into `text/event-stream` bytes.
+//!
+//! Owns the exact bytes Herald writes (fields, line splitting, comments). It never validates
+//! publisher input (that is [`crate::event`]'s job) and never touches a socket: every function here
+//! returns [`Bytes`] that are encoded once and then shared by every subscriber.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use std::time::Duration;
+
+/// The comment a connection receives on every heartbeat tick.
+pub(crate) const HEARTBEAT_FRAME: &[u8] = b": heartbeat\n\n";
+
+/// Encodes one event: `id:`, optional `event:`, then one `data:` line per line of `data`.
+///
+/// `data` is split on CRLF, CR and LF, the three line ends the SSE parser accepts, so no payload
+/// can inject a field. `id` and `event` must already be free of CR, LF and NUL.
+pub(crate) fn encode_event(id: Option<&str>, event: Option<&str>, data: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(
+        data.len() + 32 + id.map_or(0, str::len) + event.map_or(0, str::len),
+    );
+    if let Some(id) = id {
+        put_field(&mut buf, b"id", id);
+    }
+    if let Some(event) = event {
+        put_field(&mut buf, b"event", event);
+    }
+    for line in split_lines(data) {
+        put_field(&mut buf, b"data", line);
+    }
+    buf.put_u8(b'\n');
+    buf.freeze()
+}
+
+/// Encodes the `retry:` field that opens every stream, followed by a blank line.
+pub(crate) fn encode_retry(retry: Duration) -> Bytes {
+    Bytes::from(format!("retry: {}\n\n", retry.as_millis()))
+}
+
+/// Encodes a comment line (ignored by clients, used for heartbeats and for the reason a stream ends).
+pub(crate) fn encode_comment(text: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(text.len() + 4);
+    for line in split_lines(text) {
+        buf.put_slice(b": ");
+        buf.put_slice(line.as_bytes());
+        buf.put_u8(b'\n');
+    }
+    buf.put_u8(b'\n');
+    buf.freeze()
+}
+
+fn put_field(buf: &mut BytesMut, name: &[u8], value: &str) {
+    buf.put_slice(name);
+    buf.put_slice(b": ");
+    buf.put_slice(value.as_bytes());
+    buf.put_u8(b'\n');
+}
+
+/// Splits on CRLF, CR or LF; an empty string is one empty line (an event with empty data).
+fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.find(['\r', '\n']) {
+            Some(pos) => {
+                let skip = if current[pos..].starts_with("\r\n") {
+                    2
+                } else {
+                    1
+                };
+                rest = Some(&current[pos + skip..]);
+                Some(&current[..pos])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_with_every_field_is_encoded_in_order() {
+        let bytes = encode_event(Some("7"), Some("created"), "{\"id\":7}");
+        assert_eq!(&bytes[..], b"id: 7\nevent: created\ndata: {\"id\":7}\n\n");
+    }
+
+    #[test]
+    fn every_line_end_in_data_becomes_a_new_data_line() {
+        let bytes = encode_event(None, None, "a\nb\r\nc\rd");
+        assert_eq!(&bytes[..], b"data: a\ndata: b\ndata: c\ndata: d\n\n");
+    }
+
+    #[test]
+    fn empty_data_is_one_empty_data_line() {
+        assert_eq!(&encode_event(Some("1"), None, "")[..], b"id: 1\ndata: \n\n");
+    }
+
+    #[test]
+    fn trailing_newline_in_data_keeps_an_empty_last_line() {
+        assert_eq!(&encode_event(None, None, "a\n")[..], b"data: a\ndata: \n\n");
+    }
+
+    #[test]
+    fn comment_cannot_smuggle_a_field() {
+        assert_eq!(&encode_comment("bye\ndata: x")[..], b": bye\n: data: x\n\n");
+    }
+}
