@@ -1,16 +1,22 @@
 //! `herald serve`'s settings: command-line flags, environment variables and an optional TOML file.
 //!
 //! Owns the merge order (flag, then environment, then file, then default) and the conversion into
-//! the engine's config types. It never starts anything.
+//! the engine's config types, including reading the JWT public key file. It never starts anything.
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use herald::{
-    http::{HttpLimits, ServeOptions},
+    http::{AuthConfig, HttpConfig, HttpLimits, ServeOptions},
     HistoryConfig, HubConfig,
 };
 use serde::Deserialize;
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    str::FromStr,
+    time::Duration,
+};
 
 /// Default listen address: loopback only, port 8080.
 pub(crate) const LISTEN_DEFAULT: &str = "127.0.0.1:8080";
@@ -59,6 +65,82 @@ pub(crate) struct ServeArgs {
     /// Time open connections get to finish on shutdown [default: 5s].
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", value_parser = parse_duration)]
     pub(crate) shutdown_grace: Option<Duration>,
+    /// Browser origins allowed to call the hub cross-origin, comma-separated (e.g.
+    /// `https://app.example.com`); `*` allows any origin without credentials [default: none].
+    #[arg(long, env = "HERALD_CORS_ORIGINS", value_delimiter = ',')]
+    pub(crate) cors_origins: Option<Vec<String>>,
+    /// How subscribers and publishers prove who they are: `none` (anyone; for local development)
+    /// or `jwt` (signed tokens) [default: none].
+    #[arg(long, env = "HERALD_AUTH")]
+    pub(crate) auth: Option<AuthMode>,
+    /// HS256 secret that signs tokens, at least 32 bytes (`--auth jwt`).
+    #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
+    pub(crate) jwt_secret: Option<Secret>,
+    /// PEM file with the public key that verifies tokens (`--auth jwt`); its type decides the
+    /// algorithm: RSA → RS256, EC P-256 → ES256, P-384 → ES384, Ed25519 → EdDSA.
+    #[arg(long, env = "HERALD_JWT_PUBLIC_KEY")]
+    pub(crate) jwt_public_key: Option<PathBuf>,
+    /// Static API keys for server-to-server calls, comma-separated, each at least 16 characters;
+    /// sent as `Authorization: Bearer <key>`, they hold every right [default: none].
+    #[arg(
+        long,
+        env = "HERALD_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub(crate) api_keys: Option<Vec<Secret>>,
+    /// Most streams one user (a token's `sub`) holds; a newer one closes the oldest; 0 is no limit
+    /// [default: 5].
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_USER")]
+    pub(crate) max_connections_per_user: Option<usize>,
+    /// Most streams one client address holds (IPv6: per /64; loopback is not counted); 0 is no
+    /// limit [default: 100].
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub(crate) max_connections_per_address: Option<usize>,
+    /// Most streams open at once, lowered to fit the open-file limit; 0 is no limit
+    /// [default: 100000].
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS")]
+    pub(crate) max_connections: Option<usize>,
+    /// Largest event payload in bytes [default: 65536, 64 KiB].
+    #[arg(long, env = "HERALD_MAX_EVENT_BYTES")]
+    pub(crate) max_event_bytes: Option<usize>,
+    /// Time a request body has to arrive in full [default: 10s].
+    #[arg(long, env = "HERALD_BODY_READ_TIMEOUT", value_parser = parse_duration)]
+    pub(crate) body_read_timeout: Option<Duration>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed, comma-separated IP addresses
+    /// [default: none].
+    #[arg(long, env = "HERALD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub(crate) trusted_proxies: Option<Vec<IpAddr>>,
+}
+
+/// `--auth`: how callers authenticate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AuthMode {
+    /// No token: anyone may subscribe; publishing takes an API key if any is configured.
+    #[default]
+    None,
+    /// Signed JSON Web Tokens.
+    Jwt,
+}
+
+/// A secret from a flag, the environment or the file; its `Debug` never shows it.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Secret(String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
 }
 
 /// The same settings as read from a TOML file.
@@ -83,6 +165,18 @@ struct FileConfig {
     header_read_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde::option")]
     shutdown_grace: Option<Duration>,
+    cors_origins: Option<Vec<String>>,
+    auth: Option<AuthMode>,
+    jwt_secret: Option<Secret>,
+    jwt_public_key: Option<PathBuf>,
+    api_keys: Option<Vec<Secret>>,
+    max_connections_per_user: Option<usize>,
+    max_connections_per_address: Option<usize>,
+    max_connections: Option<usize>,
+    max_event_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde::option")]
+    body_read_timeout: Option<Duration>,
+    trusted_proxies: Option<Vec<IpAddr>>,
 }
 
 /// Everything `serve` needs, merged and checked.
@@ -90,8 +184,9 @@ struct FileConfig {
 pub(crate) struct ServeConfig {
     pub(crate) listen: SocketAddr,
     pub(crate) hub: HubConfig,
-    pub(crate) limits: HttpLimits,
+    pub(crate) http: HttpConfig,
     pub(crate) serve: ServeOptions,
+    pub(crate) cors_origins: Vec<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
@@ -116,6 +211,12 @@ impl ServeArgs {
         let history_defaults = HistoryConfig::default();
         let limit_defaults = HttpLimits::default();
         let serve_defaults = ServeOptions::default();
+        let auth = resolve_auth(
+            self.auth.or(file.auth).unwrap_or_default(),
+            self.jwt_secret.or(file.jwt_secret),
+            self.jwt_public_key.or(file.jwt_public_key),
+            self.api_keys.or(file.api_keys).unwrap_or_default(),
+        )?;
         let config = ServeConfig {
             listen: self
                 .listen
@@ -152,16 +253,43 @@ impl ServeArgs {
                     .client_linger
                     .or(file.client_linger)
                     .unwrap_or(hub_defaults.client_linger),
+                max_connections_per_user: self
+                    .max_connections_per_user
+                    .or(file.max_connections_per_user)
+                    .unwrap_or(hub_defaults.max_connections_per_user),
             },
-            limits: HttpLimits {
-                body_bytes_max: self
-                    .max_body_bytes
-                    .or(file.max_body_bytes)
-                    .unwrap_or(limit_defaults.body_bytes_max),
-                channels_per_connection_max: self
-                    .max_channels_per_connection
-                    .or(file.max_channels_per_connection)
-                    .unwrap_or(limit_defaults.channels_per_connection_max),
+            http: HttpConfig {
+                limits: HttpLimits {
+                    body_bytes_max: self
+                        .max_body_bytes
+                        .or(file.max_body_bytes)
+                        .unwrap_or(limit_defaults.body_bytes_max),
+                    channels_per_connection_max: self
+                        .max_channels_per_connection
+                        .or(file.max_channels_per_connection)
+                        .unwrap_or(limit_defaults.channels_per_connection_max),
+                    event_bytes_max: self
+                        .max_event_bytes
+                        .or(file.max_event_bytes)
+                        .unwrap_or(limit_defaults.event_bytes_max),
+                    body_read_timeout: self
+                        .body_read_timeout
+                        .or(file.body_read_timeout)
+                        .unwrap_or(limit_defaults.body_read_timeout),
+                    connections_max: self
+                        .max_connections
+                        .or(file.max_connections)
+                        .unwrap_or(limit_defaults.connections_max),
+                    connections_per_address_max: self
+                        .max_connections_per_address
+                        .or(file.max_connections_per_address)
+                        .unwrap_or(limit_defaults.connections_per_address_max),
+                },
+                auth,
+                trusted_proxies: self
+                    .trusted_proxies
+                    .or(file.trusted_proxies)
+                    .unwrap_or_default(),
             },
             serve: ServeOptions {
                 header_read_timeout: self
@@ -173,6 +301,7 @@ impl ServeArgs {
                     .or(file.shutdown_grace)
                     .unwrap_or(serve_defaults.shutdown_grace),
             },
+            cors_origins: self.cors_origins.or(file.cors_origins).unwrap_or_default(),
         };
         anyhow::ensure!(
             config.hub.queue_capacity > 0,
@@ -186,8 +315,73 @@ impl ServeArgs {
             !config.hub.retry_interval.is_zero(),
             "retry_interval must be more than 0"
         );
+        anyhow::ensure!(
+            !config.http.limits.body_read_timeout.is_zero(),
+            "body_read_timeout must be more than 0"
+        );
         Ok(config)
     }
+}
+
+/// The auth settings, checked: `jwt` takes exactly one key; `none` takes none.
+fn resolve_auth(
+    mode: AuthMode,
+    secret: Option<Secret>,
+    public_key: Option<PathBuf>,
+    api_keys: Vec<Secret>,
+) -> anyhow::Result<AuthConfig> {
+    let auth = match (mode, secret, public_key) {
+        (AuthMode::None, None, None) => AuthConfig::none(),
+        (AuthMode::None, _, _) => anyhow::bail!(
+            "a JWT secret or public key is set but auth is `none`: add --auth jwt (HERALD_AUTH=jwt)"
+        ),
+        (AuthMode::Jwt, Some(_), Some(_)) => {
+            anyhow::bail!("give either a JWT secret or a JWT public key, not both")
+        }
+        (AuthMode::Jwt, None, None) => anyhow::bail!(
+            "--auth jwt needs --jwt-secret (HERALD_JWT_SECRET) or --jwt-public-key (HERALD_JWT_PUBLIC_KEY)"
+        ),
+        (AuthMode::Jwt, Some(Secret(secret)), None) => {
+            AuthConfig::jwt_secret(secret.as_bytes()).context("the JWT secret")?
+        }
+        (AuthMode::Jwt, None, Some(path)) => {
+            let pem = std::fs::read(&path)
+                .with_context(|| format!("reading the JWT public key {}", path.display()))?;
+            AuthConfig::jwt_public_key_pem(&pem)
+                .with_context(|| format!("the JWT public key {}", path.display()))?
+        }
+    };
+    auth.with_api_keys(api_keys.iter().map(|Secret(key)| key.as_str()))
+        .context("the API keys")
+}
+
+/// File descriptors kept free for publishers, pollers and the listener when the stream limit is
+/// fitted to the open-file limit: a tenth of it, at most 512.
+const FILE_DESCRIPTORS_RESERVED_MAX: usize = 512;
+
+/// Lowers `connections_max` so streams cannot use up the process's open-file limit (the hub
+/// could then no longer accept a publisher's request). Returns the limit and the lowered value
+/// when it had to lower it.
+pub(crate) fn fit_to_open_file_limit(limits: &mut HttpLimits) -> Option<(usize, usize)> {
+    let open_files = open_file_limit()?;
+    let reserved = (open_files / 10).min(FILE_DESCRIPTORS_RESERVED_MAX);
+    let fitting = open_files.saturating_sub(reserved).max(1);
+    if limits.connections_max == 0 || limits.connections_max <= fitting {
+        return None;
+    }
+    limits.connections_max = fitting;
+    Some((open_files, fitting))
+}
+
+/// The soft open-file limit (`ulimit -n`), where the platform tells it.
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -214,6 +408,62 @@ mod tests {
         assert_eq!(config.hub.heartbeat_interval, Duration::from_secs(20));
         assert_eq!(config.hub.queue_capacity, 9);
         assert_eq!(config.hub.retry_interval, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn auth_settings_merge_like_the_others_and_are_checked() {
+        let dir = std::env::temp_dir().join(format!("herald-config-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("herald.toml");
+        std::fs::write(
+            &path,
+            "auth = \"jwt\"\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n\
+             max_connections_per_user = 3\nmax_event_bytes = 1000\n",
+        )
+        .expect("write config");
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            max_event_bytes: Some(2000),
+            api_keys: Some(vec![Secret("server-key-0123456789".into())]),
+            ..ServeArgs::default()
+        };
+        let config = args.resolve().expect("valid config");
+        assert!(config.http.auth.is_jwt());
+        assert!(config.http.auth.has_api_keys());
+        assert_eq!(config.hub.max_connections_per_user, 3);
+        assert_eq!(config.http.limits.event_bytes_max, 2000);
+        assert_eq!(config.http.limits.connections_per_address_max, 100);
+
+        let none_with_secret = ServeArgs {
+            config: Some(path),
+            auth: Some(AuthMode::None),
+            ..ServeArgs::default()
+        };
+        assert!(none_with_secret.resolve().is_err());
+        let jwt_without_key = ServeArgs {
+            auth: Some(AuthMode::Jwt),
+            ..ServeArgs::default()
+        };
+        assert!(jwt_without_key.resolve().is_err());
+        let short_secret = ServeArgs {
+            auth: Some(AuthMode::Jwt),
+            jwt_secret: Some(Secret("short".into())),
+            ..ServeArgs::default()
+        };
+        let err = short_secret.resolve().expect_err("too short");
+        assert!(
+            !format!("{err:#}").contains("short\""),
+            "the secret is not echoed: {err:#}"
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let args = ServeArgs {
+            jwt_secret: Some(Secret("do-not-print-me".into())),
+            ..ServeArgs::default()
+        };
+        assert!(!format!("{args:?}").contains("do-not-print-me"));
     }
 
     #[test]

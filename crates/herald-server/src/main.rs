@@ -3,7 +3,10 @@
 //! Only wiring lives here: parse flags, set up tracing, bind, and hand over to the `herald`
 //! library. Errors are reported with `anyhow` at this edge.
 
+mod cli_publish;
+mod cli_tail;
 mod config;
+mod cors;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -23,6 +26,10 @@ struct Cli {
 enum Command {
     /// Run the hub.
     Serve(Box<ServeArgs>),
+    /// Print a hub's events as they arrive (a channel name, or a stream URL).
+    Tail(cli_tail::TailArgs),
+    /// Publish one event to a channel.
+    Publish(cli_publish::PublishArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,22 +47,71 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(*args)),
+        Command::Tail(args) => runtime.block_on(cli_tail::run(args)),
+        Command::Publish(args) => runtime.block_on(cli_publish::run(args)),
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
+    raise_open_files_limit();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr().context("reading the bound address")?;
+    warn_when_exposed(&config);
+    let mut http = config.http;
+    if let Some((open_files, connections_max)) = config::fit_to_open_file_limit(&mut http.limits) {
+        tracing::warn!(
+            open_files,
+            connections_max,
+            "the stream limit is lowered to fit the open-file limit; raise `ulimit -n` for more"
+        );
+    }
     let hub = Hub::new(config.hub);
-    let router = herald::http::router(hub.clone(), config.limits);
+    let mut router = herald::http::router(hub.clone(), http);
+    if let Some(cors) = cors::layer(&config.cors_origins)? {
+        router = router.layer(cors);
+    }
     // Tests and scripts read this line to learn the port when listening on port 0.
     tracing::info!(addr = %local, "herald listening on http://{local}");
     herald::http::serve(listener, router, hub, config.serve, shutdown_signal()).await?;
     tracing::info!("herald stopped");
     Ok(())
+}
+
+/// Says loudly when anyone who reaches the port may subscribe (and maybe publish).
+fn warn_when_exposed(config: &config::ServeConfig) {
+    let auth = &config.http.auth;
+    if let Some(algorithm) = auth.algorithm() {
+        tracing::info!(algorithm, api_keys = auth.has_api_keys(), "auth: jwt");
+        return;
+    }
+    if config.listen.ip().is_loopback() {
+        return;
+    }
+    if auth.has_api_keys() {
+        tracing::warn!(
+            addr = %config.listen,
+            "auth is `none` on a non-loopback address: anyone who reaches it may subscribe to any \
+             channel; set --auth jwt"
+        );
+    } else {
+        tracing::warn!(
+            addr = %config.listen,
+            "auth is `none` on a non-loopback address: anyone who reaches it may subscribe, \
+             publish and administer; set --auth jwt and --api-keys"
+        );
+    }
+}
+
+/// Every stream holds a socket, so the soft limit on open files (often 1024) would cap
+/// connections long before memory does: raise it to the hard limit, as servers commonly do.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(err) => tracing::warn!(error = %err, "could not raise the open files limit"),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -41,6 +41,8 @@ pub(crate) enum EndReason {
     Replaced,
     /// Events this client needed left history before they could be replayed.
     HistoryGap,
+    /// Its user opened more connections than `HubConfig::max_connections_per_user`; the oldest goes.
+    UserLimit,
 }
 
 impl EndReason {
@@ -58,6 +60,9 @@ impl EndReason {
             EndReason::Replaced => "closed: another connection took this client id",
             EndReason::HistoryGap => {
                 "closed: history moved past this stream; reconnect with Last-Event-ID"
+            }
+            EndReason::UserLimit => {
+                "closed: this user opened a newer connection and has reached the per-user limit"
             }
         }
     }

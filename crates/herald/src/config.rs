@@ -20,6 +20,8 @@ pub const HISTORY_BYTES_MAX_DEFAULT: usize = 64 * 1024 * 1024;
 pub const HISTORY_AGE_MAX_DEFAULT: Duration = Duration::from_secs(3600);
 /// Default time a departed client's id still accepts events for its return: 5 minutes.
 pub const CLIENT_LINGER_DEFAULT: Duration = Duration::from_secs(300);
+/// Default most live connections of one user: 5 (a few browser tabs and a phone).
+pub const CONNECTIONS_PER_USER_MAX_DEFAULT: usize = 5;
 
 /// Everything that shapes a [`crate::Hub`]'s behaviour.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +46,10 @@ pub struct HubConfig {
     /// [`CLIENT_LINGER_DEFAULT`].
     #[serde(with = "humantime_serde")]
     pub client_linger: Duration,
+    /// Most live connections one user (`ClientOptions::user`) may hold. A new connection beyond it
+    /// closes that user's oldest, as a new browser tab would expect; 0 turns the limit off.
+    /// Connections without a user are not counted. Default [`CONNECTIONS_PER_USER_MAX_DEFAULT`].
+    pub max_connections_per_user: usize,
 }
 
 impl Default for HubConfig {
@@ -54,6 +60,7 @@ impl Default for HubConfig {
             queue_capacity: QUEUE_CAPACITY_DEFAULT,
             history: HistoryConfig::default(),
             client_linger: CLIENT_LINGER_DEFAULT,
+            max_connections_per_user: CONNECTIONS_PER_USER_MAX_DEFAULT,
         }
     }
 }

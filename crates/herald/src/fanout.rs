@@ -26,6 +26,8 @@ pub(crate) struct Fanout {
     entries: HashMap<u64, Entry>,
     key_by_id: HashMap<ClientId, u64>,
     by_channel: HashMap<ChannelName, HashMap<u64, Arc<ClientShared>>>,
+    /// Keys of each user's connections, oldest first: the per-user limit closes from the front.
+    by_user: HashMap<Arc<str>, Vec<u64>>,
 }
 
 impl Fanout {
@@ -47,6 +49,9 @@ impl Fanout {
                 .or_default()
                 .insert(key, client.clone());
         }
+        if let Some(user) = &client.user {
+            self.by_user.entry(user.clone()).or_default().push(key);
+        }
         self.entries.insert(key, Entry { client, channels });
         replaced.map(|entry| entry.client)
     }
@@ -64,7 +69,36 @@ impl Fanout {
         if drop_id && self.key_by_id.get(&entry.client.id) == Some(&key) {
             self.key_by_id.remove(&entry.client.id);
         }
+        if let Some(user) = &entry.client.user {
+            if let Some(keys) = self.by_user.get_mut(user) {
+                keys.retain(|k| *k != key);
+                if keys.is_empty() {
+                    self.by_user.remove(user);
+                }
+            }
+        }
         Some(entry)
+    }
+
+    /// Unregisters `user`'s oldest connections until fewer than `max` remain, so one more fits.
+    /// `spare` (the connection a new one is about to replace by client id) is neither counted nor
+    /// removed. Returns the removed entries, oldest first; the caller ends them.
+    pub(crate) fn evict_oldest_of_user(
+        &mut self,
+        user: &str,
+        max: usize,
+        spare: Option<u64>,
+    ) -> Vec<Entry> {
+        let Some(keys) = self.by_user.get(user) else {
+            return Vec::new();
+        };
+        let counted: Vec<u64> = keys.iter().copied().filter(|k| Some(*k) != spare).collect();
+        let excess = (counted.len() + 1).saturating_sub(max);
+        counted
+            .into_iter()
+            .take(excess)
+            .filter_map(|key| self.remove(key))
+            .collect()
     }
 
     fn detach(&mut self, channel: &ChannelName, key: u64) {
@@ -191,5 +225,44 @@ impl Fanout {
             .into_iter()
             .flat_map(|subscribers| subscribers.keys())
             .filter_map(|key| self.entries.get(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect(fanout: &mut Fanout, key: u64, user: &str) {
+        let id = ClientId::new(&format!("c{key}")).expect("valid id");
+        let client = Arc::new(ClientShared::new(key, id, Some(Arc::from(user)), None));
+        fanout.insert(client, Vec::new());
+    }
+
+    #[test]
+    fn a_user_at_the_limit_loses_its_oldest_connections_first() {
+        let mut fanout = Fanout::default();
+        for key in 1..=3 {
+            connect(&mut fanout, key, "ann");
+        }
+        connect(&mut fanout, 4, "bob");
+        let evicted = fanout.evict_oldest_of_user("ann", 2, None);
+        let keys: Vec<u64> = evicted.iter().map(|e| e.client.key).collect();
+        assert_eq!(keys, [1, 2]);
+        assert_eq!(fanout.len(), 2);
+        assert!(fanout.evict_oldest_of_user("bob", 2, None).is_empty());
+    }
+
+    #[test]
+    fn the_connection_about_to_be_replaced_is_not_counted() {
+        let mut fanout = Fanout::default();
+        connect(&mut fanout, 1, "ann");
+        connect(&mut fanout, 2, "ann");
+        assert!(fanout.evict_oldest_of_user("ann", 2, Some(1)).is_empty());
+        fanout.remove(1);
+        fanout.remove(2);
+        assert!(
+            fanout.by_user.is_empty(),
+            "a user's entry goes with its last connection"
+        );
     }
 }

@@ -421,6 +421,16 @@ impl Hub {
             return Err(ConnectError::ChannelClosed(channel));
         }
         let head = state.history.head_seq();
+        let per_user_max = self.shared.config.max_connections_per_user;
+        if let Some(user) = client.user.as_deref().filter(|_| per_user_max > 0) {
+            let spare = state.fanout.key_of(&client_id);
+            for evicted in state.fanout.evict_oldest_of_user(user, per_user_max, spare) {
+                evicted.client.end(EndReason::UserLimit, false);
+                state
+                    .departed
+                    .insert(evicted.client.id.clone(), Instant::now());
+            }
+        }
         if let Some(replaced) = state.fanout.insert(client.clone(), channels.clone()) {
             replaced.end(EndReason::Replaced, false);
         }

@@ -1,15 +1,16 @@
 //! The one error type every HTTP handler returns, mapped to a status and a stable code in one place.
 //!
-//! Owns the JSON error shape `{"error": {"code", "message"}}`. Bad client input is answered, not
-//! logged as an error. It never decides policy; handlers and the hub do.
+//! Owns the JSON error shape `{"error": {"code", "message"}}` (plus `"channels"` when a 403 names the
+//! refused channels). Bad client input is answered, not logged as an error. It never decides
+//! policy; handlers, the auth rules and the hub do.
 
 use crate::{
-    channel::ChannelNameError,
+    channel::{ChannelName, ChannelNameError},
     event::FieldError,
     hub::{PublishError, SubscriptionError},
 };
 use axum::{
-    http::StatusCode,
+    http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -20,6 +21,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// The channels a 403 refused; empty otherwise.
+    channels: Vec<ChannelName>,
 }
 
 impl ApiError {
@@ -29,6 +32,22 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            channels: Vec::new(),
+        }
+    }
+
+    /// 401 `unauthorized`: a credential is missing, malformed, expired or not valid. The message
+    /// says which, never echoing the credential.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403 `forbidden`: the credential is valid but does not allow this; `channels` names the
+    /// refused channels, if channels were the reason.
+    pub fn forbidden(message: impl Into<String>, channels: Vec<ChannelName>) -> Self {
+        Self {
+            channels,
+            ..Self::new(StatusCode::FORBIDDEN, "forbidden", message)
         }
     }
 
@@ -56,12 +75,27 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    /// The channels a 403 refused.
+    pub fn channels(&self) -> &[ChannelName] {
+        &self.channels
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut error = serde_json::json!({"code": self.code, "message": self.message});
+        if !self.channels.is_empty() {
+            error["channels"] = serde_json::json!(self.channels);
+        }
+        let mut response =
+            (self.status, Json(serde_json::json!({ "error": error }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 

@@ -1,30 +1,58 @@
 //! Request extractors that answer bad input with [`ApiError`] instead of axum's plain-text rejections.
 //!
-//! Owns body parsing (`JsonBody`), path parameters (`ApiPath`) and repeated query parameters
-//! (`QueryParams`). It never validates domain rules such as channel names; handlers do.
+//! Owns body parsing (`JsonBody`, read whole within a deadline), path parameters (`ApiPath`) and
+//! repeated query parameters (`QueryParams`). It never validates domain rules such as channel
+//! names; handlers do.
 
 use super::error::ApiError;
 use axum::{
     body::Bytes,
-    extract::{rejection::BytesRejection, FromRequest, FromRequestParts, Path, Request},
+    extract::{rejection::BytesRejection, FromRef, FromRequest, FromRequestParts, Path, Request},
     http::{request::Parts, StatusCode},
 };
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 
 /// Most query parameters one request may carry.
 pub const QUERY_PARAMS_MAX: usize = 256;
 
-/// A JSON body; a missing, oversized or malformed body is a JSON error answer.
+/// The most time a request body may take to arrive, from the handler's first read to its last
+/// byte: a client that sends its body slowly (Slowloris) is answered `408 body_timeout` and cut.
+/// Event streams read no body, so it never applies to them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BodyReadTimeout(pub Duration);
+
+/// Reads the whole body within the state's [`BodyReadTimeout`].
+async fn read_body<S>(req: Request, state: &S) -> Result<Bytes, ApiError>
+where
+    S: Send + Sync,
+    BodyReadTimeout: FromRef<S>,
+{
+    let BodyReadTimeout(deadline) = BodyReadTimeout::from_ref(state);
+    match tokio::time::timeout(deadline, Bytes::from_request(req, state)).await {
+        Ok(read) => read.map_err(body_rejection),
+        Err(_elapsed) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the body did not arrive within {deadline:?}"),
+        )),
+    }
+}
+
+/// A JSON body; a missing, oversized, slow or malformed body is a JSON error answer.
 #[derive(Debug)]
 pub(super) struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+    BodyReadTimeout: FromRef<S>,
+{
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_rejection)?;
+        let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -33,13 +61,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 #[derive(Debug)]
 pub(super) struct OptionalJsonBody<T>(pub Option<T>);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T> {
+impl<S, T> FromRequest<S> for OptionalJsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+    BodyReadTimeout: FromRef<S>,
+{
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_rejection)?;
+        let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));
         }

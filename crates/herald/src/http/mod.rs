@@ -1,13 +1,24 @@
 //! The HTTP face of the hub (feature `axum`): routes, error answers, extractors, and the server loop.
 //!
-//! Owns nothing but the translation between HTTP and [`crate::Hub`] calls.
+//! Owns the translation between HTTP and [`crate::Hub`] calls, and what guards it: who may call
+//! what ([`AuthConfig`]) and how much ([`HttpLimits`]). See `docs/security.md`.
 
+mod admission;
+mod auth;
 mod error;
 mod extract;
 mod routes;
 mod serve;
 
+pub use admission::{CONNECTIONS_MAX_DEFAULT, CONNECTIONS_PER_ADDRESS_MAX_DEFAULT};
+pub use auth::{
+    AuthConfig, AuthConfigError, API_KEY_LEN_MIN, JWT_LEEWAY, JWT_SECRET_LEN_MIN, TOKEN_COOKIE,
+    TOKEN_QUERY_PARAM,
+};
 pub use error::ApiError;
 pub use extract::QUERY_PARAMS_MAX;
-pub use routes::{router, HttpLimits, BODY_BYTES_MAX_DEFAULT, CHANNELS_PER_CONNECTION_MAX_DEFAULT};
+pub use routes::{
+    router, HttpConfig, HttpLimits, BODY_BYTES_MAX_DEFAULT, BODY_READ_TIMEOUT_DEFAULT,
+    CHANNELS_PER_CONNECTION_MAX_DEFAULT, EVENT_BYTES_MAX_DEFAULT,
+};
 pub use serve::{serve, ServeOptions, HEADER_READ_TIMEOUT_DEFAULT, SHUTDOWN_GRACE_DEFAULT};

@@ -1,11 +1,15 @@
 //! The HTTP API, version 1: thin handlers that validate input and call the [`Hub`].
 //!
-//! Owns the URL layout, request and response shapes, and the SSE response headers. It never keeps
-//! state of its own and never holds a connection's queue; see `docs/api.md` for the reference.
+//! Owns the URL layout, request and response shapes, the SSE response headers, and which right each
+//! endpoint asks of its caller (see `auth`). It keeps no state of its own beyond the stream counts
+//! of `admission`, and never holds a connection's queue; see `docs/api.md` for the reference and
+//! `docs/security.md` for the rights and limits.
 
 use super::{
+    admission::{Admission, CONNECTIONS_MAX_DEFAULT, CONNECTIONS_PER_ADDRESS_MAX_DEFAULT},
+    auth::{AuthConfig, Caller, Publisher, Subscriber},
     error::ApiError,
-    extract::{ApiPath, JsonBody, OptionalJsonBody, PeerAddr, QueryParams},
+    extract::{ApiPath, BodyReadTimeout, JsonBody, OptionalJsonBody, PeerAddr, QueryParams},
 };
 use crate::{
     channel::ChannelName,
@@ -16,7 +20,7 @@ use crate::{
 };
 use axum::{
     body::Body,
-    extract::{DefaultBodyLimit, State},
+    extract::{DefaultBodyLimit, FromRef, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::{delete, get, post},
@@ -24,22 +28,42 @@ use axum::{
 };
 use futures_util::StreamExt;
 use serde::Deserialize;
-use std::convert::Infallible;
+use std::{convert::Infallible, net::IpAddr, sync::Arc, time::Duration};
 
 /// Default largest request body: 1 MiB.
 pub const BODY_BYTES_MAX_DEFAULT: usize = 1024 * 1024;
 /// Default most channels one stream may subscribe to.
 pub const CHANNELS_PER_CONNECTION_MAX_DEFAULT: usize = 50;
+/// Default largest event payload (the `data` as it goes on the wire): 64 KiB.
+pub const EVENT_BYTES_MAX_DEFAULT: usize = 64 * 1024;
+/// Default time a request body has to arrive in full: 10 s.
+pub const BODY_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// Default number of events a poll returns.
 const POLL_LIMIT_DEFAULT: usize = 100;
 
 /// Limits the HTTP layer enforces before the hub sees a request.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
-    /// Largest request body in bytes; larger is `413 payload_too_large`.
+    /// Largest request body in bytes; larger is `413 payload_too_large`. Default
+    /// [`BODY_BYTES_MAX_DEFAULT`].
     pub body_bytes_max: usize,
-    /// Most channels one stream may ask for; more is `400 too_many_channels`.
+    /// Most channels one stream or poll may ask for; more is `400 too_many_channels`. Default
+    /// [`CHANNELS_PER_CONNECTION_MAX_DEFAULT`].
     pub channels_per_connection_max: usize,
+    /// Largest event payload in bytes (its `data` as sent); larger is `413 event_too_large`, so
+    /// one publish cannot fill every subscriber's queue and history. Default
+    /// [`EVENT_BYTES_MAX_DEFAULT`].
+    pub event_bytes_max: usize,
+    /// Time a request body has to arrive in full; slower is `408 body_timeout`. Never applies to
+    /// event streams. Default [`BODY_READ_TIMEOUT_DEFAULT`].
+    pub body_read_timeout: Duration,
+    /// Most event streams open at once; more is `503 at_capacity`. 0 is no limit. Default
+    /// [`CONNECTIONS_MAX_DEFAULT`].
+    pub connections_max: usize,
+    /// Most event streams one client address holds (an IPv6 /64 counts as one address; loopback
+    /// is not counted); more is `429 too_many_connections`. 0 is no limit. Default
+    /// [`CONNECTIONS_PER_ADDRESS_MAX_DEFAULT`].
+    pub connections_per_address_max: usize,
 }
 
 impl Default for HttpLimits {
@@ -47,6 +71,32 @@ impl Default for HttpLimits {
         Self {
             body_bytes_max: BODY_BYTES_MAX_DEFAULT,
             channels_per_connection_max: CHANNELS_PER_CONNECTION_MAX_DEFAULT,
+            event_bytes_max: EVENT_BYTES_MAX_DEFAULT,
+            body_read_timeout: BODY_READ_TIMEOUT_DEFAULT,
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            connections_per_address_max: CONNECTIONS_PER_ADDRESS_MAX_DEFAULT,
+        }
+    }
+}
+
+/// Everything [`router`] needs besides the hub. Default: default limits, `none` auth, no trusted
+/// proxy.
+#[derive(Debug, Clone, Default)]
+pub struct HttpConfig {
+    /// Request and connection limits.
+    pub limits: HttpLimits,
+    /// How callers authenticate and what each may do.
+    pub auth: AuthConfig,
+    /// Peers (reverse proxies) whose `X-Forwarded-For` names the client for the per-address
+    /// limit. Default: none, so the peer's own address counts.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl From<HttpLimits> for HttpConfig {
+    fn from(limits: HttpLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
         }
     }
 }
@@ -55,11 +105,37 @@ impl Default for HttpLimits {
 struct Api {
     hub: Hub,
     limits: HttpLimits,
+    auth: AuthConfig,
+    admission: Arc<Admission>,
+}
+
+impl FromRef<Api> for AuthConfig {
+    fn from_ref(api: &Api) -> Self {
+        api.auth.clone()
+    }
+}
+
+impl FromRef<Api> for BodyReadTimeout {
+    fn from_ref(api: &Api) -> Self {
+        BodyReadTimeout(api.limits.body_read_timeout)
+    }
 }
 
 /// The API's routes over `hub`, ready to serve or to nest into an application's router.
-pub fn router(hub: Hub, limits: HttpLimits) -> Router {
+///
+/// Takes an [`HttpConfig`], or just [`HttpLimits`] for `none` auth.
+pub fn router(hub: Hub, config: impl Into<HttpConfig>) -> Router {
+    let HttpConfig {
+        limits,
+        auth,
+        trusted_proxies,
+    } = config.into();
     let body_limit = limits.body_bytes_max;
+    let admission = Arc::new(Admission::new(
+        limits.connections_max,
+        limits.connections_per_address_max,
+        trusted_proxies,
+    ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/stream", get(stream_channels))
@@ -94,7 +170,12 @@ pub fn router(hub: Hub, limits: HttpLimits) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(Api { hub, limits })
+        .with_state(Api {
+            hub,
+            limits,
+            auth,
+            admission,
+        })
 }
 
 async fn healthz(State(api): State<Api>) -> Response {
@@ -114,23 +195,25 @@ async fn healthz(State(api): State<Api>) -> Response {
 
 async fn stream_channel(
     State(api): State<Api>,
+    Subscriber(caller): Subscriber,
     ApiPath(channel): ApiPath<String>,
     query: QueryParams,
     headers: HeaderMap,
     peer: PeerAddr,
 ) -> Result<Response, ApiError> {
     let channel = ChannelName::new(&channel)?;
-    open_stream(&api, vec![channel], &query, &headers, peer)
+    open_stream(&api, &caller, vec![channel], &query, &headers, peer)
 }
 
 async fn stream_channels(
     State(api): State<Api>,
+    Subscriber(caller): Subscriber,
     query: QueryParams,
     headers: HeaderMap,
     peer: PeerAddr,
 ) -> Result<Response, ApiError> {
     let channels = channels_from_query(&query)?;
-    open_stream(&api, channels, &query, &headers, peer)
+    open_stream(&api, &caller, channels, &query, &headers, peer)
 }
 
 fn channels_from_query(query: &QueryParams) -> Result<Vec<ChannelName>, ApiError> {
@@ -142,21 +225,14 @@ fn channels_from_query(query: &QueryParams) -> Result<Vec<ChannelName>, ApiError
 
 fn open_stream(
     api: &Api,
+    caller: &Caller,
     channels: Vec<ChannelName>,
     query: &QueryParams,
     headers: &HeaderMap,
     peer: PeerAddr,
 ) -> Result<Response, ApiError> {
-    if channels.len() > api.limits.channels_per_connection_max {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "too_many_channels",
-            format!(
-                "a stream may subscribe to at most {} channels",
-                api.limits.channels_per_connection_max
-            ),
-        ));
-    }
+    check_channel_count(api, &channels)?;
+    caller.check_subscribe(&channels)?;
     // The header is what EventSource sends on reconnect, so it wins over the URL's initial value.
     let last_event_id = match headers.get("last-event-id") {
         Some(value) => Some(
@@ -169,15 +245,23 @@ fn open_stream(
     }
     .filter(|id| !id.is_empty());
     let client_id = query.last("clientId").map(ClientId::new).transpose()?;
+    let slot = api.admission.admit(peer.0, headers)?;
     let options = ClientOptions {
         client_id,
-        user: None,
+        user: caller.user().map(str::to_owned),
         channels,
         last_event_id,
         remote_addr: peer.0,
     };
     match api.hub.add_client(options) {
-        Ok(stream) => Ok(sse_response(stream)),
+        Ok(stream) => {
+            // The stream's slot is held by its body and freed when the response ends.
+            let stream = stream.map(move |chunk| {
+                let _slot = &slot;
+                chunk
+            });
+            Ok(sse_response(stream))
+        }
         Err(ConnectError::ChannelClosed(_)) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(err @ ConnectError::ShuttingDown) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -187,8 +271,22 @@ fn open_stream(
     }
 }
 
+fn check_channel_count(api: &Api, channels: &[ChannelName]) -> Result<(), ApiError> {
+    let max = api.limits.channels_per_connection_max;
+    if channels.len() > max {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "too_many_channels",
+            format!("a stream or poll may name at most {max} channels"),
+        ));
+    }
+    Ok(())
+}
+
 /// Wraps a connection's byte stream in a `text/event-stream` response.
-pub(crate) fn sse_response(stream: crate::ClientStream) -> Response {
+pub(crate) fn sse_response(
+    stream: impl futures_util::Stream<Item = bytes::Bytes> + Send + 'static,
+) -> Response {
     let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
     let mut response = Response::new(body);
     let headers = response.headers_mut();
@@ -215,12 +313,25 @@ struct PublishBody {
 }
 
 impl PublishBody {
-    fn into_event(self) -> NewEvent {
-        NewEvent {
-            event: self.event,
-            data: EventData::from_json(self.data),
-            id: self.id,
+    /// The event, checked against the payload size limit.
+    fn into_event(self, limits: &HttpLimits) -> Result<NewEvent, ApiError> {
+        let data = EventData::from_json(self.data);
+        if data.as_str().len() > limits.event_bytes_max {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "event_too_large",
+                format!(
+                    "the event's data is {} bytes; the limit is {}",
+                    data.as_str().len(),
+                    limits.event_bytes_max
+                ),
+            ));
         }
+        Ok(NewEvent {
+            event: self.event,
+            data,
+            id: self.id,
+        })
     }
 
     fn refuse_channels(&self) -> Result<(), ApiError> {
@@ -235,16 +346,19 @@ impl PublishBody {
 
 async fn publish_to_channel(
     State(api): State<Api>,
+    Publisher(caller): Publisher,
     ApiPath(channel): ApiPath<String>,
     JsonBody(body): JsonBody<PublishBody>,
 ) -> Result<Response, ApiError> {
     let channel = ChannelName::new(&channel)?;
+    caller.check_publish(std::slice::from_ref(&channel))?;
     body.refuse_channels()?;
     publish(&api, Target::Channels(vec![channel]), body)
 }
 
 async fn publish_to_channels(
     State(api): State<Api>,
+    Publisher(caller): Publisher,
     JsonBody(mut body): JsonBody<PublishBody>,
 ) -> Result<Response, ApiError> {
     let names = body
@@ -255,54 +369,65 @@ async fn publish_to_channels(
         .iter()
         .map(|c| ChannelName::new(c))
         .collect::<Result<Vec<_>, _>>()?;
+    caller.check_publish(&channels)?;
     publish(&api, Target::Channels(channels), body)
 }
 
 async fn publish_to_all(
     State(api): State<Api>,
+    Publisher(caller): Publisher,
     JsonBody(body): JsonBody<PublishBody>,
 ) -> Result<Response, ApiError> {
+    caller.check_publish_anywhere()?;
     body.refuse_channels()?;
     publish(&api, Target::All, body)
 }
 
 async fn publish_to_user(
     State(api): State<Api>,
+    Publisher(caller): Publisher,
     ApiPath(user): ApiPath<String>,
     JsonBody(body): JsonBody<PublishBody>,
 ) -> Result<Response, ApiError> {
     let channel = ChannelName::for_user(&user)?;
+    caller.check_publish(std::slice::from_ref(&channel))?;
     body.refuse_channels()?;
     publish(&api, Target::Channels(vec![channel]), body)
 }
 
 async fn publish_to_client(
     State(api): State<Api>,
+    Publisher(caller): Publisher,
     ApiPath(client): ApiPath<String>,
     JsonBody(body): JsonBody<PublishBody>,
 ) -> Result<Response, ApiError> {
     let client = ClientId::new(&client)?;
+    caller.check_publish_anywhere()?;
     body.refuse_channels()?;
     publish(&api, Target::Client(client), body)
 }
 
 fn publish(api: &Api, target: Target, body: PublishBody) -> Result<Response, ApiError> {
-    let published = api.hub.publish(target, body.into_event())?;
+    let published = api.hub.publish(target, body.into_event(&api.limits)?)?;
     Ok(Json(published).into_response())
 }
 
 async fn close_channel(
     State(api): State<Api>,
+    Publisher(caller): Publisher,
     ApiPath(channel): ApiPath<String>,
     OptionalJsonBody(body): OptionalJsonBody<PublishBody>,
 ) -> Result<Response, ApiError> {
     let channel = ChannelName::new(&channel)?;
-    if let Some(body) = &body {
-        body.refuse_channels()?;
-    }
-    let published = api
-        .hub
-        .close_channel(channel, body.map(PublishBody::into_event))?;
+    caller.check_publish(std::slice::from_ref(&channel))?;
+    let final_event = match body {
+        Some(body) => {
+            body.refuse_channels()?;
+            Some(body.into_event(&api.limits)?)
+        }
+        None => None,
+    };
+    let published = api.hub.close_channel(channel, final_event)?;
     Ok(Json(published).into_response())
 }
 
@@ -310,29 +435,34 @@ async fn close_channel(
 
 async fn poll_channel(
     State(api): State<Api>,
+    Subscriber(caller): Subscriber,
     ApiPath(channel): ApiPath<String>,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
     let channel = ChannelName::new(&channel)?;
-    poll(&api, &[channel], &query)
+    poll(&api, &caller, &[channel], &query)
 }
 
-async fn poll_channels(State(api): State<Api>, query: QueryParams) -> Result<Response, ApiError> {
+async fn poll_channels(
+    State(api): State<Api>,
+    Subscriber(caller): Subscriber,
+    query: QueryParams,
+) -> Result<Response, ApiError> {
     let channels = channels_from_query(&query)?;
     if channels.is_empty() {
         return Err(ApiError::invalid_query("give at least one `channel`"));
     }
-    poll(&api, &channels, &query)
+    poll(&api, &caller, &channels, &query)
 }
 
-fn poll(api: &Api, channels: &[ChannelName], query: &QueryParams) -> Result<Response, ApiError> {
-    if channels.len() > api.limits.channels_per_connection_max {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "too_many_channels",
-            "too many channels",
-        ));
-    }
+fn poll(
+    api: &Api,
+    caller: &Caller,
+    channels: &[ChannelName],
+    query: &QueryParams,
+) -> Result<Response, ApiError> {
+    check_channel_count(api, channels)?;
+    caller.check_subscribe(channels)?;
     let limit = match query.last("limit") {
         None => POLL_LIMIT_DEFAULT,
         Some(text) => text
@@ -355,7 +485,12 @@ fn poll(api: &Api, channels: &[ChannelName], query: &QueryParams) -> Result<Resp
 
 // ---- admin ---------------------------------------------------------------------------------
 
-async fn list_clients(State(api): State<Api>, query: QueryParams) -> Result<Response, ApiError> {
+async fn list_clients(
+    State(api): State<Api>,
+    Publisher(caller): Publisher,
+    query: QueryParams,
+) -> Result<Response, ApiError> {
+    caller.check_admin()?;
     let clients = match query.last("channel") {
         Some(channel) => api.hub.clients_by_channel(&ChannelName::new(channel)?),
         None => api.hub.clients(),
@@ -365,8 +500,10 @@ async fn list_clients(State(api): State<Api>, query: QueryParams) -> Result<Resp
 
 async fn get_client(
     State(api): State<Api>,
+    Publisher(caller): Publisher,
     ApiPath(client): ApiPath<String>,
 ) -> Result<Response, ApiError> {
+    caller.check_admin()?;
     let id = ClientId::new(&client)?;
     match api.hub.get_client(&id) {
         Some(info) => Ok(Json(info).into_response()),
@@ -376,8 +513,10 @@ async fn get_client(
 
 async fn remove_client(
     State(api): State<Api>,
+    Publisher(caller): Publisher,
     ApiPath(client): ApiPath<String>,
 ) -> Result<Response, ApiError> {
+    caller.check_admin()?;
     let id = ClientId::new(&client)?;
     if api.hub.remove_client(&id) {
         Ok(StatusCode::NO_CONTENT.into_response())
@@ -402,9 +541,11 @@ struct SubscribeBody {
 
 async fn subscribe(
     State(api): State<Api>,
+    Publisher(caller): Publisher,
     ApiPath(client): ApiPath<String>,
     JsonBody(body): JsonBody<SubscribeBody>,
 ) -> Result<Response, ApiError> {
+    caller.check_admin()?;
     let id = ClientId::new(&client)?;
     let channel = ChannelName::new(&body.channel)?;
     api.hub.subscribe(&id, channel)?;
@@ -413,8 +554,10 @@ async fn subscribe(
 
 async fn unsubscribe(
     State(api): State<Api>,
+    Publisher(caller): Publisher,
     ApiPath((client, channel)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
+    caller.check_admin()?;
     let id = ClientId::new(&client)?;
     let channel = ChannelName::new(&channel)?;
     api.hub.unsubscribe(&id, &channel)?;
@@ -428,10 +571,15 @@ fn client_answer(api: &Api, id: &ClientId) -> Result<Response, ApiError> {
         .ok_or_else(|| client_not_found(id))
 }
 
-async fn list_channels(State(api): State<Api>) -> Response {
-    Json(serde_json::json!({"channels": api.hub.channels()})).into_response()
+async fn list_channels(
+    State(api): State<Api>,
+    Publisher(caller): Publisher,
+) -> Result<Response, ApiError> {
+    caller.check_admin()?;
+    Ok(Json(serde_json::json!({"channels": api.hub.channels()})).into_response())
 }
 
-async fn stats(State(api): State<Api>) -> Response {
-    Json(api.hub.stats()).into_response()
+async fn stats(State(api): State<Api>, Publisher(caller): Publisher) -> Result<Response, ApiError> {
+    caller.check_admin()?;
+    Ok(Json(api.hub.stats()).into_response())
 }

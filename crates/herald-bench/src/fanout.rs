@@ -1,0 +1,587 @@
+//! `fanout`: N subscribers on one channel, M events published at a steady rate.
+//!
+//! Measures deliveries per second, publish-to-receive latency, the hub's CPU time per delivered
+//! event and its resident memory per connection, and checks that every subscriber got every
+//! event. Each event's data is `"<seq> <ns since the run's epoch>"` (padded with `x` to
+//! `--payload-bytes`), stamped just before its request is written, so latency includes the
+//! publish request's trip through the hub's HTTP layer. Publishing is pipelined on one keep-alive
+//! connection, so the publish rate does not depend on the hub's answer time.
+
+use crate::{
+    api,
+    http::{self, ResponseReader},
+    hub::HubProcess,
+    report::Report,
+    subscriber::Subscriber,
+    swarm,
+};
+use anyhow::Context;
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+use tokio::{io::AsyncWriteExt, net::TcpStream, sync::watch};
+
+/// Time the hub gets to settle after start-up before its baseline memory is read.
+const SETTLE: Duration = Duration::from_millis(500);
+/// Time the hub gets to register every stream in its stats.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Flags of `herald-bench fanout`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct FanoutArgs {
+    /// Streams open on the channel.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Events published.
+    #[arg(long, default_value_t = 200)]
+    events: u64,
+    /// Events published per second.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Length of each event's data text; never less than the sequence number and timestamp it
+    /// carries (about 20 bytes) [default: just those].
+    #[arg(long, default_value_t = 0)]
+    payload_bytes: usize,
+    /// The channel used.
+    #[arg(long, default_value = "bench")]
+    channel: String,
+    /// Stream handshakes in flight at once.
+    #[arg(long, default_value_t = swarm::CONNECT_CONCURRENCY_DEFAULT)]
+    connect_concurrency: usize,
+    /// Seconds to wait after the last publish for the last deliveries.
+    #[arg(long, default_value_t = 10)]
+    drain_timeout_secs: u64,
+}
+
+impl FanoutArgs {
+    /// Streams this run opens.
+    pub(crate) fn subscribers(&self) -> usize {
+        self.subscribers
+    }
+}
+
+/// What one subscriber received.
+#[derive(Debug)]
+struct Tally {
+    /// Bit `seq` is set once event `seq` arrived.
+    seen: Vec<u64>,
+    distinct: u64,
+    duplicates: u64,
+    /// `data:` lines that are not one of this run's events.
+    foreign: u64,
+    latencies_ns: Vec<u64>,
+    last_received_ns: u64,
+    /// Why the stream stopped before every event arrived.
+    end: Option<String>,
+}
+
+impl Tally {
+    fn new(events: u64) -> Self {
+        Self {
+            seen: vec![0; events.div_ceil(64) as usize],
+            distinct: 0,
+            duplicates: 0,
+            foreign: 0,
+            latencies_ns: Vec::with_capacity(events as usize),
+            last_received_ns: 0,
+            end: None,
+        }
+    }
+
+    fn record_line(&mut self, line: &[u8], received_ns: u64, events: u64) {
+        if let Some(data) = line.strip_prefix(b"data: ") {
+            let Some((seq, sent_ns)) = parse_data(data).filter(|(seq, _)| *seq < events) else {
+                self.foreign += 1;
+                return;
+            };
+            let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
+            if self.seen[word] & bit != 0 {
+                self.duplicates += 1;
+                return;
+            }
+            self.seen[word] |= bit;
+            self.distinct += 1;
+            self.latencies_ns.push(received_ns.saturating_sub(sent_ns));
+            self.last_received_ns = received_ns;
+        } else if line.starts_with(b": closed") {
+            self.end = Some(String::from_utf8_lossy(&line[2..]).into_owned());
+        }
+    }
+}
+
+/// Parses `"<seq> <sent_ns>[ padding]"`.
+fn parse_data(data: &[u8]) -> Option<(u64, u64)> {
+    let mut fields = data.split(|&b| b == b' ');
+    let mut number = || -> Option<u64> { std::str::from_utf8(fields.next()?).ok()?.parse().ok() };
+    Some((number()?, number()?))
+}
+
+/// The data text of event `seq`, stamped `sent_ns` and padded to `len` bytes.
+fn data_text(seq: u64, sent_ns: u64, len: usize) -> String {
+    let mut text = format!("{seq} {sent_ns}");
+    if text.len() + 1 < len {
+        text.push(' ');
+        let pad = len - text.len();
+        text.push_str(&"x".repeat(pad));
+    }
+    text
+}
+
+/// Reads one stream until every event arrived, the stream ended, or `stop_rx` fires.
+async fn receive(
+    mut subscriber: Subscriber,
+    events: u64,
+    epoch: Instant,
+    mut stop_rx: watch::Receiver<bool>,
+) -> Tally {
+    let mut tally = Tally::new(events);
+    while tally.distinct < events {
+        let read = tokio::select! {
+            read = subscriber.read() => read,
+            _ = stop_rx.changed() => {
+                tally.end.get_or_insert_with(|| "still waiting at the drain deadline".into());
+                break;
+            }
+        };
+        match read {
+            Ok(true) => {}
+            Ok(false) => {
+                tally.end.get_or_insert_with(|| "ended by the hub".into());
+                break;
+            }
+            Err(err) => {
+                tally.end = Some(format!("read failed: {err}"));
+                break;
+            }
+        }
+        let received_ns = epoch.elapsed().as_nanos() as u64;
+        let drained =
+            subscriber.drain_lines(&mut |line| tally.record_line(line, received_ns, events));
+        if let Err(err) = drained {
+            tally.end = Some(format!("bad framing: {err}"));
+            break;
+        }
+    }
+    tally
+}
+
+/// What the publisher saw.
+#[derive(Debug, Default)]
+struct Published {
+    first_sent_ns: u64,
+    last_sent_ns: u64,
+    /// Answers that were not 2xx.
+    failures: u64,
+    /// 2xx answers whose `recipients` differed from the number of subscribers.
+    recipient_mismatches: u64,
+    /// The first unexpected answer, verbatim.
+    first_problem: Option<String>,
+}
+
+/// Publishes `events` events at `rate` per second on one pipelined keep-alive connection.
+async fn publish(addr: SocketAddr, args: &FanoutArgs, epoch: Instant) -> anyhow::Result<Published> {
+    let socket = TcpStream::connect(addr)
+        .await
+        .context("connecting the publisher")?;
+    socket.set_nodelay(true)?;
+    let (read_half, mut write_half) = socket.into_split();
+    let events = args.events;
+    let subscribers = args.subscribers as u64;
+    let answers = tokio::spawn(async move {
+        let mut reader = ResponseReader::new(read_half);
+        let mut published = Published::default();
+        for _ in 0..events {
+            let (status, body) = reader.read_response().await?;
+            let recipients = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|answer| answer.get("recipients")?.as_u64());
+            let is_failure = !(200..300).contains(&status);
+            if is_failure {
+                published.failures += 1;
+            } else if recipients != Some(subscribers) {
+                published.recipient_mismatches += 1;
+            }
+            if (is_failure || recipients != Some(subscribers)) && published.first_problem.is_none()
+            {
+                published.first_problem =
+                    Some(format!("{status} {}", String::from_utf8_lossy(&body)));
+            }
+        }
+        anyhow::Ok(published)
+    });
+
+    let path = api::publish_path(&args.channel);
+    let interval = Duration::from_secs_f64(1.0 / args.rate);
+    let start = tokio::time::Instant::now();
+    let (mut first_sent_ns, mut last_sent_ns) = (0, 0);
+    for seq in 0..events {
+        let due = start + interval.mul_f64(seq as f64);
+        if due > tokio::time::Instant::now() {
+            tokio::time::sleep_until(due).await;
+        }
+        let sent_ns = epoch.elapsed().as_nanos() as u64;
+        if seq == 0 {
+            first_sent_ns = sent_ns;
+        }
+        last_sent_ns = sent_ns;
+        let body = serde_json::json!({ "data": data_text(seq, sent_ns, args.payload_bytes) });
+        let request = http::post_json_request(&path, body.to_string().as_bytes());
+        write_half
+            .write_all(&request)
+            .await
+            .context("writing a publish request")?;
+    }
+    let mut published = answers
+        .await
+        .context("the publish answer reader panicked")?
+        .context("reading publish answers")?;
+    published.first_sent_ns = first_sent_ns;
+    published.last_sent_ns = last_sent_ns;
+    Ok(published)
+}
+
+/// The `q` quantile of sorted `values` (nearest rank).
+fn quantile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ns_to_ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+/// Runs the fan-out benchmark against `hub`.
+///
+/// # Errors
+/// When the hub cannot be reached, a stream fails to open, or the hub dies.
+pub(crate) async fn run(hub: &mut HubProcess, args: &FanoutArgs) -> anyhow::Result<Report> {
+    anyhow::ensure!(args.rate > 0.0, "--rate must be positive");
+    anyhow::ensure!(args.events > 0, "--events must be positive");
+    let addr = hub.addr();
+    let epoch = Instant::now();
+    api::stats(addr).await?;
+    tokio::time::sleep(SETTLE).await;
+    let baseline = hub.memory()?;
+
+    eprintln!("connecting {} subscribers…", args.subscribers);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let events = args.events;
+    let (tasks, connect_time) = swarm::spawn(
+        addr,
+        &api::stream_path(&args.channel),
+        args.subscribers,
+        args.connect_concurrency,
+        move |subscriber| receive(subscriber, events, epoch, stop_rx.clone()),
+    )
+    .await?;
+    api::wait_for_connections(addr, args.subscribers as u64, REGISTER_TIMEOUT).await?;
+    let connected = hub.memory()?;
+    let stats_before = api::stats(addr).await?;
+    hub.ensure_running()?;
+
+    eprintln!(
+        "connected in {:.1} s; publishing {} events at {}/s…",
+        connect_time.as_secs_f64(),
+        args.events,
+        args.rate
+    );
+    let hub_cpu_before = hub.cpu_time()?;
+    let bench_cpu_before = crate::proc::cpu_time(std::process::id())?;
+    let published = publish(addr, args, epoch).await?;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.drain_timeout_secs);
+    let mut tallies = Vec::with_capacity(tasks.len());
+    let mut is_stopped = false;
+    for mut task in tasks {
+        let tally = match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                if !is_stopped {
+                    let _ = stop_tx.send(true);
+                    is_stopped = true;
+                }
+                task.await
+            }
+        };
+        tallies.push(tally.context("a subscriber task panicked")?);
+    }
+    let hub_cpu = hub.cpu_time()?.since(hub_cpu_before);
+    let bench_cpu = crate::proc::cpu_time(std::process::id())?.since(bench_cpu_before);
+    let after = hub.memory()?;
+    hub.ensure_running()?;
+    let stats_after = api::stats(addr).await?;
+
+    let subscribers = args.subscribers as u64;
+    let expected = subscribers * args.events;
+    let mut latencies_ns = Vec::with_capacity(expected as usize);
+    let (mut delivered, mut duplicates, mut foreign, mut incomplete) = (0u64, 0u64, 0u64, 0u64);
+    let mut last_received_ns = 0;
+    let mut ends: BTreeMap<String, u64> = BTreeMap::new();
+    for tally in tallies.into_iter().flatten() {
+        delivered += tally.distinct;
+        duplicates += tally.duplicates;
+        foreign += tally.foreign;
+        last_received_ns = last_received_ns.max(tally.last_received_ns);
+        if tally.distinct < args.events {
+            incomplete += 1;
+            *ends
+                .entry(tally.end.unwrap_or_else(|| "unknown".into()))
+                .or_default() += 1;
+        }
+        latencies_ns.extend(tally.latencies_ns);
+    }
+    latencies_ns.sort_unstable();
+    let window_s = (last_received_ns.saturating_sub(published.first_sent_ns)) as f64 / 1e9;
+    let publish_span_s = (published
+        .last_sent_ns
+        .saturating_sub(published.first_sent_ns)) as f64
+        / 1e9;
+
+    let mut report = Report::new("fanout");
+    report.section("load");
+    report.add("subscribers", "subscribers", subscribers, "");
+    report.add("events", "events published", args.events, "");
+    report.add("rateTarget", "publish rate asked", args.rate, "events/s");
+    let achieved = if publish_span_s > 0.0 {
+        (args.events - 1) as f64 / publish_span_s
+    } else {
+        0.0
+    };
+    report.add(
+        "rateAchieved",
+        "publish rate achieved",
+        achieved,
+        "events/s",
+    );
+    let data_len = data_text(args.events - 1, published.last_sent_ns, args.payload_bytes).len();
+    report.add("dataBytes", "data text per event", data_len as u64, "bytes");
+    report.add(
+        "connectSeconds",
+        "time to connect all",
+        connect_time.as_secs_f64(),
+        "s",
+    );
+
+    report.section("delivery");
+    report.add("deliveriesExpected", "deliveries expected", expected, "");
+    report.add("deliveries", "deliveries received", delivered, "");
+    report.add("missing", "missing", expected - delivered, "");
+    report.add("duplicates", "duplicates", duplicates, "");
+    report.add("foreignDataLines", "unexpected data lines", foreign, "");
+    report.add(
+        "incompleteSubscribers",
+        "subscribers missing events",
+        incomplete,
+        "",
+    );
+    let ends = ends
+        .into_iter()
+        .map(|(reason, count)| format!("{count} × {reason}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if incomplete > 0 {
+        report.add("incompleteReasons", "why", ends, "");
+    }
+    report.add(
+        "publishFailures",
+        "publish answers not 2xx",
+        published.failures,
+        "",
+    );
+    report.add(
+        "recipientMismatches",
+        "publish answers with recipients ≠ subscribers",
+        published.recipient_mismatches,
+        "",
+    );
+    if let Some(problem) = published.first_problem {
+        report.add(
+            "firstPublishProblem",
+            "first unexpected answer",
+            problem,
+            "",
+        );
+    }
+    report.add(
+        "hubEventsPublished",
+        "hub's eventsPublished during the run",
+        stats_after.events_published - stats_before.events_published,
+        "",
+    );
+    report.add(
+        "hubEventsDelivered",
+        "hub's eventsDelivered during the run",
+        stats_after.events_delivered - stats_before.events_delivered,
+        "",
+    );
+    report.add(
+        "hubLogProblems",
+        "hub WARN/ERROR log lines",
+        hub.problems(),
+        "",
+    );
+
+    report.section("throughput and latency (publish request written → data line read)");
+    report.add(
+        "windowSeconds",
+        "first publish → last delivery",
+        window_s,
+        "s",
+    );
+    let per_second = if window_s > 0.0 {
+        delivered as f64 / window_s
+    } else {
+        0.0
+    };
+    report.add(
+        "deliveriesPerSecond",
+        "deliveries per second",
+        per_second,
+        "/s",
+    );
+    report.add(
+        "latencyP50Ms",
+        "latency p50",
+        ns_to_ms(quantile(&latencies_ns, 0.50)),
+        "ms",
+    );
+    report.add(
+        "latencyP90Ms",
+        "latency p90",
+        ns_to_ms(quantile(&latencies_ns, 0.90)),
+        "ms",
+    );
+    report.add(
+        "latencyP99Ms",
+        "latency p99",
+        ns_to_ms(quantile(&latencies_ns, 0.99)),
+        "ms",
+    );
+    report.add(
+        "latencyP999Ms",
+        "latency p99.9",
+        ns_to_ms(quantile(&latencies_ns, 0.999)),
+        "ms",
+    );
+    report.add(
+        "latencyMaxMs",
+        "latency max",
+        ns_to_ms(latencies_ns.last().copied().unwrap_or(0)),
+        "ms",
+    );
+
+    report.section("hub CPU (utime+stime, 10 ms ticks) from first publish to last delivery");
+    let per_delivery_us = |time: Duration| {
+        if delivered > 0 {
+            time.as_secs_f64() * 1e6 / delivered as f64
+        } else {
+            0.0
+        }
+    };
+    report.add(
+        "hubCpuSeconds",
+        "hub CPU",
+        hub_cpu.total().as_secs_f64(),
+        "s",
+    );
+    report.add(
+        "hubCpuPerDeliveryUs",
+        "hub CPU per delivered event",
+        per_delivery_us(hub_cpu.total()),
+        "µs",
+    );
+    report.add(
+        "hubUserPerDeliveryUs",
+        "  of which user",
+        per_delivery_us(hub_cpu.user),
+        "µs",
+    );
+    report.add(
+        "hubSystemPerDeliveryUs",
+        "  of which system",
+        per_delivery_us(hub_cpu.system),
+        "µs",
+    );
+    report.add(
+        "benchCpuSeconds",
+        "load generator CPU (same cores)",
+        bench_cpu.total().as_secs_f64(),
+        "s",
+    );
+
+    report.section("hub memory");
+    report.add(
+        "rssBaselineKib",
+        "VmRSS before connecting",
+        baseline.rss_kib,
+        "KiB",
+    );
+    report.add(
+        "rssConnectedKib",
+        "VmRSS with all connected",
+        connected.rss_kib,
+        "KiB",
+    );
+    let per_connection =
+        |now: u64, before: u64| now.saturating_sub(before) as f64 / args.subscribers.max(1) as f64;
+    report.add(
+        "rssPerConnectionKib",
+        "VmRSS per connection",
+        per_connection(connected.rss_kib, baseline.rss_kib),
+        "KiB",
+    );
+    report.add(
+        "anonPerConnectionKib",
+        "RssAnon per connection",
+        per_connection(connected.anon_kib, baseline.anon_kib),
+        "KiB",
+    );
+    report.add("rssAfterKib", "VmRSS after the run", after.rss_kib, "KiB");
+    report.add("hwmAfterKib", "VmHWM after the run", after.hwm_kib, "KiB");
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_text_round_trips_and_pads_to_length() {
+        let text = data_text(42, 123_456_789, 64);
+        assert_eq!(text.len(), 64);
+        assert_eq!(parse_data(text.as_bytes()), Some((42, 123_456_789)));
+        assert_eq!(data_text(1, 2, 0), "1 2");
+    }
+
+    #[test]
+    fn tally_counts_each_event_once() {
+        let mut tally = Tally::new(3);
+        for line in [
+            &b"data: 0 10"[..],
+            b"data: 2 10",
+            b"data: 2 10",
+            b"data: {}",
+            b"id: 7",
+        ] {
+            tally.record_line(line, 15, 3);
+        }
+        tally.record_line(b": closed: slow consumer", 20, 3);
+        assert_eq!((tally.distinct, tally.duplicates, tally.foreign), (2, 1, 1));
+        assert_eq!(tally.latencies_ns, [5, 5]);
+        assert_eq!(tally.end.as_deref(), Some("closed: slow consumer"));
+    }
+
+    #[test]
+    fn quantiles_use_nearest_rank() {
+        let values: Vec<u64> = (1..=100).collect();
+        assert_eq!(quantile(&values, 0.5), 50);
+        assert_eq!(quantile(&values, 0.99), 99);
+        assert_eq!(quantile(&values, 1.0), 100);
+        assert_eq!(quantile(&[], 0.5), 0);
+    }
+}

@@ -1,0 +1,98 @@
+//! `herald-bench`: whole-hub load figures in one command.
+//!
+//! It starts `herald serve` on a loopback port as a child process, loads it through real sockets,
+//! reads the hub's CPU and memory from `/proc`, stops it, and prints the results as a table or
+//! one JSON object. The hub and the load generator are separate processes, so each has its own
+//! open-file limit. Linux only. Not part of the test suite; `docs/benchmarks.md` records runs.
+//!
+//! # Layout
+//! - `fanout` and `idle`: the two modes, each with its flags and its measurements.
+//! - `hub`: the `herald serve` child process and its log.
+//! - `swarm` and `subscriber`: many open event streams, and one.
+//! - `api` and `http`: the hub's API as used here, over a minimal hand-written HTTP/1.1 client.
+//! - `proc`: memory, CPU time and limits from `/proc`.
+//! - `report`: the table and the JSON.
+
+mod api;
+mod fanout;
+mod http;
+mod hub;
+mod idle;
+mod proc;
+mod report;
+mod subscriber;
+mod swarm;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Files the load generator needs beyond its streams (stdio, the runtime, stats requests).
+const SPARE_FILES: u64 = 64;
+
+/// Load a herald hub and report latency, throughput, CPU per delivered event and memory per
+/// connection. Starts its own hub.
+#[derive(Debug, Parser)]
+#[command(name = "herald-bench", version, about)]
+struct Cli {
+    /// The herald binary to run [default: `herald` next to this executable].
+    #[arg(long, global = true)]
+    herald_bin: Option<PathBuf>,
+    /// An extra argument for `herald serve`; repeat for more (e.g.
+    /// `--hub-arg=--queue-capacity=4096`).
+    #[arg(long = "hub-arg", global = true, allow_hyphen_values = true)]
+    hub_args: Vec<String>,
+    /// Print one JSON object instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// N subscribers on one channel, M events at a steady rate: latency, deliveries per second,
+    /// hub CPU per delivery, hub memory per connection, and a check that nothing was missed.
+    Fanout(fanout::FanoutArgs),
+    /// N idle streams: hub memory per connection while open, and after they all close.
+    Idle(idle::IdleArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let bin = cli.herald_bin.clone().unwrap_or_else(hub::default_bin);
+    let report = runtime.block_on(async {
+        let streams = match &cli.mode {
+            Mode::Fanout(args) => args.subscribers(),
+            Mode::Idle(args) => args.connections(),
+        };
+        proc::ensure_open_files(streams as u64 + SPARE_FILES)?;
+        let mut hub = hub::HubProcess::spawn(&bin, &cli.hub_args)?;
+        eprintln!("hub pid {} on http://{}", hub.pid(), hub.addr());
+        match &cli.mode {
+            Mode::Fanout(args) => fanout::run(&mut hub, args).await,
+            Mode::Idle(args) => idle::run(&mut hub, args).await,
+        }
+    })?;
+    let mut report = report;
+    report.section("hub");
+    report.add("herald", "binary", bin.display().to_string(), "");
+    if !cli.hub_args.is_empty() {
+        report.add(
+            "hubArgs",
+            "extra serve arguments",
+            cli.hub_args.join(" "),
+            "",
+        );
+    }
+    if cli.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}

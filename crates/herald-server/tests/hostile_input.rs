@@ -1,0 +1,416 @@
+//! Hostile input against the real binary: each request is refused with its status and error code,
+//! nothing is published, no subscriber hears anything, and the hub keeps serving others.
+
+mod auth_support;
+mod common;
+
+use auth_support::*;
+use common::SseStream;
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+use std::{
+    io::Write,
+    time::{Duration, Instant},
+};
+
+/// The hub every case runs against: small limits so each is cheap to pass.
+fn hostile_hub() -> common::TestHub {
+    jwt_hub(&[
+        "--header-read-timeout",
+        "1s",
+        "--body-read-timeout",
+        "1s",
+        "--max-body-bytes",
+        "4096",
+        "--max-event-bytes",
+        "1024",
+        "--max-channels-per-connection",
+        "3",
+    ])
+}
+
+/// One hostile request and the answer it must get.
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    path: String,
+    token: Option<String>,
+    body: Option<Vec<u8>>,
+    status: u16,
+    code: Option<&'static str>,
+}
+
+fn case(name: &'static str, method: &'static str, path: impl Into<String>) -> Case {
+    Case {
+        name,
+        method,
+        path: path.into(),
+        token: None,
+        body: None,
+        status: 0,
+        code: None,
+    }
+}
+
+impl Case {
+    fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+
+    fn json(self, body: serde_json::Value) -> Self {
+        self.body(body.to_string())
+    }
+
+    fn expect(mut self, status: u16, code: &'static str) -> Self {
+        self.status = status;
+        self.code = Some(code);
+        self
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let publisher = token_for("svc", json!({"publish": ["*"]}));
+    let subscriber = token_for("7", json!({"subscribe": ["orders"]}));
+    let everything = token_for("7", json!({"subscribe": ["*"], "publish": ["*"]}));
+    let claims_everything = json!({
+        "sub": "7", "exp": now() + 3600, "herald": {"subscribe": ["*"], "publish": ["*"], "admin": true}
+    });
+    let weak = token_for("7", json!({}));
+    let expired = hs256(json!({"sub": "svc", "exp": now() - 3600, "herald": {"publish": ["*"]}}));
+    let other_secret = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims_everything,
+        &jsonwebtoken::EncodingKey::from_secret(b"another-secret-0123456789abcdefgh"),
+    )
+    .expect("encoding works");
+    let hs512 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS512),
+        &claims_everything,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("encoding works");
+    let rs256 = signed_with(
+        Algorithm::RS256,
+        "rs256-private.pem",
+        claims_everything.clone(),
+    );
+    let publish = "/api/channels/orders/events";
+    let event = json!({"data": "hostile"});
+    let many_params = format!("/api/stream?channel=orders{}", "&x=1".repeat(5000));
+    let long_channel = "x".repeat(129);
+
+    vec![
+        // Tokens.
+        case("forged signature", "POST", publish)
+            .token(forged(&weak, claims_everything.clone()))
+            .json(event.clone())
+            .expect(401, "unauthorized"),
+        case("token signed with another secret", "POST", publish)
+            .token(other_secret)
+            .json(event.clone())
+            .expect(401, "unauthorized"),
+        case("expired token", "POST", publish)
+            .token(expired)
+            .json(event.clone())
+            .expect(401, "unauthorized"),
+        case("token for another algorithm (HS512)", "POST", publish)
+            .token(hs512)
+            .json(event.clone())
+            .expect(401, "unauthorized"),
+        case("token for another algorithm (RS256)", "POST", publish)
+            .token(rs256)
+            .json(event.clone())
+            .expect(401, "unauthorized"),
+        case("alg none", "POST", publish)
+            .token(alg_none(claims_everything.clone()))
+            .json(event.clone())
+            .expect(401, "unauthorized"),
+        case("alg none on a stream", "GET", "/api/channels/orders/stream")
+            .token(alg_none(claims_everything.clone()))
+            .expect(401, "unauthorized"),
+        case("no token", "POST", publish)
+            .json(event.clone())
+            .expect(401, "unauthorized"),
+        case("garbage bearer", "POST", publish)
+            .token("garbage.garbage.garbage")
+            .json(event.clone())
+            .expect(401, "unauthorized"),
+        // Rights.
+        case(
+            "channel outside the claims",
+            "GET",
+            "/api/channels/secret/stream",
+        )
+        .token(subscriber.clone())
+        .expect(403, "forbidden"),
+        case(
+            "polling outside the claims",
+            "GET",
+            "/api/channels/secret/events",
+        )
+        .token(subscriber.clone())
+        .expect(403, "forbidden"),
+        case("publishing with a subscribe-only token", "POST", publish)
+            .token(subscriber.clone())
+            .json(event.clone())
+            .expect(403, "forbidden"),
+        case(
+            "broadcast with a subscribe-only token",
+            "POST",
+            "/api/broadcast",
+        )
+        .token(subscriber.clone())
+        .json(event.clone())
+        .expect(403, "forbidden"),
+        case("stats with a publish token", "GET", "/api/stats")
+            .token(publisher.clone())
+            .expect(403, "forbidden"),
+        // Limits.
+        case(
+            "too many channels",
+            "GET",
+            "/api/stream?channel=a&channel=b&channel=c&channel=d",
+        )
+        .token(everything.clone())
+        .expect(400, "too_many_channels"),
+        case("oversized body", "POST", publish)
+            .token(publisher.clone())
+            .json(json!({"data": "x".repeat(8 * 1024)}))
+            .expect(413, "payload_too_large"),
+        case("oversized event", "POST", publish)
+            .token(publisher.clone())
+            .json(json!({"data": "x".repeat(2000)}))
+            .expect(413, "event_too_large"),
+        case("thousands of query parameters", "GET", many_params)
+            .token(everything.clone())
+            .expect(400, "invalid_query"),
+        // Malformed input.
+        case("invalid UTF-8 body", "POST", publish)
+            .token(publisher.clone())
+            .body(b"{\"data\": \"\xff\xfe\"}".to_vec())
+            .expect(400, "invalid_body"),
+        case(
+            "invalid UTF-8 in the path",
+            "POST",
+            "/api/channels/%FF%FE/events",
+        )
+        .token(publisher.clone())
+        .json(event.clone())
+        .expect(400, "invalid_path"),
+        case(
+            "invalid UTF-8 in the query",
+            "GET",
+            "/api/stream?channel=%FF",
+        )
+        .token(everything.clone())
+        .expect(400, "invalid_channel"),
+        case("not JSON", "POST", publish)
+            .token(publisher.clone())
+            .body("data=x")
+            .expect(400, "invalid_body"),
+        case("unknown field", "POST", publish)
+            .token(publisher.clone())
+            .json(json!({"data": "x", "admin": true}))
+            .expect(400, "invalid_body"),
+        case("CR in an event name", "POST", publish)
+            .token(publisher.clone())
+            .json(json!({"event": "a\rdata: injected", "data": "x"}))
+            .expect(400, "invalid_event_name"),
+        case("LF in an event name", "POST", publish)
+            .token(publisher.clone())
+            .json(json!({"event": "a\ndata: injected", "data": "x"}))
+            .expect(400, "invalid_event_name"),
+        case("NUL in an event name", "POST", publish)
+            .token(publisher.clone())
+            .json(json!({"event": "a\u{0}b", "data": "x"}))
+            .expect(400, "invalid_event_name"),
+        case("CR in an event id", "POST", publish)
+            .token(publisher.clone())
+            .json(json!({"id": "1\rid: 2", "data": "x"}))
+            .expect(400, "invalid_event_id"),
+        case("LF in an event id", "POST", publish)
+            .token(publisher.clone())
+            .json(json!({"id": "1\nretry: 1", "data": "x"}))
+            .expect(400, "invalid_event_id"),
+        case("NUL in an event id", "POST", publish)
+            .token(publisher.clone())
+            .json(json!({"id": "1\u{0}", "data": "x"}))
+            .expect(400, "invalid_event_id"),
+        case(
+            "channel name with a space",
+            "POST",
+            "/api/channels/a%20b/events",
+        )
+        .token(publisher.clone())
+        .json(event.clone())
+        .expect(400, "invalid_channel"),
+        case(
+            "channel name with a newline",
+            "GET",
+            "/api/stream?channel=a%0Ab",
+        )
+        .token(everything.clone())
+        .expect(400, "invalid_channel"),
+        case("channel name too long", "POST", "/api/events")
+            .token(publisher.clone())
+            .json(json!({"channels": [long_channel], "data": "x"}))
+            .expect(400, "invalid_channel"),
+        case("empty channel name in a list", "POST", "/api/events")
+            .token(publisher.clone())
+            .json(json!({"channels": ["orders", ""], "data": "x"}))
+            .expect(400, "invalid_channel"),
+        case(
+            "client id with a newline",
+            "GET",
+            "/api/channels/orders/stream?clientId=a%0Ab",
+        )
+        .token(subscriber.clone())
+        .expect(400, "invalid_client_id"),
+    ]
+}
+
+#[tokio::test]
+async fn hostile_requests_are_refused_and_publish_nothing() {
+    let hub = hostile_hub();
+    let listener = token_for("listener", json!({"subscribe": ["orders", "secret"]}));
+    let auth = format!("Bearer {listener}");
+    let mut subscriber = SseStream::open(
+        &hub.url("/api/stream?channel=orders&channel=secret"),
+        &[("authorization", auth.as_str())],
+    )
+    .await;
+    subscriber.connected().await;
+    let published_before = events_published(&hub).await;
+
+    let mut failures = Vec::new();
+    for case in cases() {
+        let auth = case.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        let answer = send(&hub, case.method, &case.path, &headers, case.body.clone()).await;
+        if answer.status != case.status || answer.code() != case.code {
+            failures.push(format!(
+                "{}: expected {} {:?}, got {} {}",
+                case.name, case.status, case.code, answer.status, answer.body
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+
+    assert_eq!(events_published(&hub).await, published_before);
+    assert_eq!(
+        subscriber
+            .next_event_within(Duration::from_millis(300))
+            .await,
+        None,
+        "a hostile request reached a subscriber"
+    );
+    assert_eq!(
+        connections(&hub).await,
+        1,
+        "only the subscriber is connected"
+    );
+
+    // Still serving.
+    let sent = post(
+        &hub,
+        "/api/channels/orders/events",
+        Some(API_KEY),
+        json!({"data": "ok"}),
+    )
+    .await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert_eq!(subscriber.next_event().await.data, "ok");
+}
+
+#[tokio::test]
+async fn a_header_that_never_ends_is_cut_after_the_header_read_timeout() {
+    let hub = hostile_hub();
+    let started = Instant::now();
+    let mut slow = raw_connect(
+        &hub,
+        b"GET /api/stream HTTP/1.1\r\nHost: herald\r\nX-Slow: a",
+    );
+    // Keep trickling, as a Slowloris client does.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(200));
+        if slow.write_all(b"a").is_err() {
+            break;
+        }
+    }
+    let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(5));
+    let elapsed = started.elapsed();
+    assert!(closed, "the hub kept a header open for {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(800) && elapsed < Duration::from_secs(4),
+        "closed after {elapsed:?}, expected about 1 s"
+    );
+    assert_eq!(get(&hub, "/healthz", None).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_body_that_arrives_too_slowly_is_answered_408_and_cut() {
+    let hub = hostile_hub();
+    let published_before = events_published(&hub).await;
+    let head = format!(
+        "POST /api/channels/orders/events HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer {API_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"data\": "
+    );
+    let started = Instant::now();
+    let mut slow = raw_connect(&hub, head.as_bytes());
+    let (answer, closed) = read_until_closed(&mut slow, Duration::from_secs(5));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert!(closed, "the connection stayed open");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(events_published(&hub).await, published_before);
+}
+
+#[tokio::test]
+async fn a_header_flood_is_refused_without_harm() {
+    let hub = hostile_hub();
+    let mut request = String::from("GET /healthz HTTP/1.1\r\nHost: herald\r\n");
+    for i in 0..2000 {
+        request.push_str(&format!("X-Flood-{i}: {}\r\n", "v".repeat(32)));
+    }
+    request.push_str("\r\n");
+    let mut flood = raw_connect(&hub, request.as_bytes());
+    let (answer, _) = read_until_closed(&mut flood, Duration::from_secs(5));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert_eq!(get(&hub, "/healthz", None).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_stream_is_not_cut_by_the_body_read_timeout() {
+    let hub = hostile_hub();
+    let auth = format!(
+        "Bearer {}",
+        token_for("7", json!({"subscribe": ["orders"]}))
+    );
+    let mut stream = SseStream::open(
+        &hub.url("/api/channels/orders/stream"),
+        &[("authorization", auth.as_str())],
+    )
+    .await;
+    stream.connected().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent = post(
+        &hub,
+        "/api/channels/orders/events",
+        Some(API_KEY),
+        json!({"data": "late"}),
+    )
+    .await;
+    assert_eq!(sent.status, 200);
+    assert_eq!(stream.next_event().await.data, "late");
+}
