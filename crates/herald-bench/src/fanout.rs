@@ -40,8 +40,8 @@ pub(crate) struct FanoutArgs {
     /// Events published per second.
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
-    /// Length of each event's data text; never less than the sequence number and timestamp it
-    /// carries (about 20 bytes) [default: just those].
+    /// Length of each event's data text, padded with `x`; anything shorter than the sequence
+    /// number and timestamp it carries (about 20 bytes), such as 0, sends just those.
     #[arg(long, default_value_t = 0)]
     payload_bytes: usize,
     /// The channel used.

@@ -65,7 +65,7 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     let bin = cli.herald_bin.clone().unwrap_or_else(hub::default_bin);
-    let report = runtime.block_on(async {
+    let mut report = runtime.block_on(async {
         let streams = match &cli.mode {
             Mode::Fanout(args) => args.subscribers(),
             Mode::Idle(args) => args.connections(),
@@ -78,7 +78,6 @@ fn main() -> anyhow::Result<()> {
             Mode::Idle(args) => idle::run(&mut hub, args).await,
         }
     })?;
-    let mut report = report;
     report.section("hub");
     report.add("herald", "binary", bin.display().to_string(), "");
     if !cli.hub_args.is_empty() {

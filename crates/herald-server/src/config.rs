@@ -6,6 +6,7 @@
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use herald::{
+    store::FsyncPolicy,
     http::{AuthConfig, HttpConfig, HttpLimits, ServeOptions},
     HistoryConfig, HubConfig,
 };
@@ -69,6 +70,14 @@ pub(crate) struct ServeArgs {
     /// `https://app.example.com`); `*` allows any origin without credentials [default: none].
     #[arg(long, env = "HERALD_CORS_ORIGINS", value_delimiter = ',')]
     pub(crate) cors_origins: Option<Vec<String>>,
+    /// Keep history in a durable log in this folder, so it survives restarts and crashes
+    /// [default: none, history in memory].
+    #[arg(long, env = "HERALD_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// With --data-dir: `always` (fsync before each answer; concurrent publishes share an fsync)
+    /// or an interval such as `10ms` (fsync at most that often) [default: always].
+    #[arg(long, env = "HERALD_FSYNC", value_parser = parse_fsync)]
+    pub(crate) fsync: Option<FsyncPolicy>,
     /// How subscribers and publishers prove who they are: `none` (anyone; for local development)
     /// or `jwt` (signed tokens) [default: none].
     #[arg(long, env = "HERALD_AUTH")]
@@ -177,6 +186,8 @@ struct FileConfig {
     #[serde(default, with = "humantime_serde::option")]
     body_read_timeout: Option<Duration>,
     trusted_proxies: Option<Vec<IpAddr>>,
+    data_dir: Option<PathBuf>,
+    fsync: Option<String>,
 }
 
 /// Everything `serve` needs, merged and checked.
@@ -187,6 +198,18 @@ pub(crate) struct ServeConfig {
     pub(crate) http: HttpConfig,
     pub(crate) serve: ServeOptions,
     pub(crate) cors_origins: Vec<String>,
+    /// The durable log's folder and fsync policy; `None`: history in memory.
+    pub(crate) data_dir: Option<(PathBuf, FsyncPolicy)>,
+}
+
+fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
+    match text.trim() {
+        "always" => Ok(FsyncPolicy::Always),
+        other => match humantime::parse_duration(other) {
+            Ok(interval) if !interval.is_zero() => Ok(FsyncPolicy::Every(interval)),
+            _ => Err(format!("{other:?} is neither `always` nor an interval like `10ms`")),
+        },
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
@@ -302,6 +325,17 @@ impl ServeArgs {
                     .unwrap_or(serve_defaults.shutdown_grace),
             },
             cors_origins: self.cors_origins.or(file.cors_origins).unwrap_or_default(),
+            data_dir: match self.data_dir.or(file.data_dir) {
+                Some(dir) => {
+                    let fsync = match (self.fsync, file.fsync) {
+                        (Some(fsync), _) => fsync,
+                        (None, Some(text)) => parse_fsync(&text).map_err(|e| anyhow::anyhow!("fsync: {e}"))?,
+                        (None, None) => FsyncPolicy::Always,
+                    };
+                    Some((dir, fsync))
+                }
+                None => None,
+            },
         };
         anyhow::ensure!(
             config.hub.queue_capacity > 0,

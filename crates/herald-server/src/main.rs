@@ -68,7 +68,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "the stream limit is lowered to fit the open-file limit; raise `ulimit -n` for more"
         );
     }
-    let hub = Hub::new(config.hub);
+    let hub = match &config.data_dir {
+        Some((dir, fsync)) => Hub::open(config.hub, dir, *fsync).with_context(|| {
+            format!("the data folder {} cannot be used; refusing to start with empty history", dir.display())
+        })?,
+        None => Hub::new(config.hub),
+    };
     let mut router = herald::http::router(hub.clone(), http);
     if let Some(cors) = cors::layer(&config.cors_origins)? {
         router = router.layer(cors);

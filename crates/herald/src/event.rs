@@ -170,6 +170,11 @@ impl EventData {
         Ok(Self::from_json(serde_json::to_value(value)?))
     }
 
+    /// The payload exactly as stored: `text` is compact JSON when `is_json`.
+    pub(crate) fn restore(text: String, is_json: bool) -> Self {
+        Self { text: Arc::from(text), is_json }
+    }
+
     /// The text that goes on the wire.
     pub fn as_str(&self) -> &str {
         &self.text

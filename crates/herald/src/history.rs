@@ -111,6 +111,34 @@ impl History {
         }
     }
 
+    /// History recovered from the durable log: `records` in position order. Ids keep their stored
+    /// text; new ids get a fresh epoch, so an id handed out but never made durable before a crash
+    /// can never name a different event after it.
+    pub(crate) fn restore(limits: HistoryConfig, records: Vec<Record>) -> Self {
+        let mut history = Self::new(limits);
+        for record in records {
+            history.next_seq = record.seq;
+            history.append(record);
+        }
+        history
+    }
+
+    /// Channels whose closing is in history and that were not published to since.
+    pub(crate) fn closed_channels(&self) -> HashMap<ChannelName, u64> {
+        let mut closed = HashMap::new();
+        for record in &self.records {
+            if let Target::Channels(channels) = &record.target {
+                for channel in channels {
+                    match record.kind {
+                        RecordKind::Close { .. } => closed.insert(channel.clone(), record.seq),
+                        RecordKind::Event => closed.remove(channel),
+                    };
+                }
+            }
+        }
+        closed
+    }
+
     /// The position the next event will take.
     pub(crate) fn next_seq(&self) -> u64 {
         self.next_seq

@@ -12,9 +12,12 @@ use crate::{
     event::{ClientId, EventData, FieldError, NewEvent},
     fanout::{Entry, Fanout},
     history::{History, Record, RecordKind, ResumePoint, Target},
+    store::{Durable, FsyncPolicy, Recovered, Store, StoreError},
     stream::{ClientStream, Replay},
     wire,
 };
+use std::path::Path;
+use tokio::sync::watch;
 use serde::Serialize;
 use std::{
     collections::{BTreeMap, HashMap},
@@ -45,6 +48,8 @@ struct Shared {
     started_at: Instant,
     shutdown: CancellationToken,
     next_key: AtomicU64,
+    /// Durability progress of the durable log, when there is one.
+    durable_rx: Option<watch::Receiver<Durable>>,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +67,8 @@ struct State {
     /// Client ids whose connection ended recently: events sent to them wait in history.
     departed: HashMap<ClientId, Instant>,
     is_shutting_down: bool,
+    /// The durable log behind `--data-dir`; appended to in position order under this lock.
+    store: Option<Store>,
 }
 
 /// The answer to a publish.
@@ -75,7 +82,15 @@ pub struct Published {
     /// original event's answer.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// The event's position, to wait for its durability.
+    #[serde(skip)]
+    seq: u64,
 }
+
+/// The durable log failed: the event may not be on disk and was not acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the durable log is not writable; the event was not acknowledged")]
+pub struct DurabilityError;
 
 /// Why a publish was refused. Nothing was published.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -229,14 +244,45 @@ impl Hub {
     /// # Panics
     /// When called outside a tokio runtime.
     pub fn new(config: HubConfig) -> Self {
+        let history = History::new(config.history.clone());
+        Self::start(config, history, None)
+    }
+
+    /// Creates a hub whose history lives in a durable log under `data_dir` (created if missing):
+    /// events recovered from it can be resumed from, and every publish is answered only once its
+    /// event is on disk (see [`FsyncPolicy`]).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the folder or database cannot be used (unreadable, corrupt, or open in
+    /// another hub); a hub never silently starts empty.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn open(config: HubConfig, data_dir: &Path, fsync: FsyncPolicy) -> Result<Self, StoreError> {
+        let Recovered { store, records } = Store::open(data_dir, fsync)?;
+        let recovered = records.len();
+        let mut history = History::restore(config.history.clone(), records);
+        history.trim(Instant::now());
+        if let Some(first) = history.first_seq() {
+            store.forget_through(first - 1);
+        }
+        tracing::info!(events = recovered, kept = history.len(), dir = %data_dir.display(), "recovered the durable log");
+        Ok(Self::start(config, history, Some(store)))
+    }
+
+    fn start(config: HubConfig, history: History, store: Option<Store>) -> Self {
+        let closed = history.closed_channels();
+        let durable_rx = store.as_ref().map(Store::durable_rx);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                history: History::new(config.history.clone()),
+                history,
                 fanout: Fanout::default(),
-                closed: HashMap::new(),
+                closed,
                 departed: HashMap::new(),
                 is_shutting_down: false,
+                store,
             }),
+            durable_rx,
             config,
             counters: Counters::default(),
             started_at: Instant::now(),
@@ -686,6 +732,24 @@ impl Hub {
         let mut state = self.state();
         state.fanout.unsubscribe(key, channel);
     }
+
+    /// Waits until `published` is on disk. Returns at once for a hub without a durable log.
+    ///
+    /// # Errors
+    /// [`DurabilityError`] when the durable log failed before the event reached the disk.
+    pub async fn wait_durable(&self, published: &Published) -> Result<(), DurabilityError> {
+        let Some(durable_rx) = &self.shared.durable_rx else { return Ok(()) };
+        let mut durable_rx = durable_rx.clone();
+        let durable = durable_rx
+            .wait_for(|durable| durable.through_seq >= published.seq || durable.is_failed)
+            .await
+            .map_err(|_| DurabilityError)?;
+        if durable.through_seq >= published.seq {
+            Ok(())
+        } else {
+            Err(DurabilityError)
+        }
+    }
 }
 
 impl State {
@@ -695,6 +759,7 @@ impl State {
             id: record.id.to_string(),
             recipients: record.recipients,
             duplicate: true,
+            seq: record.seq,
         })
     }
 
@@ -733,11 +798,27 @@ impl State {
             recipients,
             published_at: Instant::now(),
         };
-        self.history.append(record);
+        let first_before = self.history.first_seq();
+        let record = self.history.append(record);
+        if let Some(store) = &self.store {
+            store.append(record);
+            self.forget_trimmed(first_before);
+        }
         Published {
             id: id.to_string(),
             recipients,
             duplicate: false,
+            seq,
+        }
+    }
+
+    /// Deletes from the durable log what history just trimmed.
+    fn forget_trimmed(&self, first_before: Option<u64>) {
+        if let (Some(store), Some(before)) = (&self.store, first_before) {
+            let first_now = self.history.first_seq().unwrap_or(self.history.next_seq());
+            if first_now > before {
+                store.forget_through(first_now - 1);
+            }
         }
     }
 }
@@ -785,7 +866,9 @@ async fn sweep(shared: Weak<Shared>, shutdown: CancellationToken, period: Durati
             }
         }
         let now = Instant::now();
+        let first_before = state.history.first_seq();
         state.history.trim(now);
+        state.forget_trimmed(first_before);
         let first = state.history.first_seq().unwrap_or(u64::MAX);
         state.closed.retain(|_, closed_at| *closed_at >= first);
         let linger = shared.config.client_linger;

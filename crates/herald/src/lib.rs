@@ -11,6 +11,7 @@
 //! - `client` and [`stream`]: one connection's bounded queue, and the byte stream that drains it.
 //! - `wire`: SSE encoding, done once per event.
 //! - [`channel`], [`event`]: validated names, ids and payloads.
+//! - [`store`]: the durable log (redb) behind `--data-dir`: recovery and group commit.
 //! - [`config`]: settings and their defaults.
 //! - [`http`] (feature `axum`, on by default): the HTTP API and the server loop.
 
@@ -21,6 +22,7 @@ pub mod event;
 mod fanout;
 mod history;
 pub mod hub;
+pub mod store;
 pub mod stream;
 mod wire;
 

@@ -121,6 +121,12 @@ impl From<FieldError> for ApiError {
     }
 }
 
+impl From<crate::hub::DurabilityError> for ApiError {
+    fn from(err: crate::hub::DurabilityError) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", err.to_string())
+    }
+}
+
 impl From<PublishError> for ApiError {
     fn from(err: PublishError) -> Self {
         match err {

@@ -353,7 +353,7 @@ async fn publish_to_channel(
     let channel = ChannelName::new(&channel)?;
     caller.check_publish(std::slice::from_ref(&channel))?;
     body.refuse_channels()?;
-    publish(&api, Target::Channels(vec![channel]), body)
+    publish(&api, Target::Channels(vec![channel]), body).await
 }
 
 async fn publish_to_channels(
@@ -370,7 +370,7 @@ async fn publish_to_channels(
         .map(|c| ChannelName::new(c))
         .collect::<Result<Vec<_>, _>>()?;
     caller.check_publish(&channels)?;
-    publish(&api, Target::Channels(channels), body)
+    publish(&api, Target::Channels(channels), body).await
 }
 
 async fn publish_to_all(
@@ -380,7 +380,7 @@ async fn publish_to_all(
 ) -> Result<Response, ApiError> {
     caller.check_publish_anywhere()?;
     body.refuse_channels()?;
-    publish(&api, Target::All, body)
+    publish(&api, Target::All, body).await
 }
 
 async fn publish_to_user(
@@ -392,7 +392,7 @@ async fn publish_to_user(
     let channel = ChannelName::for_user(&user)?;
     caller.check_publish(std::slice::from_ref(&channel))?;
     body.refuse_channels()?;
-    publish(&api, Target::Channels(vec![channel]), body)
+    publish(&api, Target::Channels(vec![channel]), body).await
 }
 
 async fn publish_to_client(
@@ -404,11 +404,17 @@ async fn publish_to_client(
     let client = ClientId::new(&client)?;
     caller.check_publish_anywhere()?;
     body.refuse_channels()?;
-    publish(&api, Target::Client(client), body)
+    publish(&api, Target::Client(client), body).await
 }
 
-fn publish(api: &Api, target: Target, body: PublishBody) -> Result<Response, ApiError> {
+async fn publish(api: &Api, target: Target, body: PublishBody) -> Result<Response, ApiError> {
     let published = api.hub.publish(target, body.into_event(&api.limits)?)?;
+    acknowledge(api, published).await
+}
+
+/// Answers a publish once its event is durable (at once without `--data-dir`).
+async fn acknowledge(api: &Api, published: crate::Published) -> Result<Response, ApiError> {
+    api.hub.wait_durable(&published).await?;
     Ok(Json(published).into_response())
 }
 
@@ -428,7 +434,7 @@ async fn close_channel(
         None => None,
     };
     let published = api.hub.close_channel(channel, final_event)?;
-    Ok(Json(published).into_response())
+    acknowledge(&api, published).await
 }
 
 // ---- polling -------------------------------------------------------------------------------

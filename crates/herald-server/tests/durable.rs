@@ -1,0 +1,116 @@
+//! The durable log behind `--data-dir`: what was acknowledged survives `kill -9`, retention holds on
+//! disk, and a damaged folder stops the hub instead of starting it empty.
+
+mod common;
+
+use common::{SseStream, TestHub};
+use serde_json::json;
+use std::{path::PathBuf, process::Command, time::Duration};
+
+fn data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("herald-durable-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> TestHub {
+    let mut args = vec!["--data-dir", dir.to_str().expect("utf-8 path")];
+    args.extend_from_slice(extra);
+    TestHub::start(&args)
+}
+
+#[tokio::test]
+async fn acknowledged_events_survive_kill_9_and_resume_exactly_after_the_last_id() {
+    let dir = data_dir("kill");
+    let mut hub = start(&dir, &[]);
+    let mut ids = Vec::new();
+    for n in 1..=20 {
+        let answer = hub.publish("/api/channels/orders/events", json!({"event": "n", "data": n})).await;
+        ids.push(answer["id"].as_str().expect("id").to_owned());
+    }
+    hub.signal_and_wait("KILL", Duration::from_secs(5)).expect("killed");
+
+    let hub = start(&dir, &[]);
+    let mut stream = SseStream::open(&hub.url("/api/channels/orders/stream"), &[("Last-Event-ID", &ids[9])]).await;
+    assert_eq!(stream.connected().await["resumed"], json!(true));
+    for n in 11..=20 {
+        let event = stream.next_event().await;
+        assert_eq!((event.data.as_str(), event.id.as_str()), (n.to_string().as_str(), ids[n - 1].as_str()));
+    }
+    assert!(stream.next_event_within(Duration::from_millis(300)).await.is_none(), "exactly the events after it");
+
+    let new = hub.publish("/api/channels/orders/events", json!({"data": 21})).await;
+    assert!(!ids.contains(&new["id"].as_str().expect("id").to_owned()));
+    assert_eq!(stream.next_event().await.data, "21");
+    let page = hub.get_json(&format!("/api/channels/orders/events?after={}", ids[19])).await;
+    assert_eq!(page["events"][0]["data"], 21, "new positions continue after the recovered ones");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn idempotent_ids_and_closed_channels_survive_a_restart() {
+    let dir = data_dir("restart");
+    let mut hub = start(&dir, &["--fsync", "5ms"]);
+    hub.publish("/api/channels/jobs/events", json!({"data": 1, "id": "job-7-started"})).await;
+    hub.post("/api/channels/job-7/close", json!({"event": "done", "data": {"ok": true}})).await;
+    let status = hub.signal_and_wait("TERM", Duration::from_secs(5)).expect("stops");
+    assert!(status.success());
+
+    let hub = start(&dir, &[]);
+    let again = hub.publish("/api/channels/jobs/events", json!({"data": 2, "id": "job-7-started"})).await;
+    assert_eq!(again["duplicate"], json!(true));
+    let response = common::http().get(hub.url("/api/channels/job-7/stream")).send().await.expect("GET");
+    assert_eq!(response.status(), 204, "the closing is still in history");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn retention_applies_on_disk_too() {
+    let dir = data_dir("retention");
+    let mut hub = start(&dir, &["--history-max-events", "10"]);
+    let payload = "x".repeat(4096);
+    let mut last = String::new();
+    for n in 0..500 {
+        let answer = hub.publish("/api/channels/big/events", json!({"data": format!("{n} {payload}")})).await;
+        last = answer["id"].as_str().expect("id").to_owned();
+    }
+    hub.signal_and_wait("KILL", Duration::from_secs(5)).expect("killed");
+    let file_bytes = std::fs::metadata(dir.join("herald.redb")).expect("the database file exists").len();
+    // 500 events of 4 KiB would be 2 MiB; ten of them with redb's page overhead fit well under 1 MiB.
+    assert!(file_bytes < 1024 * 1024, "the data file holds {file_bytes} bytes");
+
+    let hub = start(&dir, &["--history-max-events", "10"]);
+    let page = hub.get_json("/api/channels/big/events").await;
+    let events = page["events"].as_array().expect("events");
+    assert_eq!(events.len(), 10, "only the retained events came back");
+    assert_eq!(events[9]["id"], last.as_str());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_corrupt_data_folder_stops_the_hub_with_a_clear_message() {
+    let dir = data_dir("corrupt");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("herald.redb"), vec![0xAB; 64 * 1024]).expect("garbage");
+    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().expect("utf-8")])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success(), "the hub must not start on a corrupt folder");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot be used") && stderr.contains("herald.redb"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unwritable_data_folder_stops_the_hub() {
+    let dir = data_dir("file-not-folder");
+    std::fs::write(&dir, b"not a folder").expect("a file where the folder should be");
+    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().expect("utf-8")])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot be used"));
+    let _ = std::fs::remove_file(&dir);
+}
