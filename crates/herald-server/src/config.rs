@@ -6,8 +6,9 @@
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use herald::{
-    store::FsyncPolicy,
+    cluster::ClusterConfig,
     http::{AuthConfig, HttpConfig, HttpLimits, ServeOptions},
+    store::FsyncPolicy,
     HistoryConfig, HubConfig,
 };
 use serde::Deserialize;
@@ -78,6 +79,15 @@ pub(crate) struct ServeArgs {
     /// or an interval such as `10ms` (fsync at most that often) [default: always].
     #[arg(long, env = "HERALD_FSYNC", value_parser = parse_fsync)]
     pub(crate) fsync: Option<FsyncPolicy>,
+    /// Join a cluster of hubs sharing this Redis (`redis://host:port/db`) [default: none].
+    #[arg(long, env = "HERALD_REDIS_URL")]
+    pub(crate) redis_url: Option<String>,
+    /// Prefix of every Redis key, so several clusters can share one Redis [default: herald].
+    #[arg(long, env = "HERALD_REDIS_KEY_PREFIX")]
+    pub(crate) redis_key_prefix: Option<String>,
+    /// This node's name in cluster stats; unique per node [default: node- and random letters].
+    #[arg(long, env = "HERALD_NODE_ID")]
+    pub(crate) node_id: Option<String>,
     /// How subscribers and publishers prove who they are: `none` (anyone; for local development)
     /// or `jwt` (signed tokens) [default: none].
     #[arg(long, env = "HERALD_AUTH")]
@@ -188,6 +198,9 @@ struct FileConfig {
     trusted_proxies: Option<Vec<IpAddr>>,
     data_dir: Option<PathBuf>,
     fsync: Option<String>,
+    redis_url: Option<String>,
+    redis_key_prefix: Option<String>,
+    node_id: Option<String>,
 }
 
 /// Everything `serve` needs, merged and checked.
@@ -200,6 +213,8 @@ pub(crate) struct ServeConfig {
     pub(crate) cors_origins: Vec<String>,
     /// The durable log's folder and fsync policy; `None`: history in memory.
     pub(crate) data_dir: Option<(PathBuf, FsyncPolicy)>,
+    /// The cluster to join; `None`: a standalone hub.
+    pub(crate) cluster: Option<ClusterConfig>,
 }
 
 fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
@@ -207,7 +222,9 @@ fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
         "always" => Ok(FsyncPolicy::Always),
         other => match humantime::parse_duration(other) {
             Ok(interval) if !interval.is_zero() => Ok(FsyncPolicy::Every(interval)),
-            _ => Err(format!("{other:?} is neither `always` nor an interval like `10ms`")),
+            _ => Err(format!(
+                "{other:?} is neither `always` nor an interval like `10ms`"
+            )),
         },
     }
 }
@@ -329,13 +346,31 @@ impl ServeArgs {
                 Some(dir) => {
                     let fsync = match (self.fsync, file.fsync) {
                         (Some(fsync), _) => fsync,
-                        (None, Some(text)) => parse_fsync(&text).map_err(|e| anyhow::anyhow!("fsync: {e}"))?,
+                        (None, Some(text)) => {
+                            parse_fsync(&text).map_err(|e| anyhow::anyhow!("fsync: {e}"))?
+                        }
                         (None, None) => FsyncPolicy::Always,
                     };
                     Some((dir, fsync))
                 }
                 None => None,
             },
+            cluster: self
+                .redis_url
+                .or(file.redis_url)
+                .map(|redis_url| ClusterConfig {
+                    redis_url,
+                    key_prefix: self
+                        .redis_key_prefix
+                        .or(file.redis_key_prefix)
+                        .unwrap_or_else(|| "herald".to_owned()),
+                    node_id: self.node_id.or(file.node_id).unwrap_or_else(|| {
+                        let letters: String = (0..6)
+                            .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
+                            .collect();
+                        format!("node-{letters}")
+                    }),
+                }),
         };
         anyhow::ensure!(
             config.hub.queue_capacity > 0,

@@ -7,6 +7,7 @@ mod cli_publish;
 mod cli_tail;
 mod config;
 mod cors;
+mod memory;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -68,12 +69,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "the stream limit is lowered to fit the open-file limit; raise `ulimit -n` for more"
         );
     }
-    let hub = match &config.data_dir {
-        Some((dir, fsync)) => Hub::open(config.hub, dir, *fsync).with_context(|| {
-            format!("the data folder {} cannot be used; refusing to start with empty history", dir.display())
+    anyhow::ensure!(
+        config.data_dir.is_none() || config.cluster.is_none(),
+        "--data-dir and --redis-url cannot be combined: in a cluster, Redis holds the history"
+    );
+    let hub = match (&config.data_dir, config.cluster.clone()) {
+        (_, Some(cluster)) => {
+            tracing::info!(node = %cluster.node_id, "joining the cluster");
+            Hub::join_cluster(config.hub, cluster).context("joining the cluster")?
+        }
+        (Some((dir, fsync)), None) => Hub::open(config.hub, dir, *fsync).with_context(|| {
+            format!(
+                "the data folder {} cannot be used; refusing to start with empty history",
+                dir.display()
+            )
         })?,
-        None => Hub::new(config.hub),
+        (None, None) => Hub::new(config.hub),
     };
+    tokio::spawn(memory::release_after_disconnects(hub.clone()));
     let mut router = herald::http::router(hub.clone(), http);
     if let Some(cors) = cors::layer(&config.cors_origins)? {
         router = router.layer(cors);

@@ -694,7 +694,11 @@ async fn ten_thousand_dropped_connections_leave_no_trace() {
     };
     let open_batch = |count: usize| {
         let batch = open_batch(count);
-        async move { tokio::time::timeout(Duration::from_secs(60), batch).await.expect("1000 streams open within 60s") }
+        async move {
+            tokio::time::timeout(Duration::from_secs(60), batch)
+                .await
+                .expect("1000 streams open within 60s")
+        }
     };
     // Warm up allocator arenas and runtime threads before taking the baseline.
     drop(open_batch(1000).await);
@@ -702,8 +706,11 @@ async fn ten_thousand_dropped_connections_leave_no_trace() {
         hub.stats().await["connections"] == 0
     })
     .await;
+    // The hub gives freed pages back within a few seconds of a mass disconnect: settle first.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let baseline = hub.rss_kib();
     let mut peak = 0;
+    let mut after_each_round = Vec::new();
     for _ in 0..10 {
         let sockets = open_batch(1000).await;
         let stats = hub.stats().await;
@@ -715,12 +722,19 @@ async fn ten_thousand_dropped_connections_leave_no_trace() {
             stats["connections"] == 0 && stats["connectionsByChannel"] == json!({})
         })
         .await;
+        after_each_round.push(hub.rss_kib());
+    }
+    // 10 000 connections leaking even 200 bytes each would be 2 MiB.
+    let near_baseline = baseline + 2 * 1024;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while hub.rss_kib() > near_baseline && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let after = hub.rss_kib();
-    eprintln!("rss baseline {baseline} KiB, peak {peak} KiB, after 10 000 connections {after} KiB");
+    eprintln!("rss baseline {baseline} KiB, peak {peak} KiB, after each round {after_each_round:?} KiB, settled {after} KiB");
     assert!(
-        after <= baseline + 8 * 1024,
-        "RSS grew from {baseline} KiB to {after} KiB"
+        after <= near_baseline,
+        "RSS stayed at {after} KiB, baseline {baseline} KiB"
     );
     assert_eq!(hub.get_json("/api/channels").await["channels"], json!([]));
 }

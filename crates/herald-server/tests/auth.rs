@@ -266,6 +266,30 @@ async fn publish_rights_follow_the_publish_patterns() {
 }
 
 #[tokio::test]
+async fn a_client_id_cannot_be_taken_over_by_another_user() {
+    let hub = jwt_hub(&[]);
+    let owner = bearer(&token_for("7", json!({"subscribe": ["orders"]})));
+    let url = hub.url("/api/channels/orders/stream?clientId=tab-1");
+    let mut first = SseStream::open(&url, &[("authorization", owner.as_str())]).await;
+    first.connected().await;
+    let intruder = token_for("8", json!({"subscribe": ["orders"]}));
+    let refused = get(
+        &hub,
+        "/api/channels/orders/stream?clientId=tab-1",
+        Some(&intruder),
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.code(), Some("forbidden"));
+    let clients = get(&hub, "/api/clients", Some(API_KEY)).await;
+    assert_eq!(clients.body["clients"][0]["user"], "7");
+    // The owner's own reconnect takes its id back.
+    let mut second = SseStream::open(&url, &[("authorization", owner.as_str())]).await;
+    second.connected().await;
+    first.events_until_end().await;
+}
+
+#[tokio::test]
 async fn admin_endpoints_take_the_admin_claim_or_an_api_key() {
     let hub = jwt_hub(&[]);
     let everywhere = token_for("svc", json!({"publish": ["*"], "subscribe": ["*"]}));

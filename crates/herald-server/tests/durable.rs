@@ -25,25 +25,51 @@ async fn acknowledged_events_survive_kill_9_and_resume_exactly_after_the_last_id
     let mut hub = start(&dir, &[]);
     let mut ids = Vec::new();
     for n in 1..=20 {
-        let answer = hub.publish("/api/channels/orders/events", json!({"event": "n", "data": n})).await;
+        let answer = hub
+            .publish(
+                "/api/channels/orders/events",
+                json!({"event": "n", "data": n}),
+            )
+            .await;
         ids.push(answer["id"].as_str().expect("id").to_owned());
     }
-    hub.signal_and_wait("KILL", Duration::from_secs(5)).expect("killed");
+    hub.signal_and_wait("KILL", Duration::from_secs(5))
+        .expect("killed");
 
     let hub = start(&dir, &[]);
-    let mut stream = SseStream::open(&hub.url("/api/channels/orders/stream"), &[("Last-Event-ID", &ids[9])]).await;
+    let mut stream = SseStream::open(
+        &hub.url("/api/channels/orders/stream"),
+        &[("Last-Event-ID", &ids[9])],
+    )
+    .await;
     assert_eq!(stream.connected().await["resumed"], json!(true));
     for n in 11..=20 {
         let event = stream.next_event().await;
-        assert_eq!((event.data.as_str(), event.id.as_str()), (n.to_string().as_str(), ids[n - 1].as_str()));
+        assert_eq!(
+            (event.data.as_str(), event.id.as_str()),
+            (n.to_string().as_str(), ids[n - 1].as_str())
+        );
     }
-    assert!(stream.next_event_within(Duration::from_millis(300)).await.is_none(), "exactly the events after it");
+    assert!(
+        stream
+            .next_event_within(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "exactly the events after it"
+    );
 
-    let new = hub.publish("/api/channels/orders/events", json!({"data": 21})).await;
+    let new = hub
+        .publish("/api/channels/orders/events", json!({"data": 21}))
+        .await;
     assert!(!ids.contains(&new["id"].as_str().expect("id").to_owned()));
     assert_eq!(stream.next_event().await.data, "21");
-    let page = hub.get_json(&format!("/api/channels/orders/events?after={}", ids[19])).await;
-    assert_eq!(page["events"][0]["data"], 21, "new positions continue after the recovered ones");
+    let page = hub
+        .get_json(&format!("/api/channels/orders/events?after={}", ids[19]))
+        .await;
+    assert_eq!(
+        page["events"][0]["data"], 21,
+        "new positions continue after the recovered ones"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -51,15 +77,34 @@ async fn acknowledged_events_survive_kill_9_and_resume_exactly_after_the_last_id
 async fn idempotent_ids_and_closed_channels_survive_a_restart() {
     let dir = data_dir("restart");
     let mut hub = start(&dir, &["--fsync", "5ms"]);
-    hub.publish("/api/channels/jobs/events", json!({"data": 1, "id": "job-7-started"})).await;
-    hub.post("/api/channels/job-7/close", json!({"event": "done", "data": {"ok": true}})).await;
-    let status = hub.signal_and_wait("TERM", Duration::from_secs(5)).expect("stops");
+    hub.publish(
+        "/api/channels/jobs/events",
+        json!({"data": 1, "id": "job-7-started"}),
+    )
+    .await;
+    hub.post(
+        "/api/channels/job-7/close",
+        json!({"event": "done", "data": {"ok": true}}),
+    )
+    .await;
+    let status = hub
+        .signal_and_wait("TERM", Duration::from_secs(5))
+        .expect("stops");
     assert!(status.success());
 
     let hub = start(&dir, &[]);
-    let again = hub.publish("/api/channels/jobs/events", json!({"data": 2, "id": "job-7-started"})).await;
+    let again = hub
+        .publish(
+            "/api/channels/jobs/events",
+            json!({"data": 2, "id": "job-7-started"}),
+        )
+        .await;
     assert_eq!(again["duplicate"], json!(true));
-    let response = common::http().get(hub.url("/api/channels/job-7/stream")).send().await.expect("GET");
+    let response = common::http()
+        .get(hub.url("/api/channels/job-7/stream"))
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(response.status(), 204, "the closing is still in history");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -71,13 +116,24 @@ async fn retention_applies_on_disk_too() {
     let payload = "x".repeat(4096);
     let mut last = String::new();
     for n in 0..500 {
-        let answer = hub.publish("/api/channels/big/events", json!({"data": format!("{n} {payload}")})).await;
+        let answer = hub
+            .publish(
+                "/api/channels/big/events",
+                json!({"data": format!("{n} {payload}")}),
+            )
+            .await;
         last = answer["id"].as_str().expect("id").to_owned();
     }
-    hub.signal_and_wait("KILL", Duration::from_secs(5)).expect("killed");
-    let file_bytes = std::fs::metadata(dir.join("herald.redb")).expect("the database file exists").len();
+    hub.signal_and_wait("KILL", Duration::from_secs(5))
+        .expect("killed");
+    let file_bytes = std::fs::metadata(dir.join("herald.redb"))
+        .expect("the database file exists")
+        .len();
     // 500 events of 4 KiB would be 2 MiB; ten of them with redb's page overhead fit well under 1 MiB.
-    assert!(file_bytes < 1024 * 1024, "the data file holds {file_bytes} bytes");
+    assert!(
+        file_bytes < 1024 * 1024,
+        "the data file holds {file_bytes} bytes"
+    );
 
     let hub = start(&dir, &["--history-max-events", "10"]);
     let page = hub.get_json("/api/channels/big/events").await;
@@ -93,12 +149,24 @@ fn a_corrupt_data_folder_stops_the_hub_with_a_clear_message() {
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::write(dir.join("herald.redb"), vec![0xAB; 64 * 1024]).expect("garbage");
     let output = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().expect("utf-8")])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.to_str().expect("utf-8"),
+        ])
         .output()
         .expect("runs");
-    assert!(!output.status.success(), "the hub must not start on a corrupt folder");
+    assert!(
+        !output.status.success(),
+        "the hub must not start on a corrupt folder"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("cannot be used") && stderr.contains("herald.redb"), "{stderr}");
+    assert!(
+        stderr.contains("cannot be used") && stderr.contains("herald.redb"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -107,7 +175,13 @@ fn an_unwritable_data_folder_stops_the_hub() {
     let dir = data_dir("file-not-folder");
     std::fs::write(&dir, b"not a folder").expect("a file where the folder should be");
     let output = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().expect("utf-8")])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.to_str().expect("utf-8"),
+        ])
         .output()
         .expect("runs");
     assert!(!output.status.success());

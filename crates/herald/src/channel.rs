@@ -1,7 +1,7 @@
 //! Channel names: the validated newtype every other module works with.
 //!
 //! Owns the naming rule (1 to 128 characters of `A-Z a-z 0-9 _ - . : @`). It never allocates a
-//! registry entry or knows who subscribes; that is [`crate::fanout`]'s job.
+//! registry entry or knows who subscribes; that is `fanout`'s job.
 
 use serde::{Deserialize, Serialize};
 use std::{fmt, sync::Arc};

@@ -1,7 +1,7 @@
 //! What a publisher hands the hub: the event's name, id and payload, validated.
 //!
 //! Owns the rules for event names, ids and client ids (no CR, LF or NUL can reach the wire) and the
-//! payload's two forms (text or JSON). It never encodes bytes ([`crate::wire`]) nor stores anything.
+//! payload's two forms (text or JSON). It never encodes bytes (`wire` does) nor stores anything.
 
 use serde::{Serialize, Serializer};
 use std::{fmt, sync::Arc};
@@ -172,7 +172,10 @@ impl EventData {
 
     /// The payload exactly as stored: `text` is compact JSON when `is_json`.
     pub(crate) fn restore(text: String, is_json: bool) -> Self {
-        Self { text: Arc::from(text), is_json }
+        Self {
+            text: Arc::from(text),
+            is_json,
+        }
     }
 
     /// The text that goes on the wire.

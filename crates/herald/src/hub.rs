@@ -8,17 +8,18 @@
 use crate::{
     channel::ChannelName,
     client::{ClientShared, EndReason},
+    cluster::{Cluster, ClusterConfig, ClusterError, EntrySink, LogEntry},
     config::HubConfig,
     event::{ClientId, EventData, FieldError, NewEvent},
     fanout::{Entry, Fanout},
     history::{History, Record, RecordKind, ResumePoint, Target},
-    store::{Durable, FsyncPolicy, Recovered, Store, StoreError},
+    hooks::Hooks,
+    store::{Durable, FsyncPolicy, Recovered, Store, StoreError, StoredTarget},
     stream::{ClientStream, Replay},
     wire,
 };
-use std::path::Path;
-use tokio::sync::watch;
 use serde::Serialize;
+use std::path::Path;
 use std::{
     collections::{BTreeMap, HashMap},
     net::SocketAddr,
@@ -28,6 +29,7 @@ use std::{
     },
     time::{Duration, Instant},
 };
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// A cheap-clone handle to one hub. Every clone talks to the same hub.
@@ -48,8 +50,14 @@ struct Shared {
     started_at: Instant,
     shutdown: CancellationToken,
     next_key: AtomicU64,
+    /// Application code told when a connection opens or ends.
+    hooks: Hooks,
     /// Durability progress of the durable log, when there is one.
     durable_rx: Option<watch::Receiver<Durable>>,
+    /// The Redis log shared with other nodes, when this hub is part of a cluster.
+    cluster: Option<Arc<Cluster>>,
+    /// This node's name in stats: the cluster node id, or `standalone`.
+    node_id: String,
 }
 
 #[derive(Debug, Default)]
@@ -87,11 +95,6 @@ pub struct Published {
     seq: u64,
 }
 
-/// The durable log failed: the event may not be on disk and was not acknowledged.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the durable log is not writable; the event was not acknowledged")]
-pub struct DurabilityError;
-
 /// Why a publish was refused. Nothing was published.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
@@ -104,6 +107,25 @@ pub enum PublishError {
     /// A publish must name at least one channel.
     #[error("no channel given")]
     NoChannel,
+    /// The log behind the hub (the durable log, or Redis in a cluster) cannot take the event
+    /// now. It may or may not have been recorded: retry with the same publisher id to be safe.
+    #[error("the event log is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why [`Hub::broadcast`] or [`Hub::broadcast_all`] refused an event. Nothing was published.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The channel name breaks the naming rule.
+    #[error(transparent)]
+    InvalidChannel(#[from] crate::channel::ChannelNameError),
+    /// The data cannot be represented as JSON (a map with non-string keys, a failing
+    /// `Serialize` implementation).
+    #[error("data cannot be serialized as JSON")]
+    InvalidData(#[from] serde_json::Error),
+    /// The hub refused the event: its name or id breaks a rule.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
 }
 
 /// Why a connection could not be opened.
@@ -179,6 +201,8 @@ pub struct ChannelInfo {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
+    /// The node that answered: its cluster node id, or `standalone`.
+    pub node: String,
     /// Live connections.
     pub connections: usize,
     /// Live connections per channel.
@@ -258,7 +282,11 @@ impl Hub {
     ///
     /// # Panics
     /// When called outside a tokio runtime.
-    pub fn open(config: HubConfig, data_dir: &Path, fsync: FsyncPolicy) -> Result<Self, StoreError> {
+    pub fn open(
+        config: HubConfig,
+        data_dir: &Path,
+        fsync: FsyncPolicy,
+    ) -> Result<Self, StoreError> {
         let Recovered { store, records } = Store::open(data_dir, fsync)?;
         let recovered = records.len();
         let mut history = History::restore(config.history.clone(), records);
@@ -270,7 +298,45 @@ impl Hub {
         Ok(Self::start(config, history, Some(store)))
     }
 
+    /// Creates a hub that shares its event log with other nodes through Redis: an event published
+    /// on any node reaches the subscribers of every node, in one order, with global ids. The node
+    /// connects (and reconnects, with backoff) in the background; until it has, publishing answers
+    /// [`PublishError::Unavailable`].
+    ///
+    /// # Errors
+    /// [`ClusterError::InvalidUrl`] when the Redis URL is malformed.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn join_cluster(config: HubConfig, cluster: ClusterConfig) -> Result<Self, ClusterError> {
+        let history_len = config.history.max_events;
+        let cluster = Cluster::new(cluster, history_len, config.history.max_age)?;
+        let history = History::new(config.history.clone());
+        let hub = Self::start_with(config, history, None, Some(cluster.clone()));
+        let sink: Arc<dyn EntrySink> = Arc::new(ClusterSink(Arc::downgrade(&hub.shared)));
+        tokio::spawn(
+            cluster
+                .clone()
+                .read_loop(sink, history_len, hub.shared.shutdown.clone()),
+        );
+        tokio::spawn(report_to_cluster(
+            Arc::downgrade(&hub.shared),
+            cluster,
+            hub.shared.shutdown.clone(),
+        ));
+        Ok(hub)
+    }
+
     fn start(config: HubConfig, history: History, store: Option<Store>) -> Self {
+        Self::start_with(config, history, store, None)
+    }
+
+    fn start_with(
+        config: HubConfig,
+        history: History,
+        store: Option<Store>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Self {
         let closed = history.closed_channels();
         let durable_rx = store.as_ref().map(Store::durable_rx);
         let shared = Arc::new(Shared {
@@ -283,11 +349,16 @@ impl Hub {
                 store,
             }),
             durable_rx,
+            node_id: cluster
+                .as_ref()
+                .map_or_else(|| "standalone".to_owned(), |c| c.node_id().to_owned()),
+            cluster,
             config,
             counters: Counters::default(),
             started_at: Instant::now(),
             shutdown: CancellationToken::new(),
             next_key: AtomicU64::new(1),
+            hooks: Hooks::default(),
         });
         tokio::spawn(sweep(
             Arc::downgrade(&shared),
@@ -311,70 +382,246 @@ impl Hub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Publishes one event to `target`.
+    /// Publishes one event to `target` and returns once it is recorded: at once in memory, once
+    /// on disk with a durable log, once this node has read it back from Redis in a cluster.
     ///
     /// # Errors
-    /// [`PublishError`] when the event is invalid, names no channel, or is for a client that is
-    /// neither connected nor recently departed. Nothing is published then.
-    pub fn publish(&self, target: Target, event: NewEvent) -> Result<Published, PublishError> {
+    /// [`PublishError`] when the event is invalid, names no channel, is for a client that is
+    /// neither connected nor recently departed, or the log is unavailable. Nothing is published
+    /// then (for `Unavailable`, see its note).
+    pub async fn publish(
+        &self,
+        target: Target,
+        event: NewEvent,
+    ) -> Result<Published, PublishError> {
+        self.submit(target, event, RecordKind::Event).await
+    }
+
+    async fn submit(
+        &self,
+        target: Target,
+        event: NewEvent,
+        kind: RecordKind,
+    ) -> Result<Published, PublishError> {
         event.validate()?;
         if matches!(&target, Target::Channels(channels) if channels.is_empty()) {
             return Err(PublishError::NoChannel);
         }
-        let mut state = self.state();
-        if let Some(duplicate) = state.duplicate_of(event.id.as_deref()) {
-            return Ok(duplicate);
+        if let Some(cluster) = &self.shared.cluster {
+            return self.submit_to_cluster(cluster, target, event, kind).await;
         }
-        if let Target::Client(id) = &target {
-            if state.fanout.key_of(id).is_none() && !state.departed.contains_key(id) {
-                return Err(PublishError::ClientNotFound(id.clone()));
+        let published = {
+            let mut state = self.state();
+            if let Some(duplicate) = state.duplicate_of(event.id.as_deref()) {
+                duplicate
+            } else {
+                if let Target::Client(id) = &target {
+                    if state.fanout.key_of(id).is_none() && !state.departed.contains_key(id) {
+                        return Err(PublishError::ClientNotFound(id.clone()));
+                    }
+                }
+                let published =
+                    state.append(target, event, kind, self.shared.config.queue_capacity);
+                self.shared
+                    .counters
+                    .published
+                    .fetch_add(1, Ordering::Relaxed);
+                published
             }
-        }
-        if let Target::Channels(channels) = &target {
-            for channel in channels {
-                state.closed.remove(channel);
-            }
-        }
-        let published = state.append(
-            target,
-            event,
-            RecordKind::Event,
-            self.shared.config.queue_capacity,
-        );
-        drop(state);
-        self.shared
-            .counters
-            .published
-            .fetch_add(1, Ordering::Relaxed);
+        };
+        self.wait_durable(&published).await?;
         Ok(published)
     }
 
-    /// Publishes `event` to one channel.
-    ///
-    /// # Errors
-    /// See [`Hub::publish`].
-    pub fn broadcast(
+    /// The cluster path: append to Redis, then answer once this node's reader applied the entry,
+    /// so `recipients` counts this node's connections like a standalone hub does.
+    async fn submit_to_cluster(
         &self,
-        channel: ChannelName,
+        cluster: &Cluster,
+        target: Target,
         event: NewEvent,
+        kind: RecordKind,
     ) -> Result<Published, PublishError> {
-        self.publish(Target::Channels(vec![channel]), event)
+        if let Some(duplicate) = self.state().duplicate_of(event.id.as_deref()) {
+            return Ok(duplicate);
+        }
+        if let Target::Client(id) = &target {
+            if !self.is_client_known_in_cluster(cluster, id).await? {
+                return Err(PublishError::ClientNotFound(id.clone()));
+            }
+        }
+        let entry = LogEntry {
+            id: event.id.clone(),
+            target: StoredTarget::from_target(&target),
+            close: match kind {
+                RecordKind::Event => None,
+                RecordKind::Close { has_final_event } => Some(has_final_event),
+            },
+            event: event.event.clone(),
+            data: event.data.as_str().to_owned(),
+            is_json: event.data.is_json(),
+        };
+        let unavailable = |err: ClusterError| PublishError::Unavailable(err.to_string());
+        let appended = cluster.append(&entry).await.map_err(unavailable)?;
+        let (id, duplicate) = match appended {
+            Some(entry_id) => {
+                cluster
+                    .wait_applied(entry_id, CLUSTER_APPLY_TIMEOUT)
+                    .await
+                    .map_err(unavailable)?;
+                self.shared
+                    .counters
+                    .published
+                    .fetch_add(1, Ordering::Relaxed);
+                (event.id.unwrap_or_else(|| entry_id.to_string()), false)
+            }
+            None => (
+                event.id.expect("only a publisher id can be taken already"),
+                true,
+            ),
+        };
+        let state = self.state();
+        let record = state.history.get_by_id(&id);
+        Ok(Published {
+            recipients: record.map_or(0, |r| r.recipients),
+            seq: record.map_or(0, |r| r.seq),
+            id,
+            duplicate,
+        })
     }
 
-    /// Publishes `event` to every connection, whatever its channels.
-    ///
-    /// # Errors
-    /// See [`Hub::publish`].
-    pub fn broadcast_all(&self, event: NewEvent) -> Result<Published, PublishError> {
-        self.publish(Target::All, event)
+    /// Whether a client id is connected (or recently departed) on this node or any live node.
+    async fn is_client_known_in_cluster(
+        &self,
+        cluster: &Cluster,
+        id: &ClientId,
+    ) -> Result<bool, PublishError> {
+        {
+            let state = self.state();
+            if state.fanout.key_of(id).is_some() || state.departed.contains_key(id) {
+                return Ok(true);
+            }
+        }
+        let nodes = cluster
+            .nodes()
+            .await
+            .map_err(|err| PublishError::Unavailable(err.to_string()))?;
+        Ok(nodes.iter().any(|node| {
+            node.clients
+                .as_array()
+                .is_some_and(|clients| clients.iter().any(|c| c["id"] == id.as_str()))
+        }))
     }
 
-    /// Sends `event` to one connection.
+    /// Publishes one event to `channel`. [`Hub::publish`] is the general form.
+    ///
+    /// - `event`: the event's name, or `None` for the default `message` event.
+    /// - `data`: any serializable value; a string goes out as its text, anything else as compact
+    ///   JSON.
+    /// - `id`: a publisher-chosen id (publishing it again while it is in history is a no-op that
+    ///   returns the original), or `None` for one the hub assigns.
     ///
     /// # Errors
-    /// [`PublishError::ClientNotFound`] when that client is gone; see [`Hub::publish`].
-    pub fn send_to(&self, client: &ClientId, event: NewEvent) -> Result<Published, PublishError> {
+    /// [`SendError`] when the channel name, the event name or the id breaks its rule, or `data`
+    /// cannot be serialized as JSON. Nothing is published then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), herald::hub::SendError> {
+    /// use herald::{Hub, HubConfig};
+    ///
+    /// let hub = Hub::new(HubConfig::default());
+    /// let order = serde_json::json!({"id": 7, "total": 12.5});
+    /// let published = hub.broadcast("orders", "created", &order, None).await?;
+    /// assert_eq!(published.recipients, 0, "nobody listens yet; the event waits in history");
+    /// hub.broadcast("news", None, "plain text", "news-1").await?;
+    /// assert!(hub.broadcast("not a channel", None, "x", None).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn broadcast<'a, T: Serialize + ?Sized>(
+        &self,
+        channel: &str,
+        event: impl Into<Option<&'a str>>,
+        data: &T,
+        id: impl Into<Option<&'a str>>,
+    ) -> Result<Published, SendError> {
+        let channel = ChannelName::new(channel)?;
+        let event = new_event(event.into(), data, id.into())?;
+        Ok(self.publish(Target::Channels(vec![channel]), event).await?)
+    }
+
+    /// Publishes one event to every connection, whatever its channels. The arguments are those of
+    /// [`Hub::broadcast`].
+    ///
+    /// # Errors
+    /// [`SendError`] when the event name or the id breaks its rule, or `data` cannot be
+    /// serialized as JSON. Nothing is published then.
+    pub async fn broadcast_all<'a, T: Serialize + ?Sized>(
+        &self,
+        event: impl Into<Option<&'a str>>,
+        data: &T,
+        id: impl Into<Option<&'a str>>,
+    ) -> Result<Published, SendError> {
+        let event = new_event(event.into(), data, id.into())?;
+        Ok(self.publish(Target::All, event).await?)
+    }
+
+    /// Sends one event to one connection; the other arguments are those of [`Hub::broadcast`].
+    ///
+    /// Returns true when the event was accepted: the client is connected, or left less than
+    /// [`HubConfig::client_linger`] ago and the event waits in history for its return (with its
+    /// client id and `Last-Event-ID`). Returns false when no such client is known, or when the
+    /// event is invalid; [`Hub::publish`] with [`Target::Client`] says why.
+    pub async fn send_to<'a, T: Serialize + ?Sized>(
+        &self,
+        client: &ClientId,
+        event: impl Into<Option<&'a str>>,
+        data: &T,
+        id: impl Into<Option<&'a str>>,
+    ) -> bool {
+        let Ok(event) = new_event(event.into(), data, id.into()) else {
+            return false;
+        };
         self.publish(Target::Client(client.clone()), event)
+            .await
+            .is_ok()
+    }
+
+    /// Adds a hook called once for each new connection, after it is registered and before
+    /// [`Hub::add_client`] returns its stream. Hooks run in the order they were added, on the task
+    /// that called `add_client`, with no lock of the hub held: a hook may call the hub's
+    /// synchronous methods, and spawn a task to publish (say, to [`Hub::send_to`] the new client
+    /// its first event).
+    ///
+    /// Keep hooks short and never block in one: it delays the connection. A hook that holds a
+    /// clone of this hub keeps the hub alive for the life of the process.
+    ///
+    /// # Panics
+    /// A panic in a hook reaches the caller of [`Hub::add_client`]; the new connection's stream
+    /// is dropped on the way, which ends it (and calls the disconnect hooks).
+    pub fn on_connect(&self, hook: impl Fn(&ClientInfo) + Send + Sync + 'static) {
+        self.shared.hooks.add_connect(Arc::new(hook));
+    }
+
+    /// Adds a hook called once for each connection that ends, whatever the reason (the client
+    /// went away, [`Hub::remove_client`], a full queue, a closed channel, shutdown): when its
+    /// [`ClientStream`] is dropped. Each connection [`Hub::on_connect`] hooks saw comes here
+    /// exactly once, after them. Hooks run in the order they were added, on the task that drops
+    /// the stream, with no lock of the hub held.
+    ///
+    /// `channels` lists those the connection was still registered on; one the hub had already
+    /// unregistered (removed, too slow, replaced, its only channel closed) shows none. A client
+    /// id taken over by a newer connection sees the newer connection's connect before the older
+    /// one's disconnect: count connections, not ids.
+    ///
+    /// # Panics
+    /// A hook must not panic: it runs in the stream's `Drop`, where a panic during unwinding
+    /// aborts the process.
+    pub fn on_disconnect(&self, hook: impl Fn(&ClientInfo) + Send + Sync + 'static) {
+        self.shared.hooks.add_disconnect(Arc::new(hook));
     }
 
     /// Closes a channel for good: every stream on it gets `final_event` (if any); a single-channel
@@ -384,36 +631,19 @@ impl Hub {
     ///
     /// # Errors
     /// [`PublishError`] when the final event is invalid.
-    pub fn close_channel(
+    pub async fn close_channel(
         &self,
         channel: ChannelName,
         final_event: Option<NewEvent>,
     ) -> Result<Published, PublishError> {
-        if let Some(event) = &final_event {
-            event.validate()?;
-        }
-        let mut state = self.state();
         let has_final_event = final_event.is_some();
         let event = final_event.unwrap_or_else(|| NewEvent::new(EventData::text("")));
-        if let Some(duplicate) = state.duplicate_of(event.id.as_deref()) {
-            return Ok(duplicate);
-        }
-        let target = Target::Channels(vec![channel.clone()]);
-        let published = state.append(
-            target,
+        self.submit(
+            Target::Channels(vec![channel]),
             event,
             RecordKind::Close { has_final_event },
-            self.shared.config.queue_capacity,
-        );
-        let seq = state.history.head_seq();
-        state.closed.insert(channel.clone(), seq);
-        state.fanout.close_channel(&channel);
-        drop(state);
-        self.shared
-            .counters
-            .published
-            .fetch_add(1, Ordering::Relaxed);
-        Ok(published)
+        )
+        .await
     }
 
     /// Registers a connection and returns its stream of SSE bytes. Dropping the stream removes the
@@ -498,26 +728,34 @@ impl Hub {
             &connected.to_string(),
         ));
         tracing::debug!(client.id = %client_id, resumed = resume_after.is_some(), "client connected");
-        Ok(ClientStream::new(
+        let stream = ClientStream::new(
             self.clone(),
-            client,
+            client.clone(),
             preamble.into(),
             replay,
             resume_after.unwrap_or(0),
             resume_after.is_some(),
-        ))
+        );
+        self.shared.hooks.connected(|| info_of(&client, channels));
+        Ok(stream)
     }
 
-    /// Unregisters a connection by key once its stream is gone.
-    pub(crate) fn forget(&self, key: u64) {
+    /// Unregisters a connection once its stream is gone, then tells the disconnect hooks.
+    pub(crate) fn forget(&self, client: &ClientShared) {
         let mut state = self.state();
-        if let Some(entry) = state.fanout.remove(key) {
+        let entry = state.fanout.remove(client.key);
+        if let Some(entry) = &entry {
             tracing::debug!(client.id = %entry.client.id, "client disconnected");
             let id = entry.client.id.clone();
             if state.fanout.key_of(&id).is_none() {
                 state.departed.insert(id, Instant::now());
             }
         }
+        drop(state);
+        self.shared.hooks.disconnected(|| match &entry {
+            Some(entry) => client_info(entry),
+            None => info_of(client, Vec::new()),
+        });
     }
 
     /// Closes a connection. Returns false when no connection has that id.
@@ -624,6 +862,7 @@ impl Hub {
             .entries()
             .min_by_key(|entry| (entry.client.connected_at, entry.client.key));
         Stats {
+            node: self.shared.node_id.clone(),
             connections: state.fanout.len(),
             connections_by_channel: state
                 .fanout
@@ -708,6 +947,65 @@ impl Hub {
         self.shared.shutdown.cancel();
     }
 
+    /// This hub's stats summed over every live node of its cluster, with each node's own stats
+    /// under `nodes`; a standalone hub answers for itself. Nodes report once a second, so the
+    /// figures are up to about a second old.
+    ///
+    /// # Errors
+    /// [`ClusterError::Unavailable`] when the registry cannot be read.
+    pub async fn cluster_stats(&self) -> Result<serde_json::Value, ClusterError> {
+        let local = serde_json::to_value(self.stats()).unwrap_or_default();
+        let Some(cluster) = &self.shared.cluster else {
+            return Ok(
+                serde_json::json!({"node": self.shared.node_id, "scope": "cluster", "connections": local["connections"], "eventsPublished": local["eventsPublished"], "eventsDelivered": local["eventsDelivered"], "nodes": [local]}),
+            );
+        };
+        let reports = cluster.nodes().await?;
+        let sum = |field: &str| {
+            reports
+                .iter()
+                .map(|r| r.stats[field].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        };
+        Ok(serde_json::json!({
+            "node": self.shared.node_id,
+            "scope": "cluster",
+            "connections": sum("connections"),
+            "eventsPublished": sum("eventsPublished"),
+            "eventsDelivered": sum("eventsDelivered"),
+            "nodes": reports.iter().map(|r| r.stats.clone()).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// Every live connection of every live node, each with the `node` it is on (up to about a
+    /// second old); a standalone hub answers with its own.
+    ///
+    /// # Errors
+    /// [`ClusterError::Unavailable`] when the registry cannot be read.
+    pub async fn cluster_clients(&self) -> Result<Vec<serde_json::Value>, ClusterError> {
+        let with_node = |node: &str, clients: serde_json::Value| -> Vec<serde_json::Value> {
+            let mut clients = match clients {
+                serde_json::Value::Array(clients) => clients,
+                _ => Vec::new(),
+            };
+            for client in &mut clients {
+                client["node"] = serde_json::Value::String(node.to_owned());
+            }
+            clients
+        };
+        let Some(cluster) = &self.shared.cluster else {
+            return Ok(with_node(
+                &self.shared.node_id,
+                serde_json::to_value(self.clients()).unwrap_or_default(),
+            ));
+        };
+        let reports = cluster.nodes().await?;
+        Ok(reports
+            .into_iter()
+            .flat_map(|r| with_node(&r.node, r.clients))
+            .collect())
+    }
+
     /// Whether [`Hub::shutdown`] was called.
     pub fn is_shutting_down(&self) -> bool {
         self.shared.shutdown.is_cancelled()
@@ -734,20 +1032,20 @@ impl Hub {
     }
 
     /// Waits until `published` is on disk. Returns at once for a hub without a durable log.
-    ///
-    /// # Errors
-    /// [`DurabilityError`] when the durable log failed before the event reached the disk.
-    pub async fn wait_durable(&self, published: &Published) -> Result<(), DurabilityError> {
-        let Some(durable_rx) = &self.shared.durable_rx else { return Ok(()) };
+    async fn wait_durable(&self, published: &Published) -> Result<(), PublishError> {
+        let Some(durable_rx) = &self.shared.durable_rx else {
+            return Ok(());
+        };
+        let failed = || PublishError::Unavailable("the durable log is not writable".to_owned());
         let mut durable_rx = durable_rx.clone();
         let durable = durable_rx
             .wait_for(|durable| durable.through_seq >= published.seq || durable.is_failed)
             .await
-            .map_err(|_| DurabilityError)?;
+            .map_err(|_| failed())?;
         if durable.through_seq >= published.seq {
             Ok(())
         } else {
-            Err(DurabilityError)
+            Err(failed())
         }
     }
 }
@@ -800,6 +1098,20 @@ impl State {
         };
         let first_before = self.history.first_seq();
         let record = self.history.append(record);
+        if let Target::Channels(channels) = &record.target {
+            for channel in channels {
+                match record.kind {
+                    // Publishing to a closed channel reopens it.
+                    RecordKind::Event => {
+                        self.closed.remove(channel);
+                    }
+                    RecordKind::Close { .. } => {
+                        self.closed.insert(channel.clone(), seq);
+                        self.fanout.close_channel(channel);
+                    }
+                }
+            }
+        }
         if let Some(store) = &self.store {
             store.append(record);
             self.forget_trimmed(first_before);
@@ -823,15 +1135,110 @@ impl State {
     }
 }
 
+/// The event [`Hub::broadcast`] and its siblings build from their arguments.
+fn new_event<T: Serialize + ?Sized>(
+    event: Option<&str>,
+    data: &T,
+    id: Option<&str>,
+) -> Result<NewEvent, serde_json::Error> {
+    Ok(NewEvent {
+        event: event.map(str::to_owned),
+        data: EventData::json(data)?,
+        id: id.map(str::to_owned),
+    })
+}
+
 fn client_info(entry: &Entry) -> ClientInfo {
-    let mut channels = entry.channels.clone();
+    info_of(&entry.client, entry.channels.clone())
+}
+
+/// A connection as [`ClientInfo`] shows it, on `channels`.
+fn info_of(client: &ClientShared, mut channels: Vec<ChannelName>) -> ClientInfo {
     channels.sort();
     ClientInfo {
-        id: entry.client.id.clone(),
+        id: client.id.clone(),
         channels,
-        user: entry.client.user.as_deref().map(str::to_owned),
-        connected_at: humantime::format_rfc3339_millis(entry.client.connected_at).to_string(),
-        remote_addr: entry.client.remote_addr.map(|a| a.to_string()),
+        user: client.user.as_deref().map(str::to_owned),
+        connected_at: humantime::format_rfc3339_millis(client.connected_at).to_string(),
+        remote_addr: client.remote_addr.map(|a| a.to_string()),
+    }
+}
+
+/// Longest a cluster publish waits for this node to read its event back from Redis.
+const CLUSTER_APPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Feeds the cluster log's entries, in stream order, into this node's history and fan-out.
+struct ClusterSink(Weak<Shared>);
+
+impl EntrySink for ClusterSink {
+    fn apply(&self, entry_id: &str, entry: LogEntry, _is_live: bool) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        let kind = entry.kind();
+        let Some(target) = entry.target() else {
+            tracing::warn!(
+                entry = entry_id,
+                "skipping a cluster log entry with an invalid target"
+            );
+            return;
+        };
+        let id = entry.id.unwrap_or_else(|| entry_id.to_owned());
+        let event = NewEvent {
+            event: entry.event,
+            data: EventData::restore(entry.data, entry.is_json),
+            id: Some(id),
+        };
+        let mut state = shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if state.duplicate_of(event.id.as_deref()).is_some() {
+            return;
+        }
+        state.append(target, event, kind, shared.config.queue_capacity);
+    }
+
+    fn gap(&self) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        let mut state = shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // What this node holds no longer joins up with the log: forget it, so every resume says
+        // `resumed: false`, and end every stream so its client reconnects and reloads.
+        state.history = History::new(shared.config.history.clone());
+        state.closed.clear();
+        for entry in state.fanout.entries() {
+            entry.client.end(EndReason::HistoryGap, false);
+        }
+    }
+}
+
+/// Reports this node's stats and clients to the cluster's registry, once a second.
+async fn report_to_cluster(
+    shared: Weak<Shared>,
+    cluster: Arc<Cluster>,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(crate::cluster::NODE_REFRESH_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let hub = Hub { shared };
+        let stats = serde_json::to_value(hub.stats()).unwrap_or_default();
+        let clients = serde_json::to_value(hub.clients()).unwrap_or_default();
+        drop(hub);
+        if let Err(err) = cluster.refresh_node(&stats, &clients).await {
+            tracing::debug!(error = %err, "could not report to the cluster registry");
+        }
     }
 }
 

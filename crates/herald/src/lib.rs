@@ -4,23 +4,108 @@
 //! `text/event-stream`, and a subscriber that reconnects with its last event id gets back what it
 //! missed while that is still in history.
 //!
+//! The hub runs inside any tokio application. A complete axum service with a stream route and a
+//! publish route:
+//!
+//! ```no_run
+//! use axum::{extract::State, http::StatusCode, routing::{get, post}, Json, Router};
+//! use herald::{http::LastEventId, hub::ConnectError, ChannelName, ClientOptions, ClientStream};
+//! use herald::{Hub, HubConfig, Published};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Order {
+//!     id: u64,
+//!     total_cents: u64,
+//! }
+//!
+//! /// `GET /orders/stream`: the `orders` channel as `text/event-stream`. A browser that
+//! /// reconnects sends `Last-Event-ID` and gets what it missed.
+//! async fn stream(
+//!     State(hub): State<Hub>,
+//!     LastEventId(last_event_id): LastEventId,
+//! ) -> Result<ClientStream, ConnectError> {
+//!     let channels = vec![ChannelName::new("orders").expect("a valid channel name")];
+//!     hub.add_client(ClientOptions { channels, last_event_id, ..ClientOptions::default() })
+//! }
+//!
+//! /// `POST /orders`: tells every subscriber of `orders`.
+//! async fn create(
+//!     State(hub): State<Hub>,
+//!     Json(order): Json<Order>,
+//! ) -> Result<Json<Published>, (StatusCode, String)> {
+//!     let published = hub
+//!         .broadcast("orders", "created", &order, None)
+//!         .await
+//!         .map_err(|err| (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))?;
+//!     Ok(Json(published))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let hub = Hub::new(HubConfig::default());
+//!     let app = Router::new()
+//!         .route("/orders", post(create))
+//!         .route("/orders/stream", get(stream))
+//!         .with_state(hub.clone())
+//!         // Herald's own HTTP API (publish, poll, admin), under /herald.
+//!         .nest("/herald", herald::http::router(hub.clone(), herald::http::HttpConfig::default()));
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     axum::serve(listener, app)
+//!         .with_graceful_shutdown(async move {
+//!             let _ = tokio::signal::ctrl_c().await;
+//!             // An event stream never ends by itself: end them all, so `serve` can finish.
+//!             hub.shutdown();
+//!         })
+//!         .await
+//! }
+//! ```
+//!
+//! Without HTTP, a connection is a stream of SSE bytes:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use futures_util::StreamExt;
+//! use herald::{ChannelName, ClientOptions, Hub, HubConfig};
+//!
+//! let hub = Hub::new(HubConfig::default());
+//! let channels = vec![ChannelName::new("orders")?];
+//! let mut stream = hub.add_client(ClientOptions { channels, ..ClientOptions::default() })?;
+//! hub.broadcast("orders", "created", &serde_json::json!({"id": 7}), None).await?;
+//!
+//! let opening = stream.next().await.expect("a stream opens with `retry:` and `connected`");
+//! assert!(opening.starts_with(b"retry: 3000\n\nevent: connected\n"));
+//! let event = stream.next().await.expect("the event is queued");
+//! assert!(event.ends_with(b"event: created\ndata: {\"id\":7}\n\n"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `docs/embedding.md` covers configuration in code, nesting the router, hooks and shutdown; the
+//! crate's `examples/` folder holds three small real services.
+//!
 //! # Layout
 //! - [`hub`]: the front door ([`Hub`]): publish, subscribe, clients, stats, shutdown.
 //! - `history`: the bounded, ordered event log that gives every event its position and id.
 //! - `fanout`: the registry of live connections by channel and by client id.
+//! - `hooks`: application code told when a connection opens or ends.
 //! - `client` and [`stream`]: one connection's bounded queue, and the byte stream that drains it.
 //! - `wire`: SSE encoding, done once per event.
 //! - [`channel`], [`event`]: validated names, ids and payloads.
+//! - [`cluster`]: the Redis Stream log shared by every node behind `--redis-url`.
 //! - [`store`]: the durable log (redb) behind `--data-dir`: recovery and group commit.
 //! - [`config`]: settings and their defaults.
 //! - [`http`] (feature `axum`, on by default): the HTTP API and the server loop.
 
 pub mod channel;
 mod client;
+pub mod cluster;
 pub mod config;
 pub mod event;
 mod fanout;
 mod history;
+mod hooks;
 pub mod hub;
 pub mod store;
 pub mod stream;
@@ -33,5 +118,5 @@ pub use channel::ChannelName;
 pub use config::{HistoryConfig, HubConfig};
 pub use event::{ClientId, EventData, NewEvent};
 pub use history::Target;
-pub use hub::{ClientOptions, Hub, Published};
+pub use hub::{ClientInfo, ClientOptions, ConnectError, Hub, Published, SendError};
 pub use stream::ClientStream;

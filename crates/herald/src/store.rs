@@ -81,7 +81,10 @@ pub enum StoreError {
 }
 
 fn open_error(path: &Path, err: impl Into<redb::Error>) -> StoreError {
-    StoreError::Open { path: path.to_owned(), source: Box::new(err.into()) }
+    StoreError::Open {
+        path: path.to_owned(),
+        source: Box::new(err.into()),
+    }
 }
 
 /// One event as stored on disk.
@@ -100,16 +103,37 @@ struct StoredRecord {
     published_unix_ms: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A [`Target`] as written to disk or to the cluster log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum StoredTarget {
+pub(crate) enum StoredTarget {
     Channels(Vec<ChannelName>),
     Client(String),
     All,
 }
 
+impl StoredTarget {
+    pub(crate) fn from_target(target: &Target) -> Self {
+        match target {
+            Target::Channels(channels) => Self::Channels(channels.clone()),
+            Target::Client(id) => Self::Client(id.as_str().to_owned()),
+            Target::All => Self::All,
+        }
+    }
+
+    /// `None` when a stored client id is not a valid one (the entry was not written by Herald).
+    pub(crate) fn into_target(self) -> Option<Target> {
+        Some(match self {
+            Self::Channels(channels) => Target::Channels(channels),
+            Self::Client(id) => Target::Client(ClientId::new(&id).ok()?),
+            Self::All => Target::All,
+        })
+    }
+}
+
 fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl StoredRecord {
@@ -117,11 +141,7 @@ impl StoredRecord {
         let age = record.published_at.elapsed();
         Self {
             id: record.id.to_string(),
-            target: match &record.target {
-                Target::Channels(channels) => StoredTarget::Channels(channels.clone()),
-                Target::Client(id) => StoredTarget::Client(id.as_str().to_owned()),
-                Target::All => StoredTarget::All,
-            },
+            target: StoredTarget::from_target(&record.target),
             close: match record.kind {
                 RecordKind::Event => None,
                 RecordKind::Close { has_final_event } => Some(has_final_event),
@@ -135,18 +155,16 @@ impl StoredRecord {
     }
 
     fn into_record(self, seq: u64, now: Instant, now_unix_ms: u64) -> Option<Record> {
-        let target = match self.target {
-            StoredTarget::Channels(channels) => Target::Channels(channels),
-            StoredTarget::Client(id) => Target::Client(ClientId::new(&id).ok()?),
-            StoredTarget::All => Target::All,
-        };
+        let target = self.target.into_target()?;
         let kind = match self.close {
             None => RecordKind::Event,
             Some(has_final_event) => RecordKind::Close { has_final_event },
         };
         let data = EventData::restore(self.data, self.is_json);
         let frame = match kind {
-            RecordKind::Close { has_final_event: false } => bytes::Bytes::new(),
+            RecordKind::Close {
+                has_final_event: false,
+            } => bytes::Bytes::new(),
             _ => wire::encode_event(Some(&self.id), self.event.as_deref(), data.as_str()),
         };
         let age = Duration::from_millis(now_unix_ms.saturating_sub(self.published_unix_ms));
@@ -198,24 +216,37 @@ pub(crate) struct Recovered {
 impl Store {
     /// Opens (or creates) the database in `dir` and reads back every stored event.
     pub(crate) fn open(dir: &Path, fsync: FsyncPolicy) -> Result<Recovered, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+            path: dir.to_owned(),
+            source,
+        })?;
         let path = dir.join(DATA_FILE_NAME);
         let db = Database::create(&path).map_err(|err| open_error(&path, err))?;
         let write = db.begin_write().map_err(|err| open_error(&path, err))?;
-        write.open_table(EVENTS).map_err(|err| open_error(&path, err))?;
+        write
+            .open_table(EVENTS)
+            .map_err(|err| open_error(&path, err))?;
         write.commit().map_err(|err| open_error(&path, err))?;
 
         let read = db.begin_read().map_err(|err| open_error(&path, err))?;
-        let table = read.open_table(EVENTS).map_err(|err| open_error(&path, err))?;
+        let table = read
+            .open_table(EVENTS)
+            .map_err(|err| open_error(&path, err))?;
         let now = Instant::now();
         let now_unix_ms = unix_ms(SystemTime::now());
         let mut records = Vec::new();
         for row in table.iter().map_err(|err| open_error(&path, err))? {
             let (seq, bytes) = row.map_err(|err| open_error(&path, err))?;
             let seq = seq.value();
-            let stored: StoredRecord = serde_json::from_slice(bytes.value())
-                .map_err(|source| StoreError::Corrupt { path: path.clone(), seq, source })?;
-            let is_contiguous = records.last().is_none_or(|last: &Record| last.seq + 1 == seq);
+            let stored: StoredRecord =
+                serde_json::from_slice(bytes.value()).map_err(|source| StoreError::Corrupt {
+                    path: path.clone(),
+                    seq,
+                    source,
+                })?;
+            let is_contiguous = records
+                .last()
+                .is_none_or(|last: &Record| last.seq + 1 == seq);
             match stored.into_record(seq, now, now_unix_ms) {
                 Some(record) if is_contiguous => records.push(record),
                 _ => return Err(StoreError::Invalid { path, seq }),
@@ -224,13 +255,22 @@ impl Store {
         drop(table);
         drop(read);
         let head = records.last().map_or(0, |r| r.seq);
-        let (durable_tx, durable_rx) = watch::channel(Durable { through_seq: head, is_failed: false });
+        let (durable_tx, durable_rx) = watch::channel(Durable {
+            through_seq: head,
+            is_failed: false,
+        });
         let (ops_tx, ops_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("herald-store".into())
             .spawn(move || write_loop(db, ops_rx, durable_tx, fsync))
-            .map_err(|source| StoreError::Folder { path: dir.to_owned(), source })?;
-        Ok(Recovered { store: Store { ops_tx, durable_rx }, records })
+            .map_err(|source| StoreError::Folder {
+                path: dir.to_owned(),
+                source,
+            })?;
+        Ok(Recovered {
+            store: Store { ops_tx, durable_rx },
+            records,
+        })
     }
 
     pub(crate) fn append(&self, record: Arc<Record>) {
@@ -248,7 +288,12 @@ impl Store {
 }
 
 /// The writer thread: drains every waiting op into one transaction, commits with fsync, reports.
-fn write_loop(db: Database, ops_rx: mpsc::Receiver<WriteOp>, durable_tx: watch::Sender<Durable>, fsync: FsyncPolicy) {
+fn write_loop(
+    db: Database,
+    ops_rx: mpsc::Receiver<WriteOp>,
+    durable_tx: watch::Sender<Durable>,
+    fsync: FsyncPolicy,
+) {
     let mut through_seq = durable_tx.borrow().through_seq;
     let mut last_commit = Instant::now();
     while let Ok(first) = ops_rx.recv() {
@@ -266,12 +311,18 @@ fn write_loop(db: Database, ops_rx: mpsc::Receiver<WriteOp>, durable_tx: watch::
             Ok(None) => {}
             Err(err) => {
                 tracing::error!(error = %err, "writing the durable log failed; publishes are refused from now on");
-                durable_tx.send_replace(Durable { through_seq, is_failed: true });
+                durable_tx.send_replace(Durable {
+                    through_seq,
+                    is_failed: true,
+                });
                 return;
             }
         }
         last_commit = Instant::now();
-        durable_tx.send_replace(Durable { through_seq, is_failed: false });
+        durable_tx.send_replace(Durable {
+            through_seq,
+            is_failed: false,
+        });
     }
 }
 

@@ -248,6 +248,6 @@ impl Stream for ClientStream {
 
 impl Drop for ClientStream {
     fn drop(&mut self) {
-        self.hub.forget(self.client.key);
+        self.hub.forget(&self.client);
     }
 }

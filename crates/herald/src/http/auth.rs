@@ -13,13 +13,14 @@
 //! - Publish to channels (and close a channel): every channel matched by a `publish` pattern.
 //! - Publish to everyone or to one client id: the `publish` pattern `*`.
 //! - Admin (clients, subscriptions, channels, stats): `admin: true`.
+//! - Reuse a live `clientId`: only one held by the same user.
 //!
 //! `admin: true` and a static API key hold every right. With no JWT configured (`none` mode),
 //! anyone may subscribe; publishing and admin are open too unless API keys are configured, in which
 //! case they take a key.
 
 use super::error::ApiError;
-use crate::channel::ChannelName;
+use crate::{channel::ChannelName, event::ClientId};
 use axum::{
     extract::{FromRef, FromRequestParts},
     http::{header, request::Parts, HeaderMap},
@@ -438,6 +439,27 @@ impl Caller {
             {
                 Err(ApiError::forbidden(
                     "publishing to every connection or to a client id needs the publish pattern \"*\"",
+                    Vec::new(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// May this caller take over client id `id`, now held by a connection of user `holder`?
+    /// A token may take over its own user's connections only.
+    ///
+    /// # Errors
+    /// 403 `forbidden`.
+    pub(super) fn check_take_over(
+        &self,
+        id: &ClientId,
+        holder: Option<&str>,
+    ) -> Result<(), ApiError> {
+        match self {
+            Caller::Token(claims) if !claims.admin && claims.sub.as_deref() != holder => {
+                Err(ApiError::forbidden(
+                    format!("client id {id} is held by another user's connection"),
                     Vec::new(),
                 ))
             }

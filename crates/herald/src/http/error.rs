@@ -121,12 +121,6 @@ impl From<FieldError> for ApiError {
     }
 }
 
-impl From<crate::hub::DurabilityError> for ApiError {
-    fn from(err: crate::hub::DurabilityError) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", err.to_string())
-    }
-}
-
 impl From<PublishError> for ApiError {
     fn from(err: PublishError) -> Self {
         match err {
@@ -138,6 +132,11 @@ impl From<PublishError> for ApiError {
                 StatusCode::BAD_REQUEST,
                 "invalid_body",
                 "channels must hold at least one channel",
+            ),
+            PublishError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                err.to_string(),
             ),
         }
     }

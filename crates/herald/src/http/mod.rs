@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod routes;
 mod serve;
+mod sse;
 
 pub use admission::{CONNECTIONS_MAX_DEFAULT, CONNECTIONS_PER_ADDRESS_MAX_DEFAULT};
 pub use auth::{
@@ -22,3 +23,4 @@ pub use routes::{
     CHANNELS_PER_CONNECTION_MAX_DEFAULT, EVENT_BYTES_MAX_DEFAULT,
 };
 pub use serve::{serve, ServeOptions, HEADER_READ_TIMEOUT_DEFAULT, SHUTDOWN_GRACE_DEFAULT};
+pub use sse::LastEventId;

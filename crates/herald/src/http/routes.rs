@@ -1,15 +1,16 @@
 //! The HTTP API, version 1: thin handlers that validate input and call the [`Hub`].
 //!
-//! Owns the URL layout, request and response shapes, the SSE response headers, and which right each
-//! endpoint asks of its caller (see `auth`). It keeps no state of its own beyond the stream counts
-//! of `admission`, and never holds a connection's queue; see `docs/api.md` for the reference and
-//! `docs/security.md` for the rights and limits.
+//! Owns the URL layout, request and response shapes (the SSE response itself is `sse`'s), and
+//! which right each endpoint asks of its caller (see `auth`). It keeps no state of its own beyond
+//! the stream counts of `admission`, and never holds a connection's queue; see `docs/api.md` for
+//! the reference and `docs/security.md` for the rights and limits.
 
 use super::{
     admission::{Admission, CONNECTIONS_MAX_DEFAULT, CONNECTIONS_PER_ADDRESS_MAX_DEFAULT},
     auth::{AuthConfig, Caller, Publisher, Subscriber},
     error::ApiError,
     extract::{ApiPath, BodyReadTimeout, JsonBody, OptionalJsonBody, PeerAddr, QueryParams},
+    sse::sse_response,
 };
 use crate::{
     channel::ChannelName,
@@ -19,16 +20,15 @@ use crate::{
     Hub,
 };
 use axum::{
-    body::Body,
     extract::{DefaultBodyLimit, FromRef, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{delete, get, post},
     Json, Router,
 };
 use futures_util::StreamExt;
 use serde::Deserialize;
-use std::{convert::Infallible, net::IpAddr, sync::Arc, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 /// Default largest request body: 1 MiB.
 pub const BODY_BYTES_MAX_DEFAULT: usize = 1024 * 1024;
@@ -245,6 +245,12 @@ fn open_stream(
     }
     .filter(|id| !id.is_empty());
     let client_id = query.last("clientId").map(ClientId::new).transpose()?;
+    if let Some(id) = &client_id {
+        // Taking over a live client id closes its stream and inherits what is sent to it.
+        if let Some(holder) = api.hub.get_client(id) {
+            caller.check_take_over(id, holder.user.as_deref())?;
+        }
+    }
     let slot = api.admission.admit(peer.0, headers)?;
     let options = ClientOptions {
         client_id,
@@ -281,22 +287,6 @@ fn check_channel_count(api: &Api, channels: &[ChannelName]) -> Result<(), ApiErr
         ));
     }
     Ok(())
-}
-
-/// Wraps a connection's byte stream in a `text/event-stream` response.
-pub(crate) fn sse_response(
-    stream: impl futures_util::Stream<Item = bytes::Bytes> + Send + 'static,
-) -> Response {
-    let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
 }
 
 // ---- publishing ----------------------------------------------------------------------------
@@ -408,13 +398,10 @@ async fn publish_to_client(
 }
 
 async fn publish(api: &Api, target: Target, body: PublishBody) -> Result<Response, ApiError> {
-    let published = api.hub.publish(target, body.into_event(&api.limits)?)?;
-    acknowledge(api, published).await
-}
-
-/// Answers a publish once its event is durable (at once without `--data-dir`).
-async fn acknowledge(api: &Api, published: crate::Published) -> Result<Response, ApiError> {
-    api.hub.wait_durable(&published).await?;
+    let published = api
+        .hub
+        .publish(target, body.into_event(&api.limits)?)
+        .await?;
     Ok(Json(published).into_response())
 }
 
@@ -433,8 +420,8 @@ async fn close_channel(
         }
         None => None,
     };
-    let published = api.hub.close_channel(channel, final_event)?;
-    acknowledge(&api, published).await
+    let published = api.hub.close_channel(channel, final_event).await?;
+    Ok(Json(published).into_response())
 }
 
 // ---- polling -------------------------------------------------------------------------------
@@ -497,6 +484,24 @@ async fn list_clients(
     query: QueryParams,
 ) -> Result<Response, ApiError> {
     caller.check_admin()?;
+    if is_cluster_scope(&query)? {
+        let mut clients = api
+            .hub
+            .cluster_clients()
+            .await
+            .map_err(cluster_unavailable)?;
+        if let Some(channel) = query.last("channel") {
+            let channel = ChannelName::new(channel)?;
+            clients.retain(|c| {
+                c["channels"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|x| x == channel.as_str()))
+            });
+        }
+        return Ok(
+            Json(serde_json::json!({"scope": "cluster", "clients": clients})).into_response(),
+        );
+    }
     let clients = match query.last("channel") {
         Some(channel) => api.hub.clients_by_channel(&ChannelName::new(channel)?),
         None => api.hub.clients(),
@@ -585,7 +590,35 @@ async fn list_channels(
     Ok(Json(serde_json::json!({"channels": api.hub.channels()})).into_response())
 }
 
-async fn stats(State(api): State<Api>, Publisher(caller): Publisher) -> Result<Response, ApiError> {
+async fn stats(
+    State(api): State<Api>,
+    Publisher(caller): Publisher,
+    query: QueryParams,
+) -> Result<Response, ApiError> {
     caller.check_admin()?;
+    if is_cluster_scope(&query)? {
+        return Ok(
+            Json(api.hub.cluster_stats().await.map_err(cluster_unavailable)?).into_response(),
+        );
+    }
     Ok(Json(api.hub.stats()).into_response())
+}
+
+/// `?scope=cluster` asks for the whole cluster; `?scope=node` (the default) for this node.
+fn is_cluster_scope(query: &QueryParams) -> Result<bool, ApiError> {
+    match query.last("scope") {
+        None | Some("node") => Ok(false),
+        Some("cluster") => Ok(true),
+        Some(other) => Err(ApiError::invalid_query(format!(
+            "scope must be `node` or `cluster`, not {other:?}"
+        ))),
+    }
+}
+
+fn cluster_unavailable(err: crate::cluster::ClusterError) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        err.to_string(),
+    )
 }
