@@ -287,6 +287,17 @@ async fn a_client_id_cannot_be_taken_over_by_another_user() {
     let mut second = SseStream::open(&url, &[("authorization", owner.as_str())]).await;
     second.connected().await;
     first.events_until_end().await;
+
+    // After the owner leaves, the id (and what is sent to it meanwhile) still belongs to it.
+    drop(second);
+    common::eventually("the owner's stream is gone", || async {
+        get(&hub, "/api/clients", Some(API_KEY)).await.body["clients"] == json!([])
+    })
+    .await;
+    let refused = get(&hub, "/api/channels/orders/stream?clientId=tab-1", Some(&intruder)).await;
+    assert_eq!(refused.status, 403, "a departed id is still its user's: {}", refused.body);
+    let mut back = SseStream::open(&url, &[("authorization", owner.as_str())]).await;
+    back.connected().await;
 }
 
 #[tokio::test]

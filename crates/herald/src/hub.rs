@@ -73,10 +73,24 @@ struct State {
     /// Channels whose closing is still in history, with the position of the closing.
     closed: HashMap<ChannelName, u64>,
     /// Client ids whose connection ended recently: events sent to them wait in history.
-    departed: HashMap<ClientId, Instant>,
+    departed: HashMap<ClientId, Departed>,
     is_shutting_down: bool,
     /// The durable log behind `--data-dir`; appended to in position order under this lock.
     store: Option<Store>,
+}
+
+/// A client id whose connection ended recently, and the user it belonged to (so another user
+/// cannot claim the id and the events waiting for it).
+#[derive(Debug)]
+struct Departed {
+    left_at: Instant,
+    user: Option<Arc<str>>,
+}
+
+impl Departed {
+    fn of(client: &ClientShared) -> Self {
+        Self { left_at: Instant::now(), user: client.user.clone() }
+    }
 }
 
 /// The answer to a publish.
@@ -704,7 +718,7 @@ impl Hub {
                 evicted.client.end(EndReason::UserLimit, false);
                 state
                     .departed
-                    .insert(evicted.client.id.clone(), Instant::now());
+                    .insert(evicted.client.id.clone(), Departed::of(&evicted.client));
             }
         }
         if let Some(replaced) = state.fanout.insert(client.clone(), channels.clone()) {
@@ -748,7 +762,7 @@ impl Hub {
             tracing::debug!(client.id = %entry.client.id, "client disconnected");
             let id = entry.client.id.clone();
             if state.fanout.key_of(&id).is_none() {
-                state.departed.insert(id, Instant::now());
+                state.departed.insert(id, Departed::of(&entry.client));
             }
         }
         drop(state);
@@ -766,7 +780,7 @@ impl Hub {
         };
         if let Some(entry) = state.fanout.remove(key) {
             entry.client.end(EndReason::Removed, false);
-            state.departed.insert(id.clone(), Instant::now());
+            state.departed.insert(id.clone(), Departed::of(&entry.client));
         }
         true
     }
@@ -832,6 +846,17 @@ impl Hub {
                 .then_with(|| a.id.cmp(&b.id))
         });
         clients
+    }
+
+    /// Who holds client id `id`: `Some(user)` while a connection has it, or had it less than
+    /// [`HubConfig::client_linger`] ago (events sent to it wait for its return); `None` when the
+    /// id is free. Lets an application refuse a client id another user holds.
+    pub fn client_id_holder(&self, id: &ClientId) -> Option<Option<String>> {
+        let state = self.state();
+        if let Some(entry) = state.fanout.get_by_id(id) {
+            return Some(entry.client.user.as_deref().map(str::to_owned));
+        }
+        state.departed.get(id).map(|departed| departed.user.as_deref().map(str::to_owned))
     }
 
     /// One live connection.
@@ -1281,7 +1306,7 @@ async fn sweep(shared: Weak<Shared>, shutdown: CancellationToken, period: Durati
         let linger = shared.config.client_linger;
         state
             .departed
-            .retain(|_, left_at| now.saturating_duration_since(*left_at) < linger);
+            .retain(|_, departed| now.saturating_duration_since(departed.left_at) < linger);
         drop(state);
     }
 }

@@ -246,9 +246,10 @@ fn open_stream(
     .filter(|id| !id.is_empty());
     let client_id = query.last("clientId").map(ClientId::new).transpose()?;
     if let Some(id) = &client_id {
-        // Taking over a live client id closes its stream and inherits what is sent to it.
-        if let Some(holder) = api.hub.get_client(id) {
-            caller.check_take_over(id, holder.user.as_deref())?;
+        // Taking over a client id (live, or left recently) closes its stream and inherits what is
+        // sent to it: only its own user may.
+        if let Some(holder) = api.hub.client_id_holder(id) {
+            caller.check_take_over(id, holder.as_deref())?;
         }
     }
     let slot = api.admission.admit(peer.0, headers)?;
