@@ -214,12 +214,11 @@ async fn a_live_connection_can_be_subscribed_and_unsubscribed() {
     .await;
     assert_eq!(stream.next_event().await.event, "on-b");
 
-    let response = http()
-        .delete(hub.url(&format!("/api/clients/{id}/subscriptions/a")))
-        .send()
-        .await
-        .expect("DELETE");
-    assert_eq!(response.status(), 200);
+    assert_eq!(
+        hub.delete(&format!("/api/clients/{id}/subscriptions/a"))
+            .await,
+        200
+    );
     let answer = hub
         .publish(
             "/api/channels/a/events",
@@ -234,12 +233,11 @@ async fn a_live_connection_can_be_subscribed_and_unsubscribed() {
     .await;
     assert_eq!(stream.next_event().await.event, "still-b");
 
-    let response = http()
-        .delete(hub.url(&format!("/api/clients/{id}/subscriptions/a")))
-        .send()
-        .await
-        .expect("DELETE");
-    assert_eq!(response.status(), 404);
+    assert_eq!(
+        hub.delete(&format!("/api/clients/{id}/subscriptions/a"))
+            .await,
+        404
+    );
     let (status, body) = hub
         .post("/api/clients/c_gone/subscriptions", json!({"channel": "b"}))
         .await;
@@ -288,12 +286,7 @@ async fn admin_lists_shows_and_removes_clients() {
         json!([{"name": "a", "subscribers": 1}, {"name": "b", "subscribers": 1}, {"name": "c", "subscribers": 1}])
     );
 
-    let response = http()
-        .delete(hub.url(&format!("/api/clients/{id_a}")))
-        .send()
-        .await
-        .expect("DELETE");
-    assert_eq!(response.status(), 204);
+    assert_eq!(hub.delete(&format!("/api/clients/{id_a}")).await, 204);
     a.events_until_end().await;
     assert!(
         a.raw_text().contains(": closed: removed"),
@@ -306,12 +299,7 @@ async fn admin_lists_shows_and_removes_clients() {
         .await
         .expect("GET");
     assert_eq!(response.status(), 404);
-    let response = http()
-        .delete(hub.url(&format!("/api/clients/{id_a}")))
-        .send()
-        .await
-        .expect("DELETE");
-    assert_eq!(response.status(), 404);
+    assert_eq!(hub.delete(&format!("/api/clients/{id_a}")).await, 404);
     drop(b);
 }
 

@@ -294,8 +294,17 @@ async fn a_client_id_cannot_be_taken_over_by_another_user() {
         get(&hub, "/api/clients", Some(API_KEY)).await.body["clients"] == json!([])
     })
     .await;
-    let refused = get(&hub, "/api/channels/orders/stream?clientId=tab-1", Some(&intruder)).await;
-    assert_eq!(refused.status, 403, "a departed id is still its user's: {}", refused.body);
+    let refused = get(
+        &hub,
+        "/api/channels/orders/stream?clientId=tab-1",
+        Some(&intruder),
+    )
+    .await;
+    assert_eq!(
+        refused.status, 403,
+        "a departed id is still its user's: {}",
+        refused.body
+    );
     let mut back = SseStream::open(&url, &[("authorization", owner.as_str())]).await;
     back.connected().await;
 }

@@ -89,7 +89,10 @@ struct Departed {
 
 impl Departed {
     fn of(client: &ClientShared) -> Self {
-        Self { left_at: Instant::now(), user: client.user.clone() }
+        Self {
+            left_at: Instant::now(),
+            user: client.user.clone(),
+        }
     }
 }
 
@@ -780,7 +783,9 @@ impl Hub {
         };
         if let Some(entry) = state.fanout.remove(key) {
             entry.client.end(EndReason::Removed, false);
-            state.departed.insert(id.clone(), Departed::of(&entry.client));
+            state
+                .departed
+                .insert(id.clone(), Departed::of(&entry.client));
         }
         true
     }
@@ -856,7 +861,10 @@ impl Hub {
         if let Some(entry) = state.fanout.get_by_id(id) {
             return Some(entry.client.user.as_deref().map(str::to_owned));
         }
-        state.departed.get(id).map(|departed| departed.user.as_deref().map(str::to_owned))
+        state
+            .departed
+            .get(id)
+            .map(|departed| departed.user.as_deref().map(str::to_owned))
     }
 
     /// One live connection.

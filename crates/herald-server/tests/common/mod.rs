@@ -165,6 +165,17 @@ impl TestHub {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// DELETEs `path` and returns the status.
+    pub async fn delete(&self, path: &str) -> u16 {
+        http()
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE reaches the hub")
+            .status()
+            .as_u16()
+    }
+
     /// POSTs JSON to a publish endpoint and expects 200.
     pub async fn publish(&self, path: &str, body: Value) -> Value {
         let (status, answer) = self.post(path, body).await;

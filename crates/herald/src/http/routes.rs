@@ -341,10 +341,19 @@ async fn publish_to_channel(
     ApiPath(channel): ApiPath<String>,
     JsonBody(body): JsonBody<PublishBody>,
 ) -> Result<Response, ApiError> {
-    let channel = ChannelName::new(&channel)?;
+    publish_to_one(&api, &caller, ChannelName::new(&channel)?, body).await
+}
+
+/// Publishes to one channel: `/api/channels/{channel}/events` and `/api/users/{user}/events`.
+async fn publish_to_one(
+    api: &Api,
+    caller: &Caller,
+    channel: ChannelName,
+    body: PublishBody,
+) -> Result<Response, ApiError> {
     caller.check_publish(std::slice::from_ref(&channel))?;
     body.refuse_channels()?;
-    publish(&api, Target::Channels(vec![channel]), body).await
+    publish(api, Target::Channels(vec![channel]), body).await
 }
 
 async fn publish_to_channels(
@@ -380,10 +389,7 @@ async fn publish_to_user(
     ApiPath(user): ApiPath<String>,
     JsonBody(body): JsonBody<PublishBody>,
 ) -> Result<Response, ApiError> {
-    let channel = ChannelName::for_user(&user)?;
-    caller.check_publish(std::slice::from_ref(&channel))?;
-    body.refuse_channels()?;
-    publish(&api, Target::Channels(vec![channel]), body).await
+    publish_to_one(&api, &caller, ChannelName::for_user(&user)?, body).await
 }
 
 async fn publish_to_client(
