@@ -85,15 +85,14 @@ async fn the_client_stops_for_good_on_a_finished_channel() {
     let mut events = Vec::new();
     loop {
         match next_update(&mut source).await {
-            Update::Event(event) if event.event == "connected" => {
-                if events.is_empty() {
-                    hub.post(
-                        "/api/channels/job-3/close",
-                        json!({"event": "done", "data": 1}),
-                    )
-                    .await;
-                }
+            Update::Event(event) if event.event == "connected" && events.is_empty() => {
+                hub.post(
+                    "/api/channels/job-3/close",
+                    json!({"event": "done", "data": 1}),
+                )
+                .await;
             }
+            Update::Event(event) if event.event == "connected" => {}
             Update::Event(event) => events.push(event.event),
             Update::Closed { reason } => {
                 assert!(
