@@ -236,3 +236,17 @@ mod tests {
         assert_eq!(client.lock_queue().frames.len(), 1);
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    /// Every idle connection holds one `ClientShared` and one `ClientStream`: keep them small.
+    /// (See docs/architecture.md for the whole per-connection budget.)
+    #[test]
+    fn per_connection_state_stays_small() {
+        let shared = std::mem::size_of::<super::ClientShared>();
+        let stream = std::mem::size_of::<crate::stream::ClientStream>();
+        eprintln!("ClientShared {shared} bytes, ClientStream {stream} bytes");
+        assert!(shared <= 192, "ClientShared grew to {shared} bytes");
+        assert!(stream <= 128, "ClientStream grew to {stream} bytes");
+    }
+}
