@@ -33,11 +33,12 @@ pub(crate) struct HubProcess {
 }
 
 impl HubProcess {
-    /// Starts `bin serve --listen 127.0.0.1:0 extra_args…` and waits for its address.
+    /// Starts `bin serve --listen 127.0.0.1:0 extra_args…` and waits for its address. `name`
+    /// prefixes the hub's log lines echoed here.
     ///
     /// # Errors
     /// When the binary cannot be run, exits early, or prints no address within 10 s.
-    pub(crate) fn spawn(bin: &Path, extra_args: &[String]) -> anyhow::Result<Self> {
+    pub(crate) fn spawn(bin: &Path, name: &str, extra_args: &[String]) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra_args)
@@ -56,7 +57,8 @@ impl HubProcess {
         let problems = Arc::new(AtomicU64::new(0));
         let (addr_tx, addr_rx) = mpsc::channel();
         let problem_count = problems.clone();
-        std::thread::spawn(move || watch_log(stderr, addr_tx, &problem_count));
+        let name = name.to_owned();
+        std::thread::spawn(move || watch_log(stderr, &name, addr_tx, &problem_count));
         let addr = match addr_rx.recv_timeout(START_TIMEOUT) {
             Ok(addr) => addr,
             Err(_) => {
@@ -131,7 +133,12 @@ pub(crate) fn default_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/release/herald"))
 }
 
-fn watch_log(stderr: impl std::io::Read, addr_tx: mpsc::Sender<SocketAddr>, problems: &AtomicU64) {
+fn watch_log(
+    stderr: impl std::io::Read,
+    name: &str,
+    addr_tx: mpsc::Sender<SocketAddr>,
+    problems: &AtomicU64,
+) {
     let mut addr_tx = Some(addr_tx);
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
@@ -144,7 +151,7 @@ fn watch_log(stderr: impl std::io::Read, addr_tx: mpsc::Sender<SocketAddr>, prob
         }
         if line.contains("WARN") || line.contains("ERROR") {
             problems.fetch_add(1, Ordering::Relaxed);
-            eprintln!("hub: {line}");
+            eprintln!("{name}: {line}");
         }
     }
 }

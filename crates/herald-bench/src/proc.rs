@@ -1,4 +1,5 @@
-//! What Linux's `/proc` says about a process: resident memory, CPU time, open-file limit.
+//! What Linux's `/proc` says about a process: resident memory, CPU time, bytes written to
+//! storage, open-file limit.
 //!
 //! Reads only; it never changes a limit or signals a process. Linux only.
 
@@ -91,6 +92,20 @@ pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<CpuTime> {
     })
 }
 
+/// `write_bytes` of `/proc/<pid>/io`: bytes this process caused to be sent to storage so far
+/// (page cache write-back and direct writes; a file's metadata is not counted).
+///
+/// # Errors
+/// When the process is gone or the file lacks the field.
+pub(crate) fn storage_write_bytes(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/io");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("write_bytes:"))
+        .and_then(|value| value.trim().parse().ok())
+        .with_context(|| format!("{path} has no write_bytes"))
+}
+
 /// Checks that this process (and so the hub it spawns, which inherits the limit) may open
 /// `needed` files.
 ///
@@ -129,5 +144,6 @@ mod tests {
         let memory = memory(pid).expect("a live process has a status file");
         assert!(memory.rss_kib > 0 && memory.hwm_kib >= memory.rss_kib);
         cpu_time(pid).expect("a live process has a stat file");
+        storage_write_bytes(pid).expect("a live process has an io file");
     }
 }
