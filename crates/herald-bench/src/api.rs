@@ -1,4 +1,5 @@
-//! The hub's HTTP API as the benchmark uses it: `GET /api/stats` and the paths of one channel.
+//! The hub's HTTP API as the benchmark uses it: `GET /api/stats`, a probe publish, and the paths of
+//! one channel.
 //!
 //! It knows routes and the JSON fields read; it does not know how a run is measured.
 
@@ -53,6 +54,35 @@ pub(crate) async fn wait_for_connections(
         }
         if started.elapsed() > timeout {
             bail!("the hub shows {seen} connections after {timeout:?}, expected {connections}");
+        }
+        tokio::time::sleep(STATS_POLL_INTERVAL).await;
+    }
+}
+
+/// Channel that [`wait_until_publishing`] publishes to; no benchmark subscribes to it.
+const PROBE_CHANNEL: &str = "bench-probe";
+
+/// Publishes one event to a channel of its own until the hub answers 2xx, and returns how long
+/// that took. A cluster node answers 503 until it has joined the Redis log.
+///
+/// # Errors
+/// When it does not within `timeout`, with the last answer.
+pub(crate) async fn wait_until_publishing(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let (status, body) =
+            http::post_json(addr, &publish_path(PROBE_CHANNEL), br#"{"data":"probe"}"#).await?;
+        if (200..300).contains(&status) {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "the hub at {addr} still answers publishes with {status} after {timeout:?}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         tokio::time::sleep(STATS_POLL_INTERVAL).await;
     }

@@ -5,12 +5,16 @@
 //! event. Each event's data is `"<seq> <ns since the run's epoch>"` (padded with `x` to
 //! `--payload-bytes`), stamped just before its request is written, so latency includes the
 //! publish request's trip through the hub's HTTP layer. Publishing is pipelined on one keep-alive
-//! connection, so the publish rate does not depend on the hub's answer time.
+//! connection per node it goes to, so the publish rate does not depend on the hub's answer time.
+//! In a cluster the subscribers are spread evenly over the nodes and the figures are summed over
+//! them (Redis's own CPU time is shown apart).
 
 use crate::{
     api,
+    deployment::{Deployment, PublishTo},
     http::{self, ResponseReader},
-    hub::HubProcess,
+    latency::Latencies,
+    proc::CpuTime,
     report::Report,
     subscriber::Subscriber,
     swarm,
@@ -53,6 +57,10 @@ pub(crate) struct FanoutArgs {
     /// Seconds to wait after the last publish for the last deliveries.
     #[arg(long, default_value_t = 10)]
     drain_timeout_secs: u64,
+    /// In a cluster, which node takes the publishes: `first`, or `round-robin` (event `i` goes to
+    /// node `i mod N`).
+    #[arg(long, value_enum, default_value_t = PublishTo::First)]
+    publish_to: PublishTo,
 }
 
 impl FanoutArgs {
@@ -174,43 +182,45 @@ struct Published {
     last_sent_ns: u64,
     /// Answers that were not 2xx.
     failures: u64,
-    /// 2xx answers whose `recipients` differed from the number of subscribers.
+    /// 2xx answers whose `recipients` differed from the number of subscribers on the node that
+    /// answered (in a cluster a node counts only its own connections).
     recipient_mismatches: u64,
     /// The first unexpected answer, verbatim.
     first_problem: Option<String>,
 }
 
-/// Publishes `events` events at `rate` per second on one pipelined keep-alive connection.
-async fn publish(addr: SocketAddr, args: &FanoutArgs, epoch: Instant) -> anyhow::Result<Published> {
-    let socket = TcpStream::connect(addr)
-        .await
-        .context("connecting the publisher")?;
-    socket.set_nodelay(true)?;
-    let (read_half, mut write_half) = socket.into_split();
+/// A node that takes publishes, and the `recipients` its answers should report: the subscribers
+/// connected to that node.
+#[derive(Debug, Clone, Copy)]
+struct PublishTarget {
+    addr: SocketAddr,
+    recipients: u64,
+}
+
+/// Publishes `args.events` events at `args.rate` per second; event `seq` goes to target
+/// `seq mod targets.len()`, each target on its own pipelined keep-alive connection.
+async fn publish(
+    targets: &[PublishTarget],
+    args: &FanoutArgs,
+    epoch: Instant,
+) -> anyhow::Result<Published> {
     let events = args.events;
-    let subscribers = args.subscribers as u64;
-    let answers = tokio::spawn(async move {
-        let mut reader = ResponseReader::new(read_half);
-        let mut published = Published::default();
-        for _ in 0..events {
-            let (status, body) = reader.read_response().await?;
-            let recipients = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|answer| answer.get("recipients")?.as_u64());
-            let is_failure = !(200..300).contains(&status);
-            if is_failure {
-                published.failures += 1;
-            } else if recipients != Some(subscribers) {
-                published.recipient_mismatches += 1;
-            }
-            if (is_failure || recipients != Some(subscribers)) && published.first_problem.is_none()
-            {
-                published.first_problem =
-                    Some(format!("{status} {}", String::from_utf8_lossy(&body)));
-            }
-        }
-        anyhow::Ok(published)
-    });
+    let mut write_halves = Vec::with_capacity(targets.len());
+    let mut answer_readers = Vec::with_capacity(targets.len());
+    for (index, target) in targets.iter().enumerate() {
+        let socket = TcpStream::connect(target.addr)
+            .await
+            .context("connecting the publisher")?;
+        socket.set_nodelay(true)?;
+        let (read_half, write_half) = socket.into_split();
+        write_halves.push(write_half);
+        let answers = (index as u64..events).step_by(targets.len()).count() as u64;
+        answer_readers.push(tokio::spawn(read_answers(
+            read_half,
+            answers,
+            target.recipients,
+        )));
+    }
 
     let path = api::publish_path(&args.channel);
     let interval = Duration::from_secs_f64(1.0 / args.rate);
@@ -228,71 +238,136 @@ async fn publish(addr: SocketAddr, args: &FanoutArgs, epoch: Instant) -> anyhow:
         last_sent_ns = sent_ns;
         let body = serde_json::json!({ "data": data_text(seq, sent_ns, args.payload_bytes) });
         let request = http::post_json_request(&path, body.to_string().as_bytes());
-        write_half
+        write_halves[seq as usize % targets.len()]
             .write_all(&request)
             .await
             .context("writing a publish request")?;
     }
-    let mut published = answers
-        .await
-        .context("the publish answer reader panicked")?
-        .context("reading publish answers")?;
-    published.first_sent_ns = first_sent_ns;
-    published.last_sent_ns = last_sent_ns;
+    let mut published = Published {
+        first_sent_ns,
+        last_sent_ns,
+        ..Published::default()
+    };
+    for reader in answer_readers {
+        let answers = reader
+            .await
+            .context("the publish answer reader panicked")?
+            .context("reading publish answers")?;
+        published.failures += answers.failures;
+        published.recipient_mismatches += answers.recipient_mismatches;
+        if published.first_problem.is_none() {
+            published.first_problem = answers.first_problem;
+        }
+    }
     Ok(published)
 }
 
-/// The `q` quantile of sorted `values` (nearest rank).
-fn quantile(sorted: &[u64], q: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
+/// Reads `answers` publish answers off one connection, expecting `subscribers` recipients each.
+async fn read_answers(
+    read_half: tokio::net::tcp::OwnedReadHalf,
+    answers: u64,
+    subscribers: u64,
+) -> anyhow::Result<Published> {
+    let mut reader = ResponseReader::new(read_half);
+    let mut published = Published::default();
+    for _ in 0..answers {
+        let (status, body) = reader.read_response().await?;
+        let recipients = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|answer| answer.get("recipients")?.as_u64());
+        let is_failure = !(200..300).contains(&status);
+        if is_failure {
+            published.failures += 1;
+        } else if recipients != Some(subscribers) {
+            published.recipient_mismatches += 1;
+        }
+        if (is_failure || recipients != Some(subscribers)) && published.first_problem.is_none() {
+            published.first_problem = Some(format!("{status} {}", String::from_utf8_lossy(&body)));
+        }
     }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+    Ok(published)
 }
 
-fn ns_to_ms(ns: u64) -> f64 {
-    ns as f64 / 1e6
+/// `[334, 333, 333]` as `"334 / 333 / 333"`.
+fn join(counts: &[usize]) -> String {
+    counts
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 /// Runs the fan-out benchmark against `hub`.
 ///
 /// # Errors
 /// When the hub cannot be reached, a stream fails to open, or the hub dies.
-pub(crate) async fn run(hub: &mut HubProcess, args: &FanoutArgs) -> anyhow::Result<Report> {
+pub(crate) async fn run(deployment: &mut Deployment, args: &FanoutArgs) -> anyhow::Result<Report> {
     anyhow::ensure!(args.rate > 0.0, "--rate must be positive");
     anyhow::ensure!(args.events > 0, "--events must be positive");
-    let addr = hub.addr();
+    let addrs = deployment.addrs();
+    let shares = deployment.spread(args.subscribers);
     let epoch = Instant::now();
-    api::stats(addr).await?;
+    deployment.stats().await?;
     tokio::time::sleep(SETTLE).await;
-    let baseline = hub.memory()?;
-
-    eprintln!("connecting {} subscribers…", args.subscribers);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let events = args.events;
-    let (tasks, connect_time) = swarm::spawn(
-        addr,
-        &api::stream_path(&args.channel),
-        args.subscribers,
-        args.connect_concurrency,
-        move |subscriber| receive(subscriber, events, epoch, stop_rx.clone()),
-    )
-    .await?;
-    api::wait_for_connections(addr, args.subscribers as u64, REGISTER_TIMEOUT).await?;
-    let connected = hub.memory()?;
-    let stats_before = api::stats(addr).await?;
-    hub.ensure_running()?;
+    let baseline = deployment.memory()?;
 
     eprintln!(
-        "connected in {:.1} s; publishing {} events at {}/s…",
+        "connecting {} subscribers ({} per node)…",
+        args.subscribers,
+        join(&shares)
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let events = args.events;
+    let connect_started = Instant::now();
+    let mut tasks = Vec::with_capacity(args.subscribers);
+    for (&addr, &share) in addrs.iter().zip(&shares) {
+        let stop_rx = stop_rx.clone();
+        let (node_tasks, _) = swarm::spawn(
+            addr,
+            &api::stream_path(&args.channel),
+            share,
+            args.connect_concurrency,
+            move |subscriber| receive(subscriber, events, epoch, stop_rx.clone()),
+        )
+        .await?;
+        tasks.extend(node_tasks);
+    }
+    let connect_time = connect_started.elapsed();
+    for (&addr, &share) in addrs.iter().zip(&shares) {
+        api::wait_for_connections(addr, share as u64, REGISTER_TIMEOUT).await?;
+    }
+    let connected = deployment.memory()?;
+    let stats_before = deployment.stats().await?;
+    let redis_before = deployment.redis_usage().await?;
+    deployment.ensure_running()?;
+
+    let targets: Vec<PublishTarget> = if args.publish_to == PublishTo::RoundRobin {
+        addrs
+            .iter()
+            .zip(&shares)
+            .map(|(&addr, &share)| PublishTarget {
+                addr,
+                recipients: share as u64,
+            })
+            .collect()
+    } else {
+        vec![PublishTarget {
+            addr: addrs[0],
+            recipients: shares[0] as u64,
+        }]
+    };
+    eprintln!(
+        "connected in {:.1} s; publishing {} events at {}/s to {} node(s)…",
         connect_time.as_secs_f64(),
         args.events,
-        args.rate
+        args.rate,
+        targets.len()
     );
-    let hub_cpu_before = hub.cpu_time()?;
+    let hub_cpu_before = deployment.cpu_time()?;
+    let node_cpu_before = deployment.cpu_time_by_node()?;
+    let redis_cpu_before = deployment.redis().map(|r| r.cpu_time()).transpose()?;
     let bench_cpu_before = crate::proc::cpu_time(std::process::id())?;
-    let published = publish(addr, args, epoch).await?;
+    let published = publish(&targets, args, epoch).await?;
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.drain_timeout_secs);
     let mut tallies = Vec::with_capacity(tasks.len());
@@ -310,19 +385,36 @@ pub(crate) async fn run(hub: &mut HubProcess, args: &FanoutArgs) -> anyhow::Resu
         };
         tallies.push(tally.context("a subscriber task panicked")?);
     }
-    let hub_cpu = hub.cpu_time()?.since(hub_cpu_before);
+    let hub_cpu = deployment.cpu_time()?.since(hub_cpu_before);
+    let node_cpu: Vec<CpuTime> = deployment
+        .cpu_time_by_node()?
+        .into_iter()
+        .zip(node_cpu_before)
+        .map(|(now, before)| now.since(before))
+        .collect();
+    let redis_cpu = match (deployment.redis(), redis_cpu_before) {
+        (Some(redis), Some(before)) => Some(redis.cpu_time()?.since(before)),
+        _ => None,
+    };
     let bench_cpu = crate::proc::cpu_time(std::process::id())?.since(bench_cpu_before);
-    let after = hub.memory()?;
-    hub.ensure_running()?;
-    let stats_after = api::stats(addr).await?;
+    let after = deployment.memory()?;
+    deployment.ensure_running()?;
+    let stats_after = deployment.stats().await?;
+    let redis_after = deployment.redis_usage().await?;
 
     let subscribers = args.subscribers as u64;
     let expected = subscribers * args.events;
-    let mut latencies_ns = Vec::with_capacity(expected as usize);
+    // Tasks were spawned node by node, so the first `shares[0]` tallies are node 0's, and so on.
+    let node_of_tally = shares
+        .iter()
+        .enumerate()
+        .flat_map(|(node, &share)| std::iter::repeat_n(node, share));
+    let mut latencies_by_node: Vec<Vec<u64>> = vec![Vec::new(); shares.len()];
     let (mut delivered, mut duplicates, mut foreign, mut incomplete) = (0u64, 0u64, 0u64, 0u64);
     let mut last_received_ns = 0;
     let mut ends: BTreeMap<String, u64> = BTreeMap::new();
-    for tally in tallies.into_iter().flatten() {
+    for (tally, node) in tallies.into_iter().zip(node_of_tally) {
+        let Some(tally) = tally else { continue };
         delivered += tally.distinct;
         duplicates += tally.duplicates;
         foreign += tally.foreign;
@@ -333,9 +425,13 @@ pub(crate) async fn run(hub: &mut HubProcess, args: &FanoutArgs) -> anyhow::Resu
                 .entry(tally.end.unwrap_or_else(|| "unknown".into()))
                 .or_default() += 1;
         }
-        latencies_ns.extend(tally.latencies_ns);
+        latencies_by_node[node].extend(tally.latencies_ns);
     }
-    latencies_ns.sort_unstable();
+    let node_latencies: Vec<Latencies> = latencies_by_node
+        .into_iter()
+        .map(Latencies::from_unsorted)
+        .collect();
+    let latencies = Latencies::merge(&node_latencies);
     let window_s = (last_received_ns.saturating_sub(published.first_sent_ns)) as f64 / 1e9;
     let publish_span_s = (published
         .last_sent_ns
@@ -344,7 +440,22 @@ pub(crate) async fn run(hub: &mut HubProcess, args: &FanoutArgs) -> anyhow::Resu
 
     let mut report = Report::new("fanout");
     report.section("load");
+    report.add("hubSetup", "under test", deployment.description(), "");
     report.add("subscribers", "subscribers", subscribers, "");
+    if shares.len() > 1 {
+        report.add(
+            "subscribersPerNode",
+            "subscribers per node",
+            join(&shares),
+            "",
+        );
+        report.add(
+            "publishNodes",
+            "nodes taking publishes",
+            targets.len() as u64,
+            "",
+        );
+    }
     report.add("events", "events published", args.events, "");
     report.add("rateTarget", "publish rate asked", args.rate, "events/s");
     let achieved = if publish_span_s > 0.0 {
@@ -395,7 +506,7 @@ pub(crate) async fn run(hub: &mut HubProcess, args: &FanoutArgs) -> anyhow::Resu
     );
     report.add(
         "recipientMismatches",
-        "publish answers with recipients ≠ subscribers",
+        "publish answers with unexpected recipients",
         published.recipient_mismatches,
         "",
     );
@@ -422,7 +533,7 @@ pub(crate) async fn run(hub: &mut HubProcess, args: &FanoutArgs) -> anyhow::Resu
     report.add(
         "hubLogProblems",
         "hub WARN/ERROR log lines",
-        hub.problems(),
+        deployment.problems(),
         "",
     );
 
@@ -444,36 +555,26 @@ pub(crate) async fn run(hub: &mut HubProcess, args: &FanoutArgs) -> anyhow::Resu
         per_second,
         "/s",
     );
-    report.add(
-        "latencyP50Ms",
-        "latency p50",
-        ns_to_ms(quantile(&latencies_ns, 0.50)),
-        "ms",
-    );
-    report.add(
-        "latencyP90Ms",
-        "latency p90",
-        ns_to_ms(quantile(&latencies_ns, 0.90)),
-        "ms",
-    );
-    report.add(
-        "latencyP99Ms",
-        "latency p99",
-        ns_to_ms(quantile(&latencies_ns, 0.99)),
-        "ms",
-    );
-    report.add(
-        "latencyP999Ms",
-        "latency p99.9",
-        ns_to_ms(quantile(&latencies_ns, 0.999)),
-        "ms",
-    );
-    report.add(
-        "latencyMaxMs",
-        "latency max",
-        ns_to_ms(latencies_ns.last().copied().unwrap_or(0)),
-        "ms",
-    );
+    latencies.add_to(&mut report);
+    if node_latencies.len() > 1 {
+        let by_node = node_latencies
+            .iter()
+            .map(|node| {
+                format!(
+                    "{:.1}/{:.1}",
+                    node.quantile_ns(0.50) as f64 / 1e6,
+                    node.quantile_ns(0.99) as f64 / 1e6
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        report.add(
+            "latencyP50P99ByNodeMs",
+            "latency p50/p99 by node",
+            by_node,
+            "ms",
+        );
+    }
 
     report.section("hub CPU (utime+stime, 10 ms ticks) from first publish to last delivery");
     let per_delivery_us = |time: Duration| {
@@ -513,8 +614,49 @@ pub(crate) async fn run(hub: &mut HubProcess, args: &FanoutArgs) -> anyhow::Resu
         bench_cpu.total().as_secs_f64(),
         "s",
     );
+    if node_cpu.len() > 1 {
+        let by_node = node_cpu
+            .iter()
+            .map(|time| format!("{:.2}", time.total().as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(" / ");
+        report.add("hubCpuSecondsByNode", "hub CPU by node", by_node, "s");
+    }
+    if let Some(redis_cpu) = redis_cpu {
+        report.add(
+            "redisCpuSeconds",
+            "redis-server CPU",
+            redis_cpu.total().as_secs_f64(),
+            "s",
+        );
+        report.add(
+            "clusterCpuPerDeliveryUs",
+            "nodes + redis CPU per delivered event",
+            per_delivery_us(hub_cpu.total() + redis_cpu.total()),
+            "µs",
+        );
+    }
+    if let (Some(before), Some(after)) = (redis_before, redis_after) {
+        report.section("redis");
+        report.add(
+            "redisStreamEntries",
+            "entries in the log stream after the run",
+            after.stream_len,
+            "",
+        );
+        report.add(
+            "redisUsedMemoryGrowthBytes",
+            "used_memory growth during the run",
+            after.used_memory as i64 - before.used_memory as i64,
+            "bytes",
+        );
+    }
 
-    report.section("hub memory");
+    report.section(if shares.len() > 1 {
+        "hub memory (summed over the nodes)"
+    } else {
+        "hub memory"
+    });
     report.add(
         "rssBaselineKib",
         "VmRSS before connecting",
@@ -574,14 +716,5 @@ mod tests {
         assert_eq!((tally.distinct, tally.duplicates, tally.foreign), (2, 1, 1));
         assert_eq!(tally.latencies_ns, [5, 5]);
         assert_eq!(tally.end.as_deref(), Some("closed: slow consumer"));
-    }
-
-    #[test]
-    fn quantiles_use_nearest_rank() {
-        let values: Vec<u64> = (1..=100).collect();
-        assert_eq!(quantile(&values, 0.5), 50);
-        assert_eq!(quantile(&values, 0.99), 99);
-        assert_eq!(quantile(&values, 1.0), 100);
-        assert_eq!(quantile(&[], 0.5), 0);
     }
 }

@@ -55,6 +55,22 @@ pub(crate) async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<ser
     serde_json::from_slice(&body).with_context(|| format!("GET {path} answered non-JSON"))
 }
 
+/// `POST` of a JSON `body` to `path` on a fresh connection: the status and body of the answer.
+///
+/// # Errors
+/// On a connection failure or a malformed answer.
+pub(crate) async fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    let mut socket = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    socket.write_all(&post_json_request(path, body)).await?;
+    ResponseReader::new(socket).read_response().await
+}
+
 /// How a response body ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Framing {

@@ -1,27 +1,37 @@
 //! `herald-bench`: whole-hub load figures in one command.
 //!
-//! It starts `herald serve` on a loopback port as a child process, loads it through real sockets,
-//! reads the hub's CPU and memory from `/proc`, stops it, and prints the results as a table or
-//! one JSON object. The hub and the load generator are separate processes, so each has its own
-//! open-file limit. Linux only. Not part of the test suite; `docs/benchmarks.md` records runs.
+//! It starts `herald serve` on a loopback port as a child process (or, with `--redis-nodes`, a
+//! `redis-server` and N hub nodes over it; with `--fsync`, a hub with a durable log in a temporary
+//! folder), loads it through real sockets, reads the hub's CPU and memory from `/proc`, stops it,
+//! and prints the results as a table or one JSON object. The hub and the load generator are
+//! separate processes, so each has its own open-file limit. Linux only. Not part of the test
+//! suite; `docs/benchmarks.md` records runs.
 //!
 //! # Layout
-//! - `fanout` and `idle`: the two modes, each with its flags and its measurements.
-//! - `hub`: the `herald serve` child process and its log.
+//! - `fanout`, `publish` and `idle`: the three modes, each with its flags and its measurements.
+//! - `deployment`: what runs under test (standalone, durable, or a cluster) and its processes.
+//! - `hub`: a `herald serve` child process and its log; `redis`: a `redis-server` child process;
+//!   `temp_dir`: the folders they use, removed afterwards.
 //! - `swarm` and `subscriber`: many open event streams, and one.
 //! - `api` and `http`: the hub's API as used here, over a minimal hand-written HTTP/1.1 client.
 //! - `proc`: memory, CPU time and limits from `/proc`.
+//! - `latency`: quantiles of a set of latencies.
 //! - `report`: the table and the JSON.
 
 mod api;
+mod deployment;
 mod fanout;
 mod http;
 mod hub;
 mod idle;
+mod latency;
 mod proc;
+mod publish;
+mod redis;
 mod report;
 mod subscriber;
 mod swarm;
+mod temp_dir;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -45,6 +55,8 @@ struct Cli {
     /// Print one JSON object instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    deployment: deployment::DeploymentArgs,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -54,6 +66,10 @@ enum Mode {
     /// N subscribers on one channel, M events at a steady rate: latency, deliveries per second,
     /// hub CPU per delivery, hub memory per connection, and a check that nothing was missed.
     Fanout(fanout::FanoutArgs),
+    /// C connections publishing as fast as the hub answers, for a fixed time: publishes per
+    /// second, publish latency (request → answer), hub CPU per publish; with a durable log, bytes
+    /// written per publish; in a cluster, Redis's CPU and memory.
+    Publish(publish::PublishArgs),
     /// N idle streams: hub memory per connection while open, and after they all close.
     Idle(idle::IdleArgs),
 }
@@ -65,30 +81,37 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     let bin = cli.herald_bin.clone().unwrap_or_else(hub::default_bin);
+    let Cli {
+        hub_args,
+        json,
+        deployment: deployment_args,
+        mode,
+        ..
+    } = cli;
     let mut report = runtime.block_on(async {
-        let streams = match &cli.mode {
+        let streams = match &mode {
             Mode::Fanout(args) => args.subscribers(),
+            Mode::Publish(args) => args.subscribers(),
             Mode::Idle(args) => args.connections(),
         };
         proc::ensure_open_files(streams as u64 + SPARE_FILES)?;
-        let mut hub = hub::HubProcess::spawn(&bin, &cli.hub_args)?;
-        eprintln!("hub pid {} on http://{}", hub.pid(), hub.addr());
-        match &cli.mode {
-            Mode::Fanout(args) => fanout::run(&mut hub, args).await,
-            Mode::Idle(args) => idle::run(&mut hub, args).await,
+        let mut deployment =
+            deployment::Deployment::start(&bin, &hub_args, &deployment_args).await?;
+        match mode {
+            Mode::Fanout(args) => fanout::run(&mut deployment, &args).await,
+            Mode::Publish(args) => publish::run(&mut deployment, args).await,
+            Mode::Idle(args) => {
+                let hub = deployment.single_node()?;
+                idle::run(hub, &args).await
+            }
         }
     })?;
     report.section("hub");
     report.add("herald", "binary", bin.display().to_string(), "");
-    if !cli.hub_args.is_empty() {
-        report.add(
-            "hubArgs",
-            "extra serve arguments",
-            cli.hub_args.join(" "),
-            "",
-        );
+    if !hub_args.is_empty() {
+        report.add("hubArgs", "extra serve arguments", hub_args.join(" "), "");
     }
-    if cli.json {
+    if json {
         println!("{}", report.to_json());
     } else {
         print!("{}", report.to_table());

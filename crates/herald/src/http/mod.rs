@@ -10,6 +10,7 @@ mod extract;
 mod routes;
 mod serve;
 mod sse;
+mod stream_conn;
 
 pub use admission::{CONNECTIONS_MAX_DEFAULT, CONNECTIONS_PER_ADDRESS_MAX_DEFAULT};
 pub use auth::{

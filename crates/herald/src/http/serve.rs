@@ -1,17 +1,21 @@
 //! Serving a router on a bound listener, with graceful shutdown and a header read timeout.
 //!
-//! Owns the accept loop and each connection's HTTP/1 settings. Written on hyper directly rather than
+//! Owns the accept loop and each connection's HTTP/1 settings; a connection whose first request
+//! opens an event stream is served by `stream_conn` instead of hyper, with no HTTP buffers. Written on hyper directly rather than
 //! `axum::serve` because SSE needs two things that does not expose: a header read timeout (a client
 //! that never finishes its headers must not hold a connection) and a shutdown that first ends every
 //! event stream (an SSE response never finishes on its own), then waits a bounded grace period.
 //! It never knows routes or the hub's rules.
 
+use super::stream_conn::{self, FirstRequest, Rewind};
 use crate::Hub;
 use axum::{extract::ConnectInfo, Router};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::sync::Arc;
 use std::{future::Future, net::SocketAddr, time::Duration};
 use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt;
 
 /// Default time a client has to send its request headers: 10 s.
@@ -54,6 +58,10 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
+    let http = Arc::new(http);
+    // Every connection task, so shutdown can wait for event streams served off hyper too.
+    let connections = TaskTracker::new();
+    let stopping = CancellationToken::new();
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
@@ -68,28 +76,66 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = socket.set_nodelay(true);
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request
-                .extensions_mut()
-                .insert(ConnectInfo::<SocketAddr>(peer));
-            router.clone().oneshot(request)
-        });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(socket), service));
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(client.addr = %peer, error = %err, "connection ended with an error");
+        let (router, http, watcher, stopping) = (
+            router.clone(),
+            http.clone(),
+            graceful.watcher(),
+            stopping.clone(),
+        );
+        let header_read_timeout = options.header_read_timeout;
+        connections.spawn(async move {
+            let mut socket = socket;
+            let first = tokio::select! {
+                first = stream_conn::read_first_request(&mut socket, peer, header_read_timeout) => first,
+                // An idle connection that has not sent a request yet: nothing to finish.
+                () = stopping.cancelled() => return,
+            };
+            match first {
+                FirstRequest::Stream(request) => stream_conn::serve_stream(socket, request, router).await,
+                FirstRequest::Other(prefix) => {
+                    // Boxed, so a stream connection's task is not sized for hyper's state.
+                    Box::pin(serve_with_hyper(Rewind::new(prefix, socket), peer, router, &http, watcher)).await;
+                }
+                FirstRequest::Gone => {}
             }
         });
     }
     drop(listener);
     tracing::info!("shutting down: ending every stream");
     hub.shutdown();
-    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
+    stopping.cancel();
+    connections.close();
+    let finished = async {
+        graceful.shutdown().await;
+        connections.wait().await;
+    };
+    if tokio::time::timeout(options.shutdown_grace, finished)
         .await
         .is_err()
     {
         tracing::warn!(grace = ?options.shutdown_grace, "connections still open after the grace period");
     }
     Ok(())
+}
+
+/// Serves a connection's requests with hyper (everything but event streams opened first).
+async fn serve_with_hyper(
+    io: Rewind,
+    peer: SocketAddr,
+    router: Router,
+    http: &hyper::server::conn::http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request
+            .extensions_mut()
+            .insert(ConnectInfo::<SocketAddr>(peer));
+        router.clone().oneshot(request)
+    });
+    if let Err(err) = watcher
+        .watch(http.serve_connection(TokioIo::new(io), service))
+        .await
+    {
+        tracing::debug!(client.addr = %peer, error = %err, "connection ended with an error");
+    }
 }
