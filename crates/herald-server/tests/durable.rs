@@ -143,21 +143,21 @@ async fn retention_applies_on_disk_too() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs `herald serve --data-dir dir` to its exit (it must refuse to start).
+fn serve_once(dir: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .output()
+        .expect("the herald binary runs")
+}
+
 #[test]
 fn a_corrupt_data_folder_stops_the_hub_with_a_clear_message() {
     let dir = data_dir("corrupt");
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::write(dir.join("herald.redb"), vec![0xAB; 64 * 1024]).expect("garbage");
-    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.to_str().expect("utf-8"),
-        ])
-        .output()
-        .expect("runs");
+    let output = serve_once(&dir);
     assert!(
         !output.status.success(),
         "the hub must not start on a corrupt folder"
@@ -174,16 +174,7 @@ fn a_corrupt_data_folder_stops_the_hub_with_a_clear_message() {
 fn an_unwritable_data_folder_stops_the_hub() {
     let dir = data_dir("file-not-folder");
     std::fs::write(&dir, b"not a folder").expect("a file where the folder should be");
-    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.to_str().expect("utf-8"),
-        ])
-        .output()
-        .expect("runs");
+    let output = serve_once(&dir);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot be used"));
     let _ = std::fs::remove_file(&dir);
