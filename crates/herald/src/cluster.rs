@@ -109,8 +109,8 @@ impl std::fmt::Display for EntryId {
 
 /// What the reader hands the hub, in stream order.
 pub(crate) trait EntrySink: Send + Sync + 'static {
-    /// Applies one entry (fan-out and history). `is_live` is false while loading history at start.
-    fn apply(&self, entry_id: &str, entry: LogEntry, is_live: bool);
+    /// Applies one entry: history, then fan-out to this node's connections.
+    fn apply(&self, entry_id: &str, entry: LogEntry);
     /// Entries were lost between what this node read and what Redis still holds.
     fn gap(&self);
 }
@@ -306,7 +306,7 @@ impl Cluster {
                     .map_err(unavailable)?;
                 let mut newest = EntryId::default();
                 for (id, fields) in recent.into_iter().rev() {
-                    newest = self.apply_raw(sink, &id, fields, false).unwrap_or(newest);
+                    newest = self.apply_raw(sink, &id, fields).unwrap_or(newest);
                 }
                 tracing::info!(node = %self.config.node_id, last = %newest, "joined the cluster log");
                 *last = Some(newest);
@@ -344,7 +344,7 @@ impl Cluster {
                 .map_err(unavailable)?;
             for (_, entries) in reply.unwrap_or_default() {
                 for (id, fields) in entries {
-                    if let Some(entry_id) = self.apply_raw(sink, &id, fields, true) {
+                    if let Some(entry_id) = self.apply_raw(sink, &id, fields) {
                         *last = Some(entry_id);
                         self.applied_tx.send_replace(entry_id);
                     }
@@ -358,7 +358,6 @@ impl Cluster {
         sink: &dyn EntrySink,
         id: &str,
         fields: Vec<(String, String)>,
-        is_live: bool,
     ) -> Option<EntryId> {
         let entry_id = EntryId::parse(id)?;
         let Some((_, payload)) = fields.into_iter().find(|(name, _)| name == "e") else {
@@ -366,7 +365,7 @@ impl Cluster {
             return Some(entry_id);
         };
         match serde_json::from_str::<LogEntry>(&payload) {
-            Ok(entry) => sink.apply(id, entry, is_live),
+            Ok(entry) => sink.apply(id, entry),
             Err(err) => {
                 tracing::warn!(entry = id, error = %err, "skipping an unreadable cluster log entry")
             }

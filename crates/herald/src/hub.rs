@@ -1204,7 +1204,7 @@ const CLUSTER_APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 struct ClusterSink(Weak<Shared>);
 
 impl EntrySink for ClusterSink {
-    fn apply(&self, entry_id: &str, entry: LogEntry, _is_live: bool) {
+    fn apply(&self, entry_id: &str, entry: LogEntry) {
         let Some(shared) = self.0.upgrade() else {
             return;
         };
