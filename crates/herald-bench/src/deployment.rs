@@ -38,6 +38,13 @@ pub(crate) struct DeploymentArgs {
     redis_server_bin: PathBuf,
 }
 
+impl DeploymentArgs {
+    /// How many hub nodes these flags start.
+    pub(crate) fn node_count(&self) -> usize {
+        self.redis_nodes.unwrap_or(1)
+    }
+}
+
 /// Which node each publisher uses in a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub(crate) enum PublishTo {

@@ -88,25 +88,31 @@ fn main() -> anyhow::Result<()> {
         mode,
         ..
     } = cli;
-    let mut report = runtime.block_on(async {
+    let (mut report, setup) = runtime.block_on(async {
         let streams = match &mode {
             Mode::Fanout(args) => args.subscribers(),
             Mode::Publish(args) => args.subscribers(),
             Mode::Idle(args) => args.connections(),
         };
         proc::ensure_open_files(streams as u64 + SPARE_FILES)?;
+        anyhow::ensure!(
+            !matches!(mode, Mode::Idle(_)) || deployment_args.node_count() == 1,
+            "idle loads one hub; run it with --redis-nodes 1 at most"
+        );
         let mut deployment =
             deployment::Deployment::start(&bin, &hub_args, &deployment_args).await?;
-        match mode {
+        let report = match mode {
             Mode::Fanout(args) => fanout::run(&mut deployment, &args).await,
             Mode::Publish(args) => publish::run(&mut deployment, args).await,
             Mode::Idle(args) => {
                 let hub = deployment.single_node()?;
                 idle::run(hub, &args).await
             }
-        }
+        }?;
+        anyhow::Ok((report, deployment.description().to_owned()))
     })?;
     report.section("hub");
+    report.add("hubSetup", "under test", setup, "");
     report.add("herald", "binary", bin.display().to_string(), "");
     if !hub_args.is_empty() {
         report.add("hubArgs", "extra serve arguments", hub_args.join(" "), "");

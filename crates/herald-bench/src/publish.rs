@@ -343,7 +343,6 @@ pub(crate) async fn run(deployment: &mut Deployment, args: PublishArgs) -> anyho
 
     let mut report = Report::new("publish");
     report.section("load");
-    report.add("hubSetup", "under test", deployment.description(), "");
     report.add(
         "publishers",
         "publishing connections",

@@ -196,6 +196,17 @@ async fn redis_lost_and_back_loses_nothing_acknowledged() {
     assert_eq!(on_b.next_event().await.data, "before");
 
     redis.stop();
+    common::eventually(
+        "a node that cannot read redis says it is not ready",
+        || async {
+            common::http()
+                .get(a.url("/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 503)
+        },
+    )
+    .await;
     let (status, answer) = a
         .post("/api/channels/live/events", json!({"data": "while down"}))
         .await;
@@ -212,6 +223,14 @@ async fn redis_lost_and_back_loses_nothing_acknowledged() {
     }
 
     redis.restart();
+    common::eventually("the node is ready again", || async {
+        common::http()
+            .get(a.url("/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
     let mut acknowledged = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while acknowledged.len() < 5 {
@@ -271,4 +290,71 @@ async fn clients_of_a_killed_node_resume_elsewhere_with_nothing_lost() {
         .map(|(_, d)| d)
         .collect();
     assert_eq!(rest, vec!["4", "5", "6"]);
+}
+
+/// A node that falls behind further than Redis keeps (here: paused while 1 000 events go by with
+/// room for about 100) must not skip silently: its streams end, and a resume says
+/// `resumed: false` so the client reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_falls_behind_the_trimmed_log_tells_its_clients() {
+    let redis = RedisServer::start();
+    let args = |name: &'static str| {
+        [
+            "--redis-url".to_owned(),
+            redis.url(),
+            "--node-id".into(),
+            name.into(),
+            "--history-max-events".into(),
+            "100".into(),
+        ]
+    };
+    let a = TestHub::start(&args("a").iter().map(String::as_str).collect::<Vec<_>>());
+    let b = TestHub::start(&args("b").iter().map(String::as_str).collect::<Vec<_>>());
+    let mut on_a = a.stream("/api/channels/fast/stream").await;
+    on_a.connected().await;
+    b.publish("/api/channels/fast/events", json!({"data": 0}))
+        .await;
+    let first = on_a.next_event().await;
+
+    a.signal("STOP");
+    let client = common::http();
+    for n in 1..=1000 {
+        let response = client
+            .post(b.url("/api/channels/fast/events"))
+            .json(&json!({"data": n}))
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(response.status(), 200);
+    }
+    a.signal("CONT");
+
+    let mut last_id = first.id.clone();
+    let mut seen = vec![0u32];
+    let events = on_a.events_until_end().await;
+    for event in events {
+        seen.push(event.data.parse().expect("number"));
+        last_id = event.id;
+    }
+    assert!(
+        on_a.raw_text()
+            .contains(": closed: history moved past this stream"),
+        "the stream was not told: saw {} events",
+        seen.len()
+    );
+    assert!(seen.len() < 1001, "it could not have had everything");
+    assert!(
+        seen.windows(2).all(|w| w[1] == w[0] + 1),
+        "what it did get has no hole"
+    );
+    let mut again = SseStream::open(
+        &a.url("/api/channels/fast/stream"),
+        &[("Last-Event-ID", &last_id)],
+    )
+    .await;
+    assert_eq!(
+        again.connected().await["resumed"],
+        json!(false),
+        "the client is told to reload"
+    );
 }

@@ -14,7 +14,10 @@ use crate::{
 use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Client};
 use serde::{Deserialize, Serialize};
 use std::{
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 use tokio::sync::{watch, Mutex};
@@ -136,6 +139,8 @@ pub(crate) struct Cluster {
     applied_tx: watch::Sender<EntryId>,
     max_len: usize,
     idempotency_ttl: Duration,
+    /// True while the reader is connected and reading (false while Redis is lost).
+    is_reading: AtomicBool,
 }
 
 impl Cluster {
@@ -152,8 +157,15 @@ impl Cluster {
             command_conn: Mutex::new(None),
             applied_tx: watch::channel(EntryId::default()).0,
             max_len: max_len.max(1),
+            is_reading: AtomicBool::new(false),
             idempotency_ttl,
         }))
+    }
+
+    /// Whether this node is reading the cluster log now (false while Redis is lost): a node that
+    /// is not cannot deliver events to its streams.
+    pub(crate) fn is_reading(&self) -> bool {
+        self.is_reading.load(Ordering::Relaxed)
     }
 
     pub(crate) fn node_id(&self) -> &str {
@@ -268,6 +280,7 @@ impl Cluster {
                 () = shutdown.cancelled() => return,
                 outcome = self.read_session(&*sink, &mut last, history_len) => outcome,
             };
+            self.is_reading.store(false, Ordering::Relaxed);
             if let Err(err) = outcome {
                 tracing::warn!(error = %err, retry_in = ?delay, "redis lost; subscribers keep their streams, publishing answers 503");
                 tokio::select! {
@@ -313,25 +326,23 @@ impl Cluster {
                 self.applied_tx.send_replace(newest);
             }
             Some(after) => {
-                // Back after an outage: if Redis trimmed entries this node never read, say so.
-                let info: redis::Value = redis::cmd("XINFO")
-                    .arg("STREAM")
-                    .arg(&log_key)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or(redis::Value::Nil);
-                if let Some(deleted) = max_deleted_entry_id(&info) {
-                    if deleted > after {
-                        tracing::warn!(last_read = %after, trimmed_through = %deleted, "redis trimmed events this node never read");
-                        sink.gap();
-                    }
-                }
                 tracing::info!(node = %self.config.node_id, from = %after, "reading the cluster log again");
             }
         }
+        self.is_reading.store(true, Ordering::Relaxed);
+        let mut gap_reported_at = None;
         loop {
-            let from = last.expect("set above").to_string();
-            let reply: ReadReply = redis::cmd("XREAD")
+            let after = last.expect("set above");
+            let from = after.to_string();
+            // Before each read, check that the last entry read is still in the stream. Redis trims
+            // the oldest entries first, so when it is gone, entries after it may be gone too
+            // (`max-deleted-entry-id` does not move on `MAXLEN` trims): treat it as a gap.
+            let (still_there, reply): (Entries, ReadReply) = redis::pipe()
+                .cmd("XRANGE")
+                .arg(&log_key)
+                .arg(&from)
+                .arg(&from)
+                .cmd("XREAD")
                 .arg("COUNT")
                 .arg(READ_BATCH_MAX)
                 .arg("BLOCK")
@@ -342,6 +353,14 @@ impl Cluster {
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
+            if still_there.is_empty()
+                && after != EntryId::default()
+                && gap_reported_at != Some(after)
+            {
+                tracing::warn!(last_read = %after, "redis trimmed events this node had not read; its clients must reload");
+                sink.gap();
+                gap_reported_at = Some(after);
+            }
             for (_, entries) in reply.unwrap_or_default() {
                 for (id, fields) in entries {
                     if let Some(entry_id) = self.apply_raw(sink, &id, fields) {
@@ -462,25 +481,6 @@ pub(crate) struct NodeReport {
     pub(crate) node: String,
     pub(crate) stats: serde_json::Value,
     pub(crate) clients: serde_json::Value,
-}
-
-/// `max-deleted-entry-id` from an `XINFO STREAM` reply (Redis 7 and later).
-fn max_deleted_entry_id(info: &redis::Value) -> Option<EntryId> {
-    let items: Vec<&redis::Value> = match info {
-        redis::Value::Array(items) => items.iter().collect(),
-        redis::Value::Map(pairs) => pairs.iter().flat_map(|(k, v)| [k, v]).collect(),
-        _ => return None,
-    };
-    let mut pairs = items.chunks(2);
-    pairs
-        .find_map(|pair| {
-            let [name, value] = pair else { return None };
-            let name = redis::from_redis_value::<String>((*name).clone()).ok()?;
-            (name == "max-deleted-entry-id")
-                .then(|| redis::from_redis_value::<String>((*value).clone()).ok())
-                .flatten()
-        })
-        .and_then(|text| EntryId::parse(&text))
 }
 
 #[cfg(test)]

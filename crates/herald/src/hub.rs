@@ -1039,6 +1039,18 @@ impl Hub {
             .collect())
     }
 
+    /// Whether this hub can deliver events now: false while it shuts down, and, in a cluster,
+    /// while it cannot read the cluster log (Redis lost), so a load balancer sends new streams to
+    /// another node.
+    pub fn is_ready(&self) -> bool {
+        !self.is_shutting_down()
+            && self
+                .shared
+                .cluster
+                .as_ref()
+                .is_none_or(|cluster| cluster.is_reading())
+    }
+
     /// Whether [`Hub::shutdown`] was called.
     pub fn is_shutting_down(&self) -> bool {
         self.shared.shutdown.is_cancelled()

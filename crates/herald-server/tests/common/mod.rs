@@ -105,6 +105,18 @@ impl TestHub {
         self.log.lock().expect("log lock").clone()
     }
 
+    /// Sends a signal (e.g. "STOP", "CONT") and returns at once.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status();
+        assert!(
+            status.map(|s| s.success()).unwrap_or(false),
+            "kill -{signal} failed"
+        );
+    }
+
     /// Sends a signal (e.g. "TERM", "INT", "KILL") and waits for the exit, up to `within`.
     pub fn signal_and_wait(&mut self, signal: &str, within: Duration) -> Option<ExitStatus> {
         let status = Command::new("kill")

@@ -186,6 +186,13 @@ async fn healthz(State(api): State<Api>) -> Response {
             "the hub is shutting down",
         )
         .into_response()
+    } else if !api.hub.is_ready() {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this node cannot read the cluster log (redis lost); it delivers no events until it can",
+        )
+        .into_response()
     } else {
         Json(serde_json::json!({"status": "ok"})).into_response()
     }
