@@ -182,6 +182,13 @@ async fn sending_to_a_client_works_from_any_node() {
         stats["connections"], 1,
         "the cluster has one connection, on a"
     );
+
+    // Leaving takes the client out of the registry: other nodes stop listing it.
+    drop(stream);
+    common::eventually("node b no longer lists tab-9", || async {
+        b.get_json("/api/clients?scope=cluster").await["clients"] == json!([])
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

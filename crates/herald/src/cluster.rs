@@ -20,7 +20,7 @@ use std::{
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{mpsc, watch, Mutex};
 
 /// How long one `XREAD` blocks waiting for entries.
 const READ_BLOCK_MS: u64 = 2000;
@@ -34,6 +34,9 @@ const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(5);
 pub(crate) const NODE_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// A node missing refreshes for this long is taken for dead.
 const NODE_TTL: Duration = Duration::from_secs(5);
+/// Most client registry changes waiting for the next refresh; past it, the next refresh rewrites
+/// the node's whole list.
+const REGISTRY_CHANGES_MAX: usize = 65_536;
 /// Most time a request waits for Redis.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -141,6 +144,12 @@ pub(crate) struct Cluster {
     idempotency_ttl: Duration,
     /// True while the reader is connected and reading (false while Redis is lost).
     is_reading: AtomicBool,
+    /// Client registry changes waiting for the next refresh (bounded; see `client_changed`).
+    registry_tx: mpsc::Sender<RegistryChange>,
+    registry_rx: Mutex<mpsc::Receiver<RegistryChange>>,
+    /// The next refresh must rewrite this node's whole client list (at start, after a failed
+    /// refresh, or when changes overflowed).
+    needs_resync: AtomicBool,
 }
 
 impl Cluster {
@@ -149,6 +158,7 @@ impl Cluster {
         max_len: usize,
         idempotency_ttl: Duration,
     ) -> Result<Arc<Self>, ClusterError> {
+        let (registry_tx, registry_rx) = mpsc::channel(REGISTRY_CHANGES_MAX);
         let client = Client::open(config.redis_url.as_str())
             .map_err(|e| ClusterError::InvalidUrl(e.to_string()))?;
         Ok(Arc::new(Self {
@@ -158,6 +168,9 @@ impl Cluster {
             applied_tx: watch::channel(EntryId::default()).0,
             max_len: max_len.max(1),
             is_reading: AtomicBool::new(false),
+            registry_tx,
+            registry_rx: Mutex::new(registry_rx),
+            needs_resync: AtomicBool::new(true),
             idempotency_ttl,
         }))
     }
@@ -392,16 +405,35 @@ impl Cluster {
         Some(entry_id)
     }
 
-    /// Publishes this node's stats and clients to the registry, for cluster-wide answers.
+    /// Queues a change to this node's entry in the client registry for the next refresh. If too
+    /// many are waiting, the next refresh rewrites the whole list instead.
+    pub(crate) fn client_changed(&self, change: RegistryChange) {
+        if self.registry_tx.try_send(change).is_err() {
+            self.needs_resync.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Reports this node to the registry: its stats, and the client changes queued since the last
+    /// refresh (`HSET`/`HDEL` on the node's hash), or the whole list (`all_clients`) after a
+    /// failure or an overflow. One atomic pipeline, whatever the number of connections.
     pub(crate) async fn refresh_node(
         &self,
         stats: &serde_json::Value,
-        clients: &serde_json::Value,
+        all_clients: impl FnOnce() -> Vec<(String, String)>,
     ) -> Result<(), ClusterError> {
         let node = &self.config.node_id;
         let ttl_ms = NODE_TTL.as_millis() as u64;
         let now_ms = unix_ms();
         let nodes_key = self.key("nodes");
+        let clients_key = self.clients_key(node);
+        let mut changes = Vec::new();
+        {
+            let mut registry_rx = self.registry_rx.lock().await;
+            while let Ok(change) = registry_rx.try_recv() {
+                changes.push(change);
+            }
+        }
+        let is_resync = self.needs_resync.swap(false, Ordering::Relaxed);
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("ZADD")
@@ -419,42 +451,110 @@ impl Cluster {
             .arg(stats.to_string())
             .arg("PX")
             .arg(ttl_ms)
-            .ignore()
-            .cmd("SET")
-            .arg(self.key(&format!("node:{node}:clients")))
-            .arg(clients.to_string())
-            .arg("PX")
-            .arg(ttl_ms)
             .ignore();
-        self.run::<()>(&Request::Pipe(pipe)).await
+        if is_resync {
+            // The snapshot is newer than every change drained above.
+            pipe.cmd("DEL").arg(&clients_key).ignore();
+            let clients = all_clients();
+            if !clients.is_empty() {
+                let hset = pipe.cmd("HSET").arg(&clients_key);
+                for (id, info) in clients {
+                    hset.arg(id).arg(info);
+                }
+                hset.ignore();
+            }
+        } else {
+            for change in changes {
+                match change {
+                    RegistryChange::Upsert { id, info } => pipe
+                        .cmd("HSET")
+                        .arg(&clients_key)
+                        .arg(id)
+                        .arg(info)
+                        .ignore(),
+                    RegistryChange::Remove { id } => {
+                        pipe.cmd("HDEL").arg(&clients_key).arg(id).ignore()
+                    }
+                };
+            }
+        }
+        pipe.cmd("PEXPIRE").arg(&clients_key).arg(ttl_ms).ignore();
+        let result = self.run::<()>(&Request::Pipe(pipe)).await;
+        if result.is_err() {
+            self.needs_resync.store(true, Ordering::Relaxed);
+        }
+        result
     }
 
-    /// Every live node's stats and clients, as they last reported them.
-    pub(crate) async fn nodes(&self) -> Result<Vec<NodeReport>, ClusterError> {
-        let nodes_key = self.key("nodes");
+    fn clients_key(&self, node: &str) -> String {
+        self.key(&format!("node:{node}:clients"))
+    }
+
+    /// The nodes that reported in the last few seconds.
+    async fn live_nodes(&self) -> Result<Vec<String>, ClusterError> {
         let min = unix_ms().saturating_sub(NODE_TTL.as_millis() as u64);
         let mut range = redis::cmd("ZRANGEBYSCORE");
-        range.arg(&nodes_key).arg(min).arg("+inf");
-        let nodes: Vec<String> = self.run(&Request::Cmd(range)).await?;
-        let mut reports = Vec::new();
-        for node in nodes {
-            let stats_key = self.key(&format!("node:{node}:stats"));
-            let clients_key = self.key(&format!("node:{node}:clients"));
-            let mut get = redis::cmd("MGET");
-            get.arg(&stats_key).arg(&clients_key);
-            let (stats, clients): (Option<String>, Option<String>) =
-                self.run(&Request::Cmd(get)).await?;
-            let parse = |text: Option<String>| {
-                text.and_then(|t| serde_json::from_str(&t).ok())
-                    .unwrap_or(serde_json::Value::Null)
-            };
-            reports.push(NodeReport {
-                node,
-                stats: parse(stats),
-                clients: parse(clients),
-            });
+        range.arg(self.key("nodes")).arg(min).arg("+inf");
+        self.run(&Request::Cmd(range)).await
+    }
+
+    /// Every live node's stats, as they last reported them.
+    pub(crate) async fn node_stats(
+        &self,
+    ) -> Result<Vec<(String, serde_json::Value)>, ClusterError> {
+        let nodes = self.live_nodes().await?;
+        if nodes.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(reports)
+        let mut get = redis::cmd("MGET");
+        for node in &nodes {
+            get.arg(self.key(&format!("node:{node}:stats")));
+        }
+        let stats: Vec<Option<String>> = self.run(&Request::Cmd(get)).await?;
+        Ok(nodes
+            .into_iter()
+            .zip(stats)
+            .map(|(node, stats)| {
+                (
+                    node,
+                    stats
+                        .and_then(|t| serde_json::from_str(&t).ok())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
+    /// Every live node's clients (as JSON documents), by node.
+    pub(crate) async fn node_clients(
+        &self,
+    ) -> Result<Vec<(String, Vec<serde_json::Value>)>, ClusterError> {
+        let mut all = Vec::new();
+        for node in self.live_nodes().await? {
+            let mut values = redis::cmd("HVALS");
+            values.arg(self.clients_key(&node));
+            let clients: Vec<String> = self.run(&Request::Cmd(values)).await?;
+            all.push((
+                node,
+                clients
+                    .iter()
+                    .filter_map(|c| serde_json::from_str(c).ok())
+                    .collect(),
+            ));
+        }
+        Ok(all)
+    }
+
+    /// Whether any live node has a connection with this client id.
+    pub(crate) async fn has_client(&self, id: &str) -> Result<bool, ClusterError> {
+        for node in self.live_nodes().await? {
+            let mut exists = redis::cmd("HEXISTS");
+            exists.arg(self.clients_key(&node)).arg(id);
+            if self.run::<bool>(&Request::Cmd(exists)).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -475,12 +575,13 @@ enum Request {
     Pipe(redis::Pipeline),
 }
 
-/// One node's last report in the registry.
-#[derive(Debug, Clone)]
-pub(crate) struct NodeReport {
-    pub(crate) node: String,
-    pub(crate) stats: serde_json::Value,
-    pub(crate) clients: serde_json::Value,
+/// A change to this node's entry in the cluster's client registry.
+#[derive(Debug)]
+pub(crate) enum RegistryChange {
+    /// A connection opened, or its channels changed: `info` is its `ClientInfo` as JSON.
+    Upsert { id: String, info: String },
+    /// No connection on this node holds the id any more.
+    Remove { id: String },
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use crate::{
     channel::ChannelName,
     client::{ClientShared, EndReason},
-    cluster::{Cluster, ClusterConfig, ClusterError, EntrySink, LogEntry},
+    cluster::{Cluster, ClusterConfig, ClusterError, EntrySink, LogEntry, RegistryChange},
     config::HubConfig,
     event::{ClientId, EventData, FieldError, NewEvent},
     fanout::{Entry, Fanout},
@@ -519,15 +519,10 @@ impl Hub {
                 return Ok(true);
             }
         }
-        let nodes = cluster
-            .nodes()
+        cluster
+            .has_client(id.as_str())
             .await
-            .map_err(|err| PublishError::Unavailable(err.to_string()))?;
-        Ok(nodes.iter().any(|node| {
-            node.clients
-                .as_array()
-                .is_some_and(|clients| clients.iter().any(|c| c["id"] == id.as_str()))
-        }))
+            .map_err(|err| PublishError::Unavailable(err.to_string()))
     }
 
     /// Publishes one event to `channel`. [`Hub::publish`] is the general form.
@@ -753,6 +748,9 @@ impl Hub {
             resume_after.unwrap_or(0),
             resume_after.is_some(),
         );
+        if let Some(cluster) = &self.shared.cluster {
+            self.report_client(cluster, &info_of(&client, channels.clone()));
+        }
         self.shared.hooks.connected(|| info_of(&client, channels));
         Ok(stream)
     }
@@ -768,11 +766,33 @@ impl Hub {
                 state.departed.insert(id, Departed::of(&entry.client));
             }
         }
+        let is_id_still_held = state.fanout.key_of(&client.id).is_some();
         drop(state);
+        if let (Some(cluster), false) = (&self.shared.cluster, is_id_still_held) {
+            cluster.client_changed(RegistryChange::Remove {
+                id: client.id.to_string(),
+            });
+        }
         self.shared.hooks.disconnected(|| match &entry {
             Some(entry) => client_info(entry),
             None => info_of(client, Vec::new()),
         });
+    }
+
+    /// Tells the cluster's client registry about a connection (new, or with new channels).
+    fn report_client(&self, cluster: &Cluster, info: &ClientInfo) {
+        let info_json =
+            serde_json::to_string(info).expect("client info is plain data and always serializes");
+        cluster.client_changed(RegistryChange::Upsert {
+            id: info.id.to_string(),
+            info: info_json,
+        });
+    }
+
+    fn report_channels_changed(&self, state: &State, id: &ClientId) {
+        if let (Some(cluster), Some(entry)) = (&self.shared.cluster, state.fanout.get_by_id(id)) {
+            self.report_client(cluster, &client_info(entry));
+        }
     }
 
     /// Closes a connection. Returns false when no connection has that id.
@@ -804,6 +824,7 @@ impl Hub {
             .key_of(id)
             .ok_or_else(|| SubscriptionError::ClientNotFound(id.clone()))?;
         state.fanout.subscribe(key, channel);
+        self.report_channels_changed(&state, id);
         Ok(())
     }
 
@@ -822,6 +843,7 @@ impl Hub {
             .key_of(id)
             .ok_or_else(|| SubscriptionError::ClientNotFound(id.clone()))?;
         if state.fanout.unsubscribe(key, channel) {
+            self.report_channels_changed(&state, id);
             Ok(())
         } else {
             Err(SubscriptionError::NotSubscribed(channel.clone()))
@@ -993,11 +1015,11 @@ impl Hub {
                 serde_json::json!({"node": self.shared.node_id, "scope": "cluster", "connections": local["connections"], "eventsPublished": local["eventsPublished"], "eventsDelivered": local["eventsDelivered"], "nodes": [local]}),
             );
         };
-        let reports = cluster.nodes().await?;
+        let reports = cluster.node_stats().await?;
         let sum = |field: &str| {
             reports
                 .iter()
-                .map(|r| r.stats[field].as_u64().unwrap_or(0))
+                .map(|(_, stats)| stats[field].as_u64().unwrap_or(0))
                 .sum::<u64>()
         };
         Ok(serde_json::json!({
@@ -1006,7 +1028,7 @@ impl Hub {
             "connections": sum("connections"),
             "eventsPublished": sum("eventsPublished"),
             "eventsDelivered": sum("eventsDelivered"),
-            "nodes": reports.iter().map(|r| r.stats.clone()).collect::<Vec<_>>(),
+            "nodes": reports.into_iter().map(|(_, stats)| stats).collect::<Vec<_>>(),
         }))
     }
 
@@ -1032,10 +1054,10 @@ impl Hub {
                 serde_json::to_value(self.clients()).unwrap_or_default(),
             ));
         };
-        let reports = cluster.nodes().await?;
+        let reports = cluster.node_clients().await?;
         Ok(reports
             .into_iter()
-            .flat_map(|r| with_node(&r.node, r.clients))
+            .flat_map(|(node, clients)| with_node(&node, serde_json::Value::Array(clients)))
             .collect())
     }
 
@@ -1279,9 +1301,21 @@ async fn report_to_cluster(
         };
         let hub = Hub { shared };
         let stats = serde_json::to_value(hub.stats()).unwrap_or_default();
-        let clients = serde_json::to_value(hub.clients()).unwrap_or_default();
+        // The whole list is read only when the registry must be rewritten (at start, after a
+        // failure): otherwise a refresh sends only what changed.
+        let all_clients = || {
+            hub.clients()
+                .into_iter()
+                .map(|info| {
+                    let json = serde_json::to_string(&info)
+                        .expect("client info is plain data and always serializes");
+                    (info.id.to_string(), json)
+                })
+                .collect()
+        };
+        let refreshed = cluster.refresh_node(&stats, all_clients).await;
         drop(hub);
-        if let Err(err) = cluster.refresh_node(&stats, &clients).await {
+        if let Err(err) = refreshed {
             tracing::debug!(error = %err, "could not report to the cluster registry");
         }
     }

@@ -40,7 +40,7 @@ const ANSWER_BYTES_MAX: usize = 64 * 1024;
 /// What the first request of a connection turned out to be.
 pub(super) enum FirstRequest {
     /// A `GET` of an event stream, ready for the router.
-    Stream(Request<Body>),
+    Stream(Box<Request<Body>>),
     /// Anything else: hand these bytes and the socket to hyper.
     Other(Bytes),
     /// The client closed the connection or never finished its head in time: drop it.
@@ -84,7 +84,7 @@ pub(super) async fn read_first_request(
 }
 
 enum Parsed {
-    Stream(Request<Body>),
+    Stream(Box<Request<Body>>),
     Other,
     Partial,
 }
@@ -126,13 +126,17 @@ fn parse_stream_request(buf: &[u8], peer: SocketAddr) -> Parsed {
         request.headers_mut().append(name, value);
     }
     request.extensions_mut().insert(ConnectInfo(peer));
-    Parsed::Stream(request)
+    Parsed::Stream(Box::new(request))
 }
 
 /// Routes a stream request and writes the answer; for an event stream, pumps it until either
 /// side ends it.
-pub(super) async fn serve_stream(mut socket: TcpStream, request: Request<Body>, router: Router) {
-    let response = match router.oneshot(request).await {
+pub(super) async fn serve_stream(
+    mut socket: TcpStream,
+    request: Box<Request<Body>>,
+    router: Router,
+) {
+    let response = match router.oneshot(*request).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
