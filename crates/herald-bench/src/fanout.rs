@@ -16,7 +16,7 @@ use crate::{
     http::{self, ResponseReader},
     latency::Latencies,
     proc::CpuTime,
-    report::Report,
+    report::{CpuPer, Report},
     subscriber::Subscriber,
     swarm,
 };
@@ -588,51 +588,22 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &FanoutArgs) -> anyho
     }
 
     report.section("hub CPU (utime+stime, 10 ms ticks) from first publish to last delivery");
-    let per_delivery_us = |time: Duration| {
-        if delivered > 0 {
-            time.as_secs_f64() * 1e6 / delivered as f64
-        } else {
-            0.0
-        }
+    let per_delivery = CpuPer {
+        count: delivered,
+        keys: [
+            "hubCpuPerDeliveryUs",
+            "hubUserPerDeliveryUs",
+            "hubSystemPerDeliveryUs",
+        ],
+        label: "hub CPU per delivered event",
     };
-    report.add(
-        "hubCpuSeconds",
-        "hub CPU",
-        hub_cpu.total().as_secs_f64(),
-        "s",
-    );
-    report.add(
-        "hubCpuPerDeliveryUs",
-        "hub CPU per delivered event",
-        per_delivery_us(hub_cpu.total()),
-        "µs",
-    );
-    report.add(
-        "hubUserPerDeliveryUs",
-        "  of which user",
-        per_delivery_us(hub_cpu.user),
-        "µs",
-    );
-    report.add(
-        "hubSystemPerDeliveryUs",
-        "  of which system",
-        per_delivery_us(hub_cpu.system),
-        "µs",
-    );
+    report.add_hub_cpu(hub_cpu, &node_cpu, &per_delivery);
     report.add(
         "benchCpuSeconds",
         "load generator CPU (same cores)",
         bench_cpu.total().as_secs_f64(),
         "s",
     );
-    if node_cpu.len() > 1 {
-        let by_node = node_cpu
-            .iter()
-            .map(|time| format!("{:.2}", time.total().as_secs_f64()))
-            .collect::<Vec<_>>()
-            .join(" / ");
-        report.add("hubCpuSecondsByNode", "hub CPU by node", by_node, "s");
-    }
     if let Some(redis_cpu) = redis_cpu {
         report.add(
             "redisCpuSeconds",
@@ -643,7 +614,7 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &FanoutArgs) -> anyho
         report.add(
             "clusterCpuPerDeliveryUs",
             "nodes + redis CPU per delivered event",
-            per_delivery_us(hub_cpu.total() + redis_cpu.total()),
+            per_delivery.micros(hub_cpu.total() + redis_cpu.total()),
             "µs",
         );
     }

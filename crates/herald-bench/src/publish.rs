@@ -14,7 +14,7 @@ use crate::{
     http::{self, ResponseReader},
     latency::Latencies,
     proc::CpuTime,
-    report::Report,
+    report::{CpuPer, Report},
     subscriber::Subscriber,
     swarm,
 };
@@ -456,45 +456,16 @@ pub(crate) async fn run(deployment: &mut Deployment, args: PublishArgs) -> anyho
     }
 
     report.section("CPU (utime+stime, 10 ms ticks) while publishing");
-    let per_publish_us = |time: Duration| {
-        if acknowledged > 0 {
-            time.as_secs_f64() * 1e6 / acknowledged as f64
-        } else {
-            0.0
-        }
+    let per_publish = CpuPer {
+        count: acknowledged,
+        keys: [
+            "hubCpuPerPublishUs",
+            "hubUserPerPublishUs",
+            "hubSystemPerPublishUs",
+        ],
+        label: "hub CPU per acknowledged publish",
     };
-    report.add(
-        "hubCpuSeconds",
-        "hub CPU",
-        hub_cpu.total().as_secs_f64(),
-        "s",
-    );
-    report.add(
-        "hubCpuPerPublishUs",
-        "hub CPU per acknowledged publish",
-        per_publish_us(hub_cpu.total()),
-        "µs",
-    );
-    report.add(
-        "hubUserPerPublishUs",
-        "  of which user",
-        per_publish_us(hub_cpu.user),
-        "µs",
-    );
-    report.add(
-        "hubSystemPerPublishUs",
-        "  of which system",
-        per_publish_us(hub_cpu.system),
-        "µs",
-    );
-    if node_cpu.len() > 1 {
-        let by_node = node_cpu
-            .iter()
-            .map(|time| format!("{:.2}", time.total().as_secs_f64()))
-            .collect::<Vec<_>>()
-            .join(" / ");
-        report.add("hubCpuSecondsByNode", "hub CPU by node", by_node, "s");
-    }
+    report.add_hub_cpu(hub_cpu, &node_cpu, &per_publish);
     if let Some(redis_cpu) = redis_cpu {
         report.add(
             "redisCpuSeconds",
@@ -505,7 +476,7 @@ pub(crate) async fn run(deployment: &mut Deployment, args: PublishArgs) -> anyho
         report.add(
             "redisCpuPerPublishUs",
             "redis-server CPU per acknowledged publish",
-            per_publish_us(redis_cpu.total()),
+            per_publish.micros(redis_cpu.total()),
             "µs",
         );
     }

@@ -2,8 +2,9 @@
 //!
 //! It formats; it never measures.
 
+use crate::proc::CpuTime;
 use serde_json::{Map, Value};
-use std::fmt::Write as _;
+use std::{fmt::Write as _, time::Duration};
 
 /// One line of the report.
 #[derive(Debug)]
@@ -25,6 +26,27 @@ enum Item {
 pub(crate) struct Report {
     mode: &'static str,
     items: Vec<Item>,
+}
+
+/// What CPU time is divided by in a report: a count of work items, and the names of the figures.
+pub(crate) struct CpuPer {
+    /// Work items done in the measured window (deliveries, acknowledged publishes).
+    pub(crate) count: u64,
+    /// JSON keys of the total, user and system time per item.
+    pub(crate) keys: [&'static str; 3],
+    /// Table label of the total per item, e.g. "hub CPU per delivered event".
+    pub(crate) label: &'static str,
+}
+
+impl CpuPer {
+    /// `time` per item, in microseconds (0 when there were no items).
+    pub(crate) fn micros(&self, time: Duration) -> f64 {
+        if self.count > 0 {
+            time.as_secs_f64() * 1e6 / self.count as f64
+        } else {
+            0.0
+        }
+    }
 }
 
 impl Report {
@@ -61,6 +83,29 @@ impl Report {
             value,
             unit,
         });
+    }
+
+    /// Adds the hub's CPU figures: its total, the total and its user and system parts per unit
+    /// of work (`per`), and each node's total when there are several nodes.
+    pub(crate) fn add_hub_cpu(&mut self, hub: CpuTime, by_node: &[CpuTime], per: &CpuPer) {
+        let [total_key, user_key, system_key] = per.keys;
+        self.add("hubCpuSeconds", "hub CPU", hub.total().as_secs_f64(), "s");
+        self.add(total_key, per.label, per.micros(hub.total()), "µs");
+        self.add(user_key, "  of which user", per.micros(hub.user), "µs");
+        self.add(
+            system_key,
+            "  of which system",
+            per.micros(hub.system),
+            "µs",
+        );
+        if by_node.len() > 1 {
+            let seconds = by_node
+                .iter()
+                .map(|time| format!("{:.2}", time.total().as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join(" / ");
+            self.add("hubCpuSecondsByNode", "hub CPU by node", seconds, "s");
+        }
     }
 
     /// One JSON object: `mode` plus every figure by key.
