@@ -64,6 +64,8 @@ struct Shared {
 struct Counters {
     published: AtomicU64,
     delivered: AtomicU64,
+    /// Connections ended since start, whatever ended them.
+    closed: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -230,6 +232,8 @@ pub struct Stats {
     pub events_published: u64,
     /// Events written to connections since start (one per connection per event).
     pub events_delivered: u64,
+    /// Connections ended since start, whatever ended them.
+    pub connections_closed: u64,
     /// Seconds since the hub started.
     pub uptime_seconds: u64,
     /// Events and bytes held in history.
@@ -757,6 +761,7 @@ impl Hub {
 
     /// Unregisters a connection once its stream is gone, then tells the disconnect hooks.
     pub(crate) fn forget(&self, client: &ClientShared) {
+        self.shared.counters.closed.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state();
         let entry = state.fanout.remove(client.key);
         if let Some(entry) = &entry {
@@ -927,6 +932,7 @@ impl Hub {
             oldest_connection: oldest.map(client_info),
             events_published: self.shared.counters.published.load(Ordering::Relaxed),
             events_delivered: self.shared.counters.delivered.load(Ordering::Relaxed),
+            connections_closed: self.connections_closed(),
             uptime_seconds: self.shared.started_at.elapsed().as_secs(),
             history: HistoryStats {
                 events: state.history.len(),
@@ -1009,13 +1015,13 @@ impl Hub {
     /// # Errors
     /// [`ClusterError::Unavailable`] when the registry cannot be read.
     pub async fn cluster_stats(&self) -> Result<serde_json::Value, ClusterError> {
-        let local = serde_json::to_value(self.stats()).unwrap_or_default();
-        let Some(cluster) = &self.shared.cluster else {
-            return Ok(
-                serde_json::json!({"node": self.shared.node_id, "scope": "cluster", "connections": local["connections"], "eventsPublished": local["eventsPublished"], "eventsDelivered": local["eventsDelivered"], "nodes": [local]}),
-            );
+        let reports = match &self.shared.cluster {
+            Some(cluster) => cluster.node_stats().await?,
+            None => vec![(
+                self.shared.node_id.clone(),
+                serde_json::to_value(self.stats()).unwrap_or_default(),
+            )],
         };
-        let reports = cluster.node_stats().await?;
         let sum = |field: &str| {
             reports
                 .iter()
@@ -1038,27 +1044,31 @@ impl Hub {
     /// # Errors
     /// [`ClusterError::Unavailable`] when the registry cannot be read.
     pub async fn cluster_clients(&self) -> Result<Vec<serde_json::Value>, ClusterError> {
-        let with_node = |node: &str, clients: serde_json::Value| -> Vec<serde_json::Value> {
-            let mut clients = match clients {
-                serde_json::Value::Array(clients) => clients,
-                _ => Vec::new(),
-            };
-            for client in &mut clients {
-                client["node"] = serde_json::Value::String(node.to_owned());
+        let reports = match &self.shared.cluster {
+            Some(cluster) => cluster.node_clients().await?,
+            None => {
+                let clients = self
+                    .clients()
+                    .iter()
+                    .filter_map(|c| serde_json::to_value(c).ok())
+                    .collect();
+                vec![(self.shared.node_id.clone(), clients)]
             }
-            clients
         };
-        let Some(cluster) = &self.shared.cluster else {
-            return Ok(with_node(
-                &self.shared.node_id,
-                serde_json::to_value(self.clients()).unwrap_or_default(),
-            ));
-        };
-        let reports = cluster.node_clients().await?;
         Ok(reports
             .into_iter()
-            .flat_map(|(node, clients)| with_node(&node, serde_json::Value::Array(clients)))
+            .flat_map(|(node, clients)| {
+                clients.into_iter().map(move |mut client| {
+                    client["node"] = serde_json::Value::String(node.clone());
+                    client
+                })
+            })
             .collect())
+    }
+
+    /// Connections ended since start, whatever ended them (cheap: one counter).
+    pub fn connections_closed(&self) -> u64 {
+        self.shared.counters.closed.load(Ordering::Relaxed)
     }
 
     /// Whether this hub can deliver events now: false while it shuts down, and, in a cluster,
