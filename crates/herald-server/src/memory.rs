@@ -2,29 +2,30 @@
 //!
 //! glibc's allocator keeps the pages of freed per-connection buffers in its arenas, so after a
 //! mass disconnect (a deploy, a network blip) the hub's resident memory would stay at its peak.
-//! Once a few seconds after the number of connections has dropped well below its recent peak,
-//! this asks glibc to release free pages (`malloc_trim`). It never frees anything itself and
+//! Within a few seconds of enough connections closing, this asks glibc to release free pages
+//! (`malloc_trim`). It never frees anything itself and
 //! does nothing on other allocators or platforms.
 
 use herald::Hub;
 use std::time::Duration;
 
-/// How often the connection count is checked.
+/// How often the count of closed connections is checked.
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
-/// Trim when this many connections went away since the last trim's peak.
-const DROPPED_CONNECTIONS_MIN: usize = 500;
+/// Trim once this many connections have closed since the last trim.
+const CLOSED_CONNECTIONS_MIN: u64 = 500;
 
 /// Runs until the hub shuts down.
 pub(crate) async fn release_after_disconnects(hub: Hub) {
-    let mut peak = 0usize;
+    let mut closed_at_last_trim = 0;
     let mut ticker = tokio::time::interval(CHECK_INTERVAL);
     while !hub.is_shutting_down() {
         ticker.tick().await;
-        let connections = hub.stats().connections;
-        peak = peak.max(connections);
-        if peak - connections >= DROPPED_CONNECTIONS_MIN {
+        // Counting closed connections (not sampling the live count) also sees churn faster
+        // than the check interval.
+        let closed = hub.connections_closed();
+        if closed - closed_at_last_trim >= CLOSED_CONNECTIONS_MIN {
             trim();
-            peak = connections;
+            closed_at_last_trim = closed;
         }
     }
 }
