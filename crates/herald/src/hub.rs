@@ -437,7 +437,7 @@ impl Hub {
                 duplicate
             } else {
                 if let Target::Client(id) = &target {
-                    if state.fanout.key_of(id).is_none() && !state.departed.contains_key(id) {
+                    if !state.is_client_known(id) {
                         return Err(PublishError::ClientNotFound(id.clone()));
                     }
                 }
@@ -519,7 +519,7 @@ impl Hub {
     ) -> Result<bool, PublishError> {
         {
             let state = self.state();
-            if state.fanout.key_of(id).is_some() || state.departed.contains_key(id) {
+            if state.is_client_known(id) {
                 return Ok(true);
             }
         }
@@ -1128,6 +1128,12 @@ impl Hub {
 }
 
 impl State {
+    /// Whether `id` is connected here, or left less than `client_linger` ago (events sent to it
+    /// then wait in history for its return).
+    fn is_client_known(&self, id: &ClientId) -> bool {
+        self.fanout.key_of(id).is_some() || self.departed.contains_key(id)
+    }
+
     fn duplicate_of(&self, id: Option<&str>) -> Option<Published> {
         let record = self.history.get_by_id(id?)?;
         Some(Published {
