@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use herald::{
+use herald_hub::{
     cluster::ClusterConfig,
     http::{AuthConfig, HttpConfig, HttpLimits, ServeOptions},
     store::FsyncPolicy,

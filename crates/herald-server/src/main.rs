@@ -12,7 +12,7 @@ mod memory;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use config::ServeArgs;
-use herald::Hub;
+use herald_hub::Hub;
 use tracing_subscriber::EnvFilter;
 
 /// Herald: a real-time event hub over Server-Sent Events.
@@ -87,13 +87,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (None, None) => Hub::new(config.hub),
     };
     tokio::spawn(memory::release_after_disconnects(hub.clone()));
-    let mut router = herald::http::router(hub.clone(), http);
+    let mut router = herald_hub::http::router(hub.clone(), http);
     if let Some(cors) = cors::layer(&config.cors_origins)? {
         router = router.layer(cors);
     }
     // Tests and scripts read this line to learn the port when listening on port 0.
     tracing::info!(addr = %local, "herald listening on http://{local}");
-    herald::http::serve(listener, router, hub, config.serve, shutdown_signal()).await?;
+    herald_hub::http::serve(listener, router, hub, config.serve, shutdown_signal()).await?;
     tracing::info!("herald stopped");
     Ok(())
 }

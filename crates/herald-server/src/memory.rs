@@ -6,7 +6,7 @@
 //! (`malloc_trim`). It never frees anything itself and
 //! does nothing on other allocators or platforms.
 
-use herald::Hub;
+use herald_hub::Hub;
 use std::time::Duration;
 
 /// How often the count of closed connections is checked.

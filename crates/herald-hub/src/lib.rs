@@ -9,8 +9,8 @@
 //!
 //! ```no_run
 //! use axum::{extract::State, http::StatusCode, routing::{get, post}, Json, Router};
-//! use herald::{http::LastEventId, hub::ConnectError, ChannelName, ClientOptions, ClientStream};
-//! use herald::{Hub, HubConfig, Published};
+//! use herald_hub::{http::LastEventId, hub::ConnectError, ChannelName, ClientOptions, ClientStream};
+//! use herald_hub::{Hub, HubConfig, Published};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Serialize, Deserialize)]
@@ -49,7 +49,7 @@
 //!         .route("/orders/stream", get(stream))
 //!         .with_state(hub.clone())
 //!         // Herald's own HTTP API (publish, poll, admin), under /herald.
-//!         .nest("/herald", herald::http::router(hub.clone(), herald::http::HttpConfig::default()));
+//!         .nest("/herald", herald_hub::http::router(hub.clone(), herald_hub::http::HttpConfig::default()));
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //!     axum::serve(listener, app)
 //!         .with_graceful_shutdown(async move {
@@ -67,7 +67,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use futures_util::StreamExt;
-//! use herald::{ChannelName, ClientOptions, Hub, HubConfig};
+//! use herald_hub::{ChannelName, ClientOptions, Hub, HubConfig};
 //!
 //! let hub = Hub::new(HubConfig::default());
 //! let channels = vec![ChannelName::new("orders")?];

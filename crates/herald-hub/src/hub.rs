@@ -545,8 +545,8 @@ impl Hub {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), herald::hub::SendError> {
-    /// use herald::{Hub, HubConfig};
+    /// # async fn main() -> Result<(), herald_hub::hub::SendError> {
+    /// use herald_hub::{Hub, HubConfig};
     ///
     /// let hub = Hub::new(HubConfig::default());
     /// let order = serde_json::json!({"id": 7, "total": 12.5});

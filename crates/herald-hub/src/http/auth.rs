@@ -65,11 +65,11 @@ pub enum AuthConfigError {
 /// How the HTTP API authenticates callers. Cheap to clone. Default: `none` mode, no API keys.
 ///
 /// ```
-/// use herald::http::AuthConfig;
+/// use herald_hub::http::AuthConfig;
 /// let auth = AuthConfig::jwt_secret(b"a secret of at least thirty-two bytes!")?
 ///     .with_api_keys(["server-to-server-key-0123"])?;
 /// assert!(auth.is_jwt());
-/// # Ok::<(), herald::http::AuthConfigError>(())
+/// # Ok::<(), herald_hub::http::AuthConfigError>(())
 /// ```
 #[derive(Clone, Default)]
 pub struct AuthConfig {

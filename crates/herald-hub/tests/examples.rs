@@ -14,7 +14,7 @@ mod notifications;
 use axum::Router;
 use bytes::Bytes;
 use futures_util::{stream::BoxStream, StreamExt};
-use herald::{http::ServeOptions, Hub, HubConfig};
+use herald_hub::{http::ServeOptions, Hub, HubConfig};
 use herald_client::{Event, Item, Parser};
 use serde_json::{json, Value};
 use std::{
@@ -34,7 +34,7 @@ async fn start(hub: Hub, app: Router) -> String {
     let addr: SocketAddr = listener
         .local_addr()
         .expect("a bound listener has an address");
-    tokio::spawn(herald::http::serve(
+    tokio::spawn(herald_hub::http::serve(
         listener,
         app,
         hub,

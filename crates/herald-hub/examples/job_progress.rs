@@ -9,7 +9,7 @@
 //! Run it (listens on 127.0.0.1:3000, or on `$PORT`):
 //!
 //! ```sh
-//! cargo run -p herald --example job_progress
+//! cargo run -p herald-hub --example job_progress
 //! ```
 //!
 //! Try it:
@@ -27,7 +27,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use herald::{
+use herald_hub::{
     http::{LastEventId, ServeOptions},
     ChannelName, ClientOptions, EventData, Hub, HubConfig, NewEvent,
 };
@@ -212,6 +212,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    herald::http::serve(listener, app, hub, ServeOptions::default(), ctrl_c).await?;
+    herald_hub::http::serve(listener, app, hub, ServeOptions::default(), ctrl_c).await?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use axum::{
     Router,
 };
 use futures_util::StreamExt;
-use herald::{
+use herald_hub::{
     http::LastEventId, hub::PublishError, ChannelName, ClientInfo, ClientOptions, ClientStream,
     ConnectError, Hub, HubConfig, SendError,
 };
@@ -125,7 +125,7 @@ async fn send_to_is_true_for_a_connected_or_recently_departed_client_and_false_o
         hub.send_to(&id, "later", "waits in history", None).await,
         "a client that just left may come back for it"
     );
-    let stranger = herald::ClientId::new("never-seen").expect("a valid id");
+    let stranger = herald_hub::ClientId::new("never-seen").expect("a valid id");
     assert!(!hub.send_to(&stranger, "x", "y", None).await);
 }
 

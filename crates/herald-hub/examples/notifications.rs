@@ -8,7 +8,7 @@
 //! Run it (listens on 127.0.0.1:3000, or on `$PORT`; the database is `notifications.db`):
 //!
 //! ```sh
-//! cargo run -p herald --example notifications
+//! cargo run -p herald-hub --example notifications
 //! ```
 //!
 //! Try it:
@@ -32,7 +32,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use herald::{
+use herald_hub::{
     http::{LastEventId, ServeOptions},
     ChannelName, ClientOptions, ConnectError, Hub, HubConfig, SendError,
 };
@@ -283,6 +283,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    herald::http::serve(listener, app, hub, ServeOptions::default(), ctrl_c).await?;
+    herald_hub::http::serve(listener, app, hub, ServeOptions::default(), ctrl_c).await?;
     Ok(())
 }

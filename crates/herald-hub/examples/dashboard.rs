@@ -8,7 +8,7 @@
 //! Run it (listens on 127.0.0.1:3000, or on `$PORT`), then open <http://localhost:3000/>:
 //!
 //! ```sh
-//! cargo run -p herald --example dashboard
+//! cargo run -p herald-hub --example dashboard
 //! ```
 //!
 //! Or watch it with curl:
@@ -19,7 +19,7 @@
 //! ```
 
 use axum::{extract::State, response::Html, routing::get, Router};
-use herald::{
+use herald_hub::{
     http::HttpConfig, ChannelName, ClientOptions, ClientStream, ConnectError, Hub, HubConfig,
 };
 use serde::Serialize;
@@ -120,7 +120,7 @@ pub fn app(hub: Hub, interval: Duration) -> Router {
         .route("/", get(page))
         .route("/stream", get(stream))
         .with_state(dashboard)
-        .nest("/herald", herald::http::router(hub, HttpConfig::default()))
+        .nest("/herald", herald_hub::http::router(hub, HttpConfig::default()))
 }
 
 async fn tick_every(interval: Duration, dashboard: Arc<Dashboard>) {
