@@ -156,3 +156,18 @@ fn documented_defaults_are_the_defaults_in_effect() {
     }
     assert!(checked >= 20, "most defaults are checked: {checked}");
 }
+
+#[test]
+fn the_example_file_in_the_docs_is_a_valid_config_file() {
+    let example = CONFIGURATION_MD
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/configuration.md has an example file");
+    let settings: super::settings::Settings =
+        toml::from_str(example).expect("the example file parses");
+    assert!(
+        settings.listen.is_some(),
+        "the example sets a few keys: {settings:?}"
+    );
+}
