@@ -120,7 +120,10 @@ pub fn app(hub: Hub, interval: Duration) -> Router {
         .route("/", get(page))
         .route("/stream", get(stream))
         .with_state(dashboard)
-        .nest("/herald", herald_hub::http::router(hub, HttpConfig::default()))
+        .nest(
+            "/herald",
+            herald_hub::http::router(hub, HttpConfig::default()),
+        )
 }
 
 async fn tick_every(interval: Duration, dashboard: Arc<Dashboard>) {
@@ -145,10 +148,13 @@ async fn stream(State(dashboard): State<Arc<Dashboard>>) -> Result<ClientStream,
         ..ClientOptions::default()
     })?;
     let snapshot = dashboard.snapshot(*tick);
-    dashboard
+    if let Err(err) = dashboard
         .hub
         .send_to(stream.client_id(), "stats", &snapshot, None)
-        .await;
+        .await
+    {
+        eprintln!("could not send the snapshot: {err}");
+    }
     Ok(stream)
 }
 

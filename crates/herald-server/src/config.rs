@@ -6,10 +6,8 @@
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use herald_hub::{
-    cluster::ClusterConfig,
     http::{AuthConfig, HttpConfig, HttpLimits, ServeOptions},
-    store::FsyncPolicy,
-    HistoryConfig, HubConfig,
+    ClusterConfig, FsyncPolicy, HistoryConfig, HubConfig,
 };
 use serde::Deserialize;
 use std::{
