@@ -314,4 +314,62 @@ mod tests {
         assert_eq!(history.len(), 0);
         assert_eq!(history.bytes(), 0);
     }
+
+    /// Resident bytes of this process (Linux).
+    fn rss_bytes() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: usize = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        pages * 4096
+    }
+
+    /// Memory of a million ten-byte events held in history, over the process's baseline.
+    /// `cargo test -p herald-hub --lib -- --ignored --nocapture history_of_a_million`
+    #[test]
+    #[ignore = "measures memory: run alone"]
+    fn history_of_a_million_small_events_stays_near_its_frames() {
+        const EVENTS: usize = 1_000_000;
+        let mut history = History::new(HistoryConfig {
+            max_events: EVENTS,
+            max_bytes: usize::MAX,
+            ..HistoryConfig::default()
+        });
+        let channel = crate::channel::ChannelName::new("prices").expect("valid");
+        let data = EventData::from_raw_json(r#"{"p":12.5}"#).expect("ten bytes of JSON");
+        let before = rss_bytes();
+        let mut frames = 0;
+        for _ in 0..EVENTS {
+            let seq = history.next_seq();
+            let id = history.assign_id(seq);
+            let draft = Draft {
+                id: &id,
+                is_publisher_id: false,
+                event: None,
+                data: &data,
+                kind: RecordKind::Event,
+            };
+            let now = history.ms_since_origin(Instant::now());
+            let record = Record::new(seq, &draft, Audience::Channel(channel.clone()), now);
+            frames += record.delivered_frame().map_or(0, bytes::Bytes::len);
+            history.append(record);
+        }
+        let rss_per_event = (rss_bytes() - before) / EVENTS;
+        let cost_per_event = history.bytes() / EVENTS;
+        eprintln!(
+            "{EVENTS} events: {rss_per_event} B resident and {cost_per_event} B accounted per event, \
+             of which {} B frame",
+            frames / EVENTS
+        );
+        assert!(
+            cost_per_event + 16 >= rss_per_event,
+            "cost_bytes undercounts: {cost_per_event} B accounted, {rss_per_event} B held"
+        );
+        assert!(
+            rss_per_event < 250,
+            "history costs {rss_per_event} B per event"
+        );
+    }
 }
