@@ -129,8 +129,9 @@ const FLAG_PUBLISHER_ID: u8 = 8;
 
 /// Bytes of the id index one record takes (its slot and control byte, at the table's load).
 const INDEX_SLOT_BYTES: usize = 16;
-/// Bytes the allocator and `Bytes` spend around one frame (allocation header, shared count).
-const FRAME_OVERHEAD_BYTES: usize = 48;
+/// Bytes the allocator and `Bytes` spend around one frame (allocation header, capacity slack and
+/// rounding, the shared count once it is cloned), measured with a million small events.
+const FRAME_OVERHEAD_BYTES: usize = 64;
 
 /// One event of history: its position, its encoded frame and what fan-out and polling need.
 #[derive(Clone, Debug)]
