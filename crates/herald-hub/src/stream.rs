@@ -247,10 +247,7 @@ impl Stream for ClientStream {
         if this.is_finished {
             return Poll::Ready(None);
         }
-        loop {
-            let Some(start) = this.start.as_deref_mut() else {
-                break;
-            };
+        while let Some(start) = this.start.as_deref_mut() {
             match start {
                 Start::AwaitLog {
                     wait,
