@@ -118,13 +118,43 @@ impl History {
     }
 
     /// Where a reader that last saw `last_event_id` starts: the one rule for resume and polling.
+    /// An id is either an event's id still in history, or a position id of this history
+    /// (`{epoch}-{n}`, what [`Self::start_id`] hands out) whose position is still readable.
     pub(crate) fn read_start(&self, last_event_id: Option<&str>) -> ReadStart {
-        match last_event_id {
-            None => ReadStart::Oldest,
-            Some(id) => self
-                .get_by_id(id)
-                .map_or(ReadStart::Unknown, |record| ReadStart::After(record.seq)),
+        let Some(id) = last_event_id else {
+            return ReadStart::Oldest;
+        };
+        if let Some(record) = self.get_by_id(id) {
+            return ReadStart::After(record.seq);
         }
+        match self.own_position(id) {
+            Some(seq) if seq >= self.before_oldest() && seq <= self.head_seq() => {
+                ReadStart::After(seq)
+            }
+            _ => ReadStart::Unknown,
+        }
+    }
+
+    /// The id that names where a stream opened now starts: the newest event's id when the hub
+    /// assigned it (in a cluster that id is global, so the client can resume on any node), or
+    /// else this history's position id for its head (`{epoch}-{n}`). A publisher's id is never
+    /// used: it may belong to a channel the stream does not hear. [`Self::read_start`] resolves
+    /// either to the same position while that is still readable.
+    pub(crate) fn start_id(&self) -> String {
+        let head = self.head_seq();
+        match self.get(head) {
+            Some(record) if !record.is_publisher_id() => record.id().to_owned(),
+            _ => format!("{}-{head}", self.epoch),
+        }
+    }
+
+    /// The position named by `{epoch}-{n}` when `epoch` is this history's.
+    fn own_position(&self, id: &str) -> Option<u64> {
+        let n = id.strip_prefix(self.epoch.as_str())?.strip_prefix('-')?;
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        n.parse().ok()
     }
 
     /// The position just before the oldest event held (where reading "from the oldest" starts).
@@ -277,6 +307,45 @@ mod tests {
         };
         let seqs: Vec<u64> = history.after(seq).expect("no gap").map(|r| r.seq).collect();
         assert_eq!(seqs, vec![4, 5]);
+    }
+
+    #[test]
+    fn the_start_id_resumes_from_where_a_stream_opened() {
+        let mut history = History::new(limits(3));
+        let empty = history.start_id();
+        assert_eq!(history.read_start(Some(&empty)), ReadStart::After(0));
+        push(&mut history, None);
+        assert_eq!(
+            history.start_id(),
+            history.get(1).expect("held").id(),
+            "a hub-assigned id names its own position"
+        );
+        push(&mut history, Some("order-7"));
+        let after_publisher_id = history.start_id();
+        assert_ne!(
+            after_publisher_id, "order-7",
+            "a publisher's id is never shown"
+        );
+        assert_eq!(
+            history.read_start(Some(&after_publisher_id)),
+            ReadStart::After(2)
+        );
+        for _ in 0..3 {
+            push(&mut history, None);
+        }
+        assert_eq!(
+            history.read_start(Some(&empty)),
+            ReadStart::Unknown,
+            "position 0 is no longer readable: events after it left history"
+        );
+        let head = history.head_seq();
+        assert_eq!(
+            history.read_start(Some(&format!("{}-{}", history.epoch, head + 1))),
+            ReadStart::Unknown,
+            "a position not reached yet names nothing"
+        );
+        let other = History::new(limits(3));
+        assert_eq!(other.read_start(Some(&empty)), ReadStart::Unknown);
     }
 
     #[test]

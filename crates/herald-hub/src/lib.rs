@@ -74,8 +74,11 @@
 //! let mut stream = hub.add_client(ClientOptions { channels, ..ClientOptions::default() })?;
 //! hub.broadcast("orders", "created", &serde_json::json!({"id": 7}), None).await?;
 //!
+//! // One block: the retry interval, the id the stream starts from, and `connected`.
 //! let opening = stream.next().await.expect("a stream opens with `retry:` and `connected`");
-//! assert!(opening.starts_with(b"retry: 3000\n\nevent: connected\n"));
+//! let opening = std::str::from_utf8(&opening)?;
+//! assert!(opening.starts_with("retry: 3000\nid: "));
+//! assert!(opening.contains("\nevent: connected\ndata: {"));
 //! let event = stream.next().await.expect("the event is queued");
 //! assert!(event.ends_with(b"event: created\ndata: {\"id\":7}\n\n"));
 //! # Ok(())

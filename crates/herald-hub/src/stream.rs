@@ -52,6 +52,9 @@ pub(crate) enum Start {
     AwaitLog {
         wait: LogFuture<'static, ()>,
         last_event_id: String,
+        /// Where the stream starts if the id is still unknown once the log has caught up: the
+        /// newest event when the connection was registered.
+        start_id: String,
         channels: Vec<ChannelName>,
     },
     /// `retry:` and the `connected` event, then the replay, if any.
@@ -252,16 +255,23 @@ impl Stream for ClientStream {
                 Start::AwaitLog {
                     wait,
                     last_event_id,
+                    start_id,
                     channels,
                 } => {
                     if wait.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
-                    let (last_event_id, channels) =
-                        (std::mem::take(last_event_id), std::mem::take(channels));
-                    let (opening, resume_after) =
-                        this.hub
-                            .opening_after_wait(&this.client.id, channels, &last_event_id);
+                    let (last_event_id, start_id, channels) = (
+                        std::mem::take(last_event_id),
+                        std::mem::take(start_id),
+                        std::mem::take(channels),
+                    );
+                    let (opening, resume_after) = this.hub.opening_after_wait(
+                        &this.client.id,
+                        channels,
+                        &last_event_id,
+                        &start_id,
+                    );
                     if let Some(after) = resume_after {
                         this.last_sent_seq = this.last_sent_seq.max(after);
                         this.resumed = true;

@@ -31,9 +31,16 @@ pub(crate) fn encode_event(id: Option<&str>, event: Option<&str>, data: &str) ->
     buf.freeze()
 }
 
-/// Encodes the `retry:` field that opens every stream, followed by a blank line.
-pub(crate) fn encode_retry(retry: Duration) -> Bytes {
-    Bytes::from(format!("retry: {}\n\n", retry.as_millis()))
+/// Encodes the block that opens every stream: `retry:`, then the `connected` event with the id
+/// the stream starts from, in one block. One block, not two, because several popular clients
+/// hand a block without `data:` to the application as an empty event, and some attach `retry:`
+/// only to an event that has data; the `id:` lets a client that saw nothing else resume exactly.
+pub(crate) fn encode_opening(retry: Duration, start_id: &str, connected: &str) -> Bytes {
+    let event = encode_event(Some(start_id), Some("connected"), connected);
+    let mut buf = BytesMut::with_capacity(event.len() + 20);
+    buf.put_slice(format!("retry: {}\n", retry.as_millis()).as_bytes());
+    buf.put_slice(&event);
+    buf.freeze()
 }
 
 /// Encodes a comment line (ignored by clients, used for heartbeats and for the reason a stream ends).

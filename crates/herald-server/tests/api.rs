@@ -17,13 +17,19 @@ async fn stream_opens_with_retry_then_connected_and_sse_headers() {
     assert_eq!(headers["cache-control"], "no-cache");
     assert_eq!(headers["x-accel-buffering"], "no");
     let connected = stream.connected().await;
+    // One block: `retry:`, the id the stream starts from, and `connected` (clients that show a
+    // block without data as an empty event, or read `retry:` only with data, need this).
+    let opening = stream.raw_text();
+    let first_block = opening.split("\n\n").next().unwrap_or_default();
+    let lines: Vec<&str> = first_block.lines().collect();
+    assert_eq!(lines.len(), 4, "{opening}");
+    assert_eq!(lines[0], "retry: 3000");
     assert!(
-        stream
-            .raw_text()
-            .starts_with("retry: 3000\n\nevent: connected\ndata: {"),
-        "{}",
-        stream.raw_text()
+        lines[1].starts_with("id: ") && lines[1].len() > 4,
+        "{opening}"
     );
+    assert_eq!(lines[2], "event: connected");
+    assert!(lines[3].starts_with("data: {"), "{opening}");
     assert!(connected["clientId"]
         .as_str()
         .expect("clientId is text")

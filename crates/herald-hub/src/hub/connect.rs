@@ -118,6 +118,10 @@ impl Hub {
             return Err(ConnectError::ChannelClosed(channel));
         }
         let head = state.history.head_seq();
+        let start_id = match (resume_after, last_event_id) {
+            (Some(_), Some(id)) => id.to_owned(),
+            _ => state.history.start_id(),
+        };
         self.make_room_for(&mut state, &client);
         if let Some(replaced) = state.fanout.insert(client.clone(), channels.clone()) {
             replaced.end(EndReason::Replaced, false);
@@ -129,9 +133,10 @@ impl Hub {
             (Some(wait), Some(last_event_id)) => Start::AwaitLog {
                 wait,
                 last_event_id,
+                start_id,
                 channels: channels.clone(),
             },
-            _ => self.opening(&client_id, channels.clone(), resume_after, head),
+            _ => self.opening(&client_id, channels.clone(), resume_after, head, &start_id),
         };
         tracing::debug!(client.id = %client_id, resumed = resume_after.is_some(), "client connected");
         let stream = ClientStream::new(
@@ -168,18 +173,18 @@ impl Hub {
         channels: Vec<ChannelName>,
         resume_after: Option<u64>,
         head: u64,
+        start_id: &str,
     ) -> Start {
         let connected = serde_json::json!({
             "clientId": client_id,
             "channels": channels,
             "resumed": resume_after.is_some(),
         });
-        let mut preamble = wire::encode_retry(self.shared.config.retry_interval).to_vec();
-        preamble.extend_from_slice(&wire::encode_event(
-            None,
-            Some("connected"),
+        let preamble = wire::encode_opening(
+            self.shared.config.retry_interval,
+            start_id,
             &connected.to_string(),
-        ));
+        );
         let replay = resume_after
             .filter(|after| *after < head)
             .map(|after| Replay::new(after, head, channels));
@@ -196,6 +201,7 @@ impl Hub {
         client_id: &ClientId,
         channels: Vec<ChannelName>,
         last_event_id: &str,
+        start_id: &str,
     ) -> (Start, Option<u64>) {
         let (resume_after, head) = {
             let state = self.state();
@@ -207,7 +213,17 @@ impl Hub {
         };
         tracing::debug!(client.id = %client_id, resumed = resume_after.is_some(), "client resumed after the log caught up");
         (
-            self.opening(client_id, channels, resume_after, head),
+            self.opening(
+                client_id,
+                channels,
+                resume_after,
+                head,
+                if resume_after.is_some() {
+                    last_event_id
+                } else {
+                    start_id
+                },
+            ),
             resume_after,
         )
     }
