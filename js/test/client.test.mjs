@@ -270,3 +270,23 @@ test("a proxy that holds the stream unanswered (buffering) sends the client to p
     assert.deepEqual(events.map((e) => [e.type, e.data.n, e.via]), [["created", 1, "poll"]], "polling starts at the live edge, not at the oldest event");
   });
 });
+
+test("an id on the connected event (the wire where connected names its starting point) is resumed from", async () => {
+  await withPage([], async ({ hub, gateway, page }) => {
+    const before = await hub.publish("a", { data: { n: 0 } });
+    gateway.mode.connectedId = before.id;
+    await page.evaluate(() => {
+      window.client = track(new Herald.HeraldClient({ channels: ["a"], fallback: false, backoff: { initialDelayMs: 50, maxDelayMs: 100 } }));
+    });
+    await waitInPage(page, () => client.state === "open");
+    assert.equal(await page.evaluate(() => client.lastEventId), before.id);
+
+    gateway.mode.streamStatus = 503;
+    gateway.cutStreams();
+    await hub.publish("a", { data: { n: 1 } });
+    await eventually(() => gateway.requests.some((r) => r.answeredWith === 503));
+    gateway.mode.streamStatus = 0;
+    await countEvents(page, 1);
+    assert.deepEqual((await pageEvents(page)).map((e) => e.data.n), [1], "nothing before the starting point, nothing missed after it");
+  });
+});

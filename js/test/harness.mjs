@@ -97,7 +97,7 @@ export function startGateway(hubBase, { bundleDir } = {}) {
   const hub = new URL(hubBase);
   const open = new Set();
   const gateway = {
-    mode: { streamStatus: 0, apiStatus: 0, holdStreams: false },
+    mode: { streamStatus: 0, apiStatus: 0, holdStreams: false, connectedId: "" },
     /** Every API request seen: `{ path, answeredWith }`. */
     requests: [],
     cutStreams() {
@@ -156,7 +156,21 @@ export function startGateway(hubBase, { bundleDir } = {}) {
           open.add(res);
           res.on("close", () => open.delete(res));
         }
-        answer.pipe(res);
+        const connectedId = isStream && gateway.mode.connectedId;
+        if (!connectedId) return answer.pipe(res);
+        // Reshape the stream's start into the wire where `connected` carries an `id:` and comes in
+        // the same block as `retry:`.
+        let head = "";
+        answer.setEncoding("utf8");
+        answer.on("data", (chunk) => {
+          if (head === null) return res.write(chunk);
+          head += chunk;
+          const end = head.indexOf("event: connected");
+          if (end < 0) return;
+          res.write(head.replace(/retry: (\d+)\n\nevent: connected/, `retry: $1\nid: ${connectedId}\nevent: connected`));
+          head = null;
+        });
+        answer.on("end", () => res.end());
       },
     );
     upstream.on("error", () => res.destroy());
