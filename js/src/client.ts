@@ -7,97 +7,19 @@
  * framework; the React and Vue entry points are thin layers over it.
  */
 
-import { backoffDelay, type BackoffOptions } from "./backoff.js";
+import { backoffDelay } from "./backoff.js";
+import { Emitter, type Listener } from "./emitter.js";
 import type { SseMessage } from "./sse.js";
 import { readError, StreamAttempt, type ConnectedInfo, type StreamOutcome } from "./stream.js";
-
-export type { ConnectedInfo } from "./stream.js";
-
-/** What the application can render. */
-export type ConnectionState = "connecting" | "open" | "reconnecting" | "polling" | "closed";
-
-/** An event delivered to the application. */
-export interface HeraldEvent<T = unknown> {
-  /** The event's id in the hub's history (also the resume cursor). */
-  id: string;
-  /** The event name (`message` when the publisher gave none). */
-  type: string;
-  /** The payload: parsed JSON when the text is JSON, the text itself otherwise. */
-  data: T;
-  /** The payload as the hub sent it (for a polled event: JSON text, or the string itself). */
-  raw: string;
-  /** The channel, when the hub said it (events fetched by polling); streams do not name it. */
-  channel?: string;
-  /** How the event arrived. */
-  via: "stream" | "poll";
-}
-
-/** Why the client stopped. */
-export interface ClosedReason {
-  /**
-   * `closed`: the application called `close()`. `ended`: the hub answered 204 (every channel was
-   * closed for good). `unauthorized`: 401 or 403, also after a fresh token. `rejected`: another 4xx
-   * that retrying cannot fix (a bad channel name, too many channels).
-   */
-  kind: "closed" | "ended" | "unauthorized" | "rejected";
-  status?: number;
-  code?: string;
-  message?: string;
-}
-
-/** A failed attempt, reported whether or not the client tries again. */
-export interface HeraldError {
-  /** HTTP status, or 0 for a network failure or a stream that said nothing in time. */
-  status: number;
-  code?: string;
-  message?: string;
-  transport: "stream" | "poll";
-  /** True when the client will try again by itself. */
-  willRetry: boolean;
-}
-
-/** Why the token callback is called. */
-export interface TokenRequest {
-  /** `connect` before every (re)connection and poll; `unauthorized` after a 401/403: mint a new one. */
-  reason: "connect" | "unauthorized";
-}
-
-/** Settings of the polling fallback. */
-export interface FallbackOptions {
-  /** Failed stream attempts in a row (errors, or no `connected` in time) before polling. Default 2. */
-  afterFailures?: number;
-  /** Wait between polls when the last page was not full, in ms. Default 2000. */
-  pollIntervalMs?: number;
-  /** While polling, how often to try a stream again, in ms. Default 30 000. */
-  streamRetryMs?: number;
-}
-
-export interface HeraldOptions {
-  /** The hub's base URL, e.g. `https://events.example.com`; empty or omitted for the page's origin. */
-  url?: string;
-  /** The channels to hear at first. Change them later with `subscribe`, `unsubscribe`, `setChannels`. */
-  channels?: string[];
-  /** Names the connection (`?clientId=`), so events sent to this client id reach it across reconnects. */
-  clientId?: string;
-  /** Resume after this id on the first connection (e.g. one kept in `sessionStorage`). */
-  lastEventId?: string;
-  /** Returns the token sent as `?token=`; called before every connection and every poll. */
-  token?: (request: TokenRequest) => string | null | undefined | Promise<string | null | undefined>;
-  /** Send cookies cross-origin (the hub's `herald_token` cookie). Default false. */
-  withCredentials?: boolean;
-  /** Reconnect delays after failures. Defaults: 1 s first, doubling to 30 s, with jitter. */
-  backoff?: BackoffOptions;
-  /** A stream that does not say `connected` within this many ms is taken as held by a proxy. Default 10 000. */
-  connectTimeoutMs?: number;
-  /** Poll when streams fail; `false` turns it off. Default on. */
-  fallback?: boolean | FallbackOptions;
-  /** Overlap of the old and new connection when channels change, in ms. Default 250. */
-  switchOverlapMs?: number;
-  /** Start at once (default). `false` waits for `connect()`. */
-  autoConnect?: boolean;
-  /** The `fetch` to use. Default: the global one. */
-  fetch?: typeof fetch;
-}
+import type {
+  ClosedReason,
+  ConnectionState,
+  FallbackOptions,
+  HeraldError,
+  HeraldEvent,
+  HeraldOptions,
+  TokenRequest,
+} from "./types.js";
 
 /** Ids remembered to drop an event that two connections, or a stream and a poll, both delivered. */
 const SEEN_IDS_MAX = 4096;
@@ -105,8 +27,6 @@ const SEEN_IDS_MAX = 4096;
 const POLL_LIMIT = 100;
 /** Page size while skipping history to reach the live edge (the hub's maximum). */
 const POLL_SKIP_LIMIT = 1000;
-
-type Listener<T> = (value: T) => void;
 
 /** A connection to a Herald hub. `Events` maps event names to their payload types. */
 export class HeraldClient<Events extends Record<string, unknown> = Record<string, unknown>> {
@@ -118,7 +38,7 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
   private reasonValue: ClosedReason | null = null;
   private retryMs = 3000;
   private readonly seen = new Set<string>();
-  private readonly listeners = new Map<string, Set<Listener<never>>>();
+  private readonly emitter = new Emitter();
   private running = false;
   /** Bumped by `close()`: a loop from an earlier `connect()` sees it and stops. */
   private generation = 0;
@@ -184,17 +104,17 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
   on<K extends keyof Events & string>(type: K, listener: Listener<HeraldEvent<Events[K]>>): () => void;
   on(type: "*", listener: Listener<HeraldEvent>): () => void;
   on(type: string, listener: Listener<HeraldEvent<never>>): () => void {
-    return this.listen(`event:${type}`, listener);
+    return this.emitter.listen(`event:${type}`, listener);
   }
 
   /** Listens to state changes. */
   onState(listener: Listener<ConnectionState>): () => void {
-    return this.listen("state", listener);
+    return this.emitter.listen("state", listener);
   }
 
   /** Listens to each connection's `connected` event. */
   onConnected(listener: Listener<ConnectedInfo>): () => void {
-    return this.listen("connected", listener);
+    return this.emitter.listen("connected", listener);
   }
 
   /**
@@ -202,12 +122,12 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
    * poll's `reset: true`), so events may have been missed. Reload your state when it fires.
    */
   onReset(listener: Listener<{ lastEventId: string }>): () => void {
-    return this.listen("reset", listener);
+    return this.emitter.listen("reset", listener);
   }
 
   /** Listens to failed attempts (the client may try again: see `willRetry`). */
   onError(listener: Listener<HeraldError>): () => void {
-    return this.listen("error", listener);
+    return this.emitter.listen("error", listener);
   }
 
   /** Adds channels without losing an event (the connection is replaced, resuming from the cursor). */
@@ -249,21 +169,25 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
         polling = false;
         failures = 0;
       }
-      let attempt = adopted ?? (await this.startStream(generation));
+      const first = adopted ?? (await this.startStream(generation));
       adopted = null;
-      if (!attempt) break;
+      if (!first) break;
+      let attempt: StreamAttempt = first;
       let outcome: StreamOutcome;
       for (;;) {
         outcome = await attempt.done;
-        // A channel change replaced this attempt: follow the new one.
-        if (outcome.kind === "aborted" && this.replacement && this.replacement !== attempt) {
-          attempt = this.replacement;
+        if (this.generation !== generation) break;
+        if (this.current === attempt) this.current = null;
+        // A channel change put another connection in this one's place (open, or still opening):
+        // follow it, and judge only how the last one in the chain ended.
+        const next: StreamAttempt | null = this.current ?? this.replacement;
+        if (next && next !== attempt) {
+          attempt = next;
           continue;
         }
-        if (this.replacement === attempt) this.replacement = null;
         break;
       }
-      if (this.current === attempt) this.current = null;
+      if (this.replacement === attempt) this.replacement = null;
       if (this.generation !== generation) break;
       if (attempt.isConnected) {
         failures = 0;
@@ -287,7 +211,7 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
           break;
         }
         default:
-          this.emit("error", {
+          this.emitter.emit("error", {
             status: 0,
             message: outcome.kind === "timeout" ? "the stream said nothing in time" : outcome.message,
             transport: "stream",
@@ -313,7 +237,7 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
   ): "stop" | "auth-retry" | "backoff" {
     const { status, code, message } = answer;
     const report = (willRetry: boolean) =>
-      this.emit("error", { status, code, message, transport, willRetry } satisfies HeraldError);
+      this.emitter.emit("error", { status, code, message, transport, willRetry } satisfies HeraldError);
     if (status === 204) {
       report(false);
       this.stop({ kind: "ended", status });
@@ -369,8 +293,11 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
     return { credentials: this.options.withCredentials ? "include" : "same-origin" };
   }
 
-  /** Opens a stream that resumes from the cursor; it becomes `current` at once. */
-  private async startStream(generation: number): Promise<StreamAttempt | null> {
+  /**
+   * Opens a stream that resumes from the cursor. It becomes `current` at once, or, `beside` the
+   * open one, the `replacement` that takes its place once it says `connected`.
+   */
+  private async startStream(generation: number, beside = false): Promise<StreamAttempt | null> {
     const url = await this.url("api/stream", {
       clientId: this.options.clientId ?? "",
       lastEventId: this.cursor,
@@ -390,26 +317,26 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
       },
       this.options.fetch ?? globalThis.fetch.bind(globalThis),
     );
-    this.current = attempt;
+    if (beside) this.replacement = attempt;
+    else this.current = attempt;
     return attempt;
   }
 
   private connected(attempt: StreamAttempt, info: ConnectedInfo, message: SseMessage, resumedFrom: string): void {
     // The hub may name the stream's starting point with an `id:` on `connected`: resume from it.
     if (message.hasId && message.lastEventId) this.cursor = message.lastEventId;
-    if (this.replacement === attempt && this.current && this.current !== attempt) {
+    if (this.replacement === attempt) {
+      this.replacement = null;
       const old = this.current;
-      this.current = attempt;
       // Keep the old connection a moment, so nothing in flight on it is lost; duplicates are dropped.
-      setTimeout(() => old.abort(), this.options.switchOverlapMs ?? 250);
-    } else {
-      this.current = attempt;
+      if (old && old !== attempt) setTimeout(() => old.abort(), this.options.switchOverlapMs ?? 250);
     }
+    this.current = attempt;
     this.hadConnection = true;
     this.setState("open");
-    this.emit("connected", info);
+    this.emitter.emit("connected", info);
     if (!info.resumed && resumedFrom !== "") {
-      this.emit("reset", { lastEventId: resumedFrom });
+      this.emitter.emit("reset", { lastEventId: resumedFrom });
     }
   }
 
@@ -423,8 +350,9 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
       if (this.current && !this.replacement) this.current.abort();
       return;
     }
+    // A replacement still opening is for an older list: this one takes its place.
     const previous = this.replacement;
-    void this.startStreamBeside(generation).then((attempt) => {
+    void this.startStream(generation, true).then((attempt) => {
       previous?.abort();
       if (!attempt) return;
       // If the new connection fails before `connected`, the old one makes way for the loop's policy.
@@ -434,15 +362,6 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
         }
       });
     });
-  }
-
-  private async startStreamBeside(generation: number): Promise<StreamAttempt | null> {
-    const old = this.current;
-    const attempt = await this.startStream(generation);
-    if (!attempt) return null;
-    this.current = old;
-    this.replacement = attempt;
-    return attempt;
   }
 
   // ---- polling ----
@@ -491,7 +410,7 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
         }
       } catch (error) {
         failures++;
-        this.emit("error", { status: 0, message: String((error as Error)?.message ?? error), transport: "poll", willRetry: true } satisfies HeraldError);
+        this.emitter.emit("error", { status: 0, message: String((error as Error)?.message ?? error), transport: "poll", willRetry: true } satisfies HeraldError);
       }
       if (this.generation !== generation) return null;
       if (Date.now() >= nextStreamTry) {
@@ -515,7 +434,7 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
 
   /** Delivers a poll page; true when another page is ready now. */
   private deliverPage(page: PollPage): boolean {
-    if (page.reset && this.cursor !== "") this.emit("reset", { lastEventId: this.cursor });
+    if (page.reset && this.cursor !== "") this.emitter.emit("reset", { lastEventId: this.cursor });
     for (const item of page.events) {
       const raw = typeof item.data === "string" ? item.data : JSON.stringify(item.data);
       this.deliver({ id: item.id, type: item.event ?? "message", data: item.data, raw, channel: item.channel, via: "poll" });
@@ -543,8 +462,8 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
       if (this.seen.size > SEEN_IDS_MAX) this.seen.delete(this.seen.values().next().value as string);
       this.cursor = event.id;
     }
-    this.emit(`event:${event.type}`, event);
-    this.emit("event:*", event);
+    this.emitter.emit(`event:${event.type}`, event);
+    this.emitter.emit("event:*", event);
   }
 
   // ---- plumbing ----
@@ -552,27 +471,7 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
   private setState(state: ConnectionState): void {
     if (state === this.stateValue) return;
     this.stateValue = state;
-    this.emit("state", state);
-  }
-
-  private listen(key: string, listener: Listener<never>): () => void {
-    let set = this.listeners.get(key);
-    if (!set) this.listeners.set(key, (set = new Set()));
-    set.add(listener);
-    return () => set!.delete(listener);
-  }
-
-  private emit(key: string, value: unknown): void {
-    for (const listener of [...(this.listeners.get(key) ?? [])]) {
-      try {
-        (listener as Listener<unknown>)(value);
-      } catch (error) {
-        // One listener's failure must not stop the others or the connection.
-        setTimeout(() => {
-          throw error;
-        });
-      }
-    }
+    this.emitter.emit("state", state);
   }
 
   /** Waits, unless the client stops first. */

@@ -4,7 +4,8 @@
  */
 
 import { useEffect, useRef, useState, useSyncExternalStore } from "react";
-import { HeraldClient, type ConnectionState, type HeraldEvent, type HeraldOptions } from "./client.js";
+import { HeraldClient } from "./client.js";
+import type { ConnectionState, HeraldEvent, HeraldOptions } from "./types.js";
 
 export * from "./index.js";
 

@@ -15,7 +15,8 @@ import {
   type MaybeRefOrGetter,
   type Ref,
 } from "vue";
-import { HeraldClient, type ConnectionState, type HeraldEvent, type HeraldOptions } from "./client.js";
+import { HeraldClient } from "./client.js";
+import type { ConnectionState, HeraldEvent, HeraldOptions } from "./types.js";
 
 export * from "./index.js";
 

@@ -84,6 +84,28 @@ test("channels added and removed at run time lose no event and duplicate none", 
   });
 });
 
+test("with a client id, a channel change during a burst keeps one connection and loses nothing", async () => {
+  await withPage([], async ({ hub, page }) => {
+    await page.evaluate(() => {
+      window.client = track(new Herald.HeraldClient({ channels: ["a"], clientId: "tab-1" }));
+    });
+    await waitInPage(page, () => client.state === "open");
+    const total = 100;
+    const burst = (async () => {
+      for (let n = 1; n <= total; n++) await hub.publish("a", { event: "tick", data: { n } });
+    })();
+    await page.evaluate(() => client.subscribe("b"));
+    await burst;
+    await waitInPage(page, (total) => log.filter((e) => e.type === "tick").length >= total, total);
+    await new Promise((r) => setTimeout(r, 300));
+    const ticks = (await pageEvents(page)).map((e) => e.data.n);
+    assert.deepEqual(ticks, Array.from({ length: total }, (_, i) => i + 1), "every tick once, in order");
+    const { clients } = await hub.get("/api/clients");
+    assert.deepEqual(clients.map((c) => [c.id, c.channels.sort().join()]), [["tab-1", "a,b"]]);
+    assert.ok(!(await states(page)).includes("reconnecting"), "the switch never left the client without a connection");
+  });
+});
+
 test("502 and 503 from a proxy are retried with backoff, and the resume misses nothing", async () => {
   await withPage([], async ({ hub, gateway, page }) => {
     await page.evaluate(() => {
