@@ -10,7 +10,8 @@
 import { backoffDelay } from "./backoff.js";
 import { Emitter, type Listener } from "./emitter.js";
 import type { SseMessage } from "./sse.js";
-import { readError, StreamAttempt, type ConnectedInfo, type StreamOutcome } from "./stream.js";
+import { EventSourceAttempt } from "./eventsource.js";
+import { readError, StreamAttempt, type Attempt, type ConnectedInfo, type StreamOutcome } from "./stream.js";
 import type {
   ClosedReason,
   ConnectionState,
@@ -39,11 +40,13 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
   private retryMs = 3000;
   private readonly seen = new Set<string>();
   private readonly emitter = new Emitter();
+  /** Event names the application listens to (what an `EventSource` must be told to hear). */
+  private readonly eventTypes = new Set<string>();
   private running = false;
   /** Bumped by `close()`: a loop from an earlier `connect()` sees it and stops. */
   private generation = 0;
-  private current: StreamAttempt | null = null;
-  private replacement: StreamAttempt | null = null;
+  private current: Attempt | null = null;
+  private replacement: Attempt | null = null;
   private switchQueued = false;
   private wake: (() => void) | null = null;
   private hadConnection = false;
@@ -104,6 +107,9 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
   on<K extends keyof Events & string>(type: K, listener: Listener<HeraldEvent<Events[K]>>): () => void;
   on(type: "*", listener: Listener<HeraldEvent>): () => void;
   on(type: string, listener: Listener<HeraldEvent<never>>): () => void {
+    this.eventTypes.add(type);
+    this.current?.listenTo(type);
+    this.replacement?.listenTo(type);
     return this.emitter.listen(`event:${type}`, listener);
   }
 
@@ -160,7 +166,7 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
     let authRetried = false;
     let polling = false;
     this.setState(this.hadConnection ? "reconnecting" : "connecting");
-    let adopted: StreamAttempt | null = null;
+    let adopted: Attempt | null = null;
     while (this.generation === generation) {
       if (polling) {
         adopted = await this.pollUntilStreamWorks(generation);
@@ -172,7 +178,7 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
       const first = adopted ?? (await this.startStream(generation));
       adopted = null;
       if (!first) break;
-      let attempt: StreamAttempt = first;
+      let attempt: Attempt = first;
       let outcome: StreamOutcome;
       for (;;) {
         outcome = await attempt.done;
@@ -180,7 +186,7 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
         if (this.current === attempt) this.current = null;
         // A channel change put another connection in this one's place (open, or still opening):
         // follow it, and judge only how the last one in the chain ended.
-        const next: StreamAttempt | null = this.current ?? this.replacement;
+        const next: Attempt | null = this.current ?? this.replacement;
         if (next && next !== attempt) {
           attempt = next;
           continue;
@@ -297,32 +303,39 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
    * Opens a stream that resumes from the cursor. It becomes `current` at once, or, `beside` the
    * open one, the `replacement` that takes its place once it says `connected`.
    */
-  private async startStream(generation: number, beside = false): Promise<StreamAttempt | null> {
+  private async startStream(generation: number, beside = false): Promise<Attempt | null> {
     const url = await this.url("api/stream", {
       clientId: this.options.clientId ?? "",
       lastEventId: this.cursor,
     });
     if (this.generation !== generation) return null;
     const resumedFrom = this.cursor;
-    const attempt: StreamAttempt = new StreamAttempt(
-      url,
-      this.requestInit(),
-      this.options.connectTimeoutMs ?? 10_000,
-      {
-        onConnected: (info, message) => this.connected(attempt, info, message, resumedFrom),
-        onMessage: (message) => this.deliverStreamed(message),
-        onRetry: (milliseconds) => {
-          this.retryMs = milliseconds;
-        },
+    const timeoutMs = this.options.connectTimeoutMs ?? 10_000;
+    const handlers = {
+      onConnected: (info: ConnectedInfo, message: SseMessage) => this.connected(attempt, info, message, resumedFrom),
+      onMessage: (message: SseMessage) => this.deliverStreamed(message),
+      onRetry: (milliseconds: number) => {
+        this.retryMs = milliseconds;
       },
-      this.options.fetch ?? globalThis.fetch.bind(globalThis),
-    );
+    };
+    const attempt: Attempt =
+      this.transport() === "fetch"
+        ? new StreamAttempt(url, this.requestInit(), timeoutMs, handlers, this.options.fetch ?? globalThis.fetch.bind(globalThis))
+        : new EventSourceAttempt(url, this.options.withCredentials ?? false, timeoutMs, handlers, this.eventTypes);
     if (beside) this.replacement = attempt;
     else this.current = attempt;
     return attempt;
   }
 
-  private connected(attempt: StreamAttempt, info: ConnectedInfo, message: SseMessage, resumedFrom: string): void {
+  /** The transport asked for; `auto` is `fetch` wherever response bodies can be streamed. */
+  private transport(): "fetch" | "eventsource" {
+    const asked = this.options.transport ?? "auto";
+    if (asked !== "auto") return asked;
+    const canStream = typeof ReadableStream !== "undefined" && typeof TextDecoderStream !== "undefined";
+    return canStream || typeof EventSource === "undefined" ? "fetch" : "eventsource";
+  }
+
+  private connected(attempt: Attempt, info: ConnectedInfo, message: SseMessage, resumedFrom: string): void {
     // The hub may name the stream's starting point with an `id:` on `connected`: resume from it.
     if (message.hasId && message.lastEventId) this.cursor = message.lastEventId;
     if (this.replacement === attempt) {
@@ -367,7 +380,7 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
   // ---- polling ----
 
   /** Polls until a stream works again; returns that stream (connected), or null when stopped. */
-  private async pollUntilStreamWorks(generation: number): Promise<StreamAttempt | null> {
+  private async pollUntilStreamWorks(generation: number): Promise<Attempt | null> {
     const fallback = this.fallback!;
     this.setState("polling");
     let nextStreamTry = Date.now() + fallback.streamRetryMs;

@@ -49,13 +49,34 @@ export async function readError(response: Response): Promise<{ code?: string; me
   }
 }
 
-/** A running stream attempt. `done` resolves once, with how it ended. */
-export class StreamAttempt {
+/** One connection attempt, whichever transport reads it. */
+export interface Attempt {
+  /** Resolves once, with how the attempt ended. */
   readonly done: Promise<StreamOutcome>;
   /** Resolves true when `connected` arrives, false if the attempt ends first. */
   readonly opened: Promise<boolean>;
-  private resolveOpened: (value: boolean) => void = () => {};
   /** True once the hub's `connected` event arrived on this attempt. */
+  readonly isConnected: boolean;
+  /** Stops the attempt; `done` then resolves with `aborted` (unless it had already ended). */
+  abort(): void;
+  /** Makes sure events of this name reach the handlers (the fetch reader hears every name anyway). */
+  listenTo(type: string): void;
+}
+
+/** Parses the `connected` event's JSON, tolerating a hub that sends something else. */
+export function parseConnected(data: string): ConnectedInfo {
+  try {
+    return JSON.parse(data);
+  } catch {
+    return { channels: [], clientId: "", resumed: false };
+  }
+}
+
+/** A stream read with `fetch`: sees status codes and every event name. */
+export class StreamAttempt implements Attempt {
+  readonly done: Promise<StreamOutcome>;
+  readonly opened: Promise<boolean>;
+  private resolveOpened: (value: boolean) => void = () => {};
   isConnected = false;
   private readonly controller = new AbortController();
   private abortedOnPurpose = false;
@@ -73,11 +94,12 @@ export class StreamAttempt {
     this.done = this.run(url, init, connectTimeoutMs, handlers, fetchImpl);
   }
 
-  /** Stops the attempt; `done` then resolves with `aborted` (unless it had already ended). */
   abort(): void {
     this.abortedOnPurpose = true;
     this.controller.abort();
   }
+
+  listenTo(): void {}
 
   private async run(
     url: string,
@@ -109,15 +131,9 @@ export class StreamAttempt {
       const parser = new SseParser(
         (message) => {
           if (!this.isConnected && message.type === "connected") {
-            let info: ConnectedInfo;
-            try {
-              info = JSON.parse(message.data);
-            } catch {
-              info = { channels: [], clientId: "", resumed: false };
-            }
             this.isConnected = true;
             this.resolveOpened(true);
-            handlers.onConnected(info, message);
+            handlers.onConnected(parseConnected(message.data), message);
             return;
           }
           if (this.isConnected) handlers.onMessage(message);

@@ -85,6 +85,12 @@ export interface HeraldOptions {
   fallback?: boolean | FallbackOptions;
   /** Overlap of the old and new connection when channels change, in ms. Default 250. */
   switchOverlapMs?: number;
+  /**
+   * How streams are read: `fetch` (status codes, every event name), `eventsource` (the browser's
+   * own reader; no status codes, only the event names listened to), or `auto` (default): `fetch`
+   * wherever response bodies stream, `EventSource` elsewhere.
+   */
+  transport?: "auto" | "fetch" | "eventsource";
   /** Start at once (default). `false` waits for `connect()`. */
   autoConnect?: boolean;
   /** The `fetch` to use. Default: the global one. */

@@ -312,3 +312,53 @@ test("an id on the connected event (the wire where connected names its starting 
     assert.deepEqual((await pageEvents(page)).map((e) => e.data.n), [1], "nothing before the starting point, nothing missed after it");
   });
 });
+
+test("the EventSource transport: named events listened to, a channel change and a cut, all without loss", async () => {
+  await withPage([], async ({ hub, gateway, page }) => {
+    await page.evaluate(() => {
+      window.client = track(new Herald.HeraldClient({ channels: ["a"], transport: "eventsource", autoConnect: false }));
+      client.on("tick", () => {});
+      client.connect();
+    });
+    await waitInPage(page, () => client.state === "open");
+    await hub.publish("a", { event: "tick", data: { n: 1 } });
+    await hub.publish("a", { event: "unheard", data: { n: -1 } });
+    await countEvents(page, 1);
+    await page.evaluate(() => client.subscribe("b"));
+    await eventually(async () => {
+      const { clients } = await hub.get("/api/clients");
+      return clients.length === 1 && clients[0].channels.length === 2;
+    });
+    await hub.publish("b", { event: "tick", data: { n: 2 } });
+    await countEvents(page, 2);
+    gateway.cutStreams();
+    await hub.publish("a", { event: "tick", data: { n: 3 } });
+    await countEvents(page, 3);
+    await hub.publish("b", { data: { n: 4 } });
+    await countEvents(page, 4);
+    const events = await pageEvents(page);
+    assert.deepEqual(events.map((e) => [e.type, e.data.n]), [["tick", 1], ["tick", 2], ["tick", 3], ["message", 4]]);
+  });
+});
+
+test("the EventSource transport falls back to polling when streams are blocked, where the status is learned", async () => {
+  await withPage([], async ({ hub, gateway, page }) => {
+    gateway.mode.streamStatus = 503;
+    await page.evaluate(() => {
+      window.client = track(
+        new Herald.HeraldClient({
+          channels: ["a"],
+          transport: "eventsource",
+          backoff: { initialDelayMs: 50, maxDelayMs: 100 },
+          fallback: { afterFailures: 2, pollIntervalMs: 100, streamRetryMs: 60_000 },
+        }),
+      );
+    });
+    await waitInPage(page, () => client.state === "polling");
+    await hub.publish("a", { data: { n: 1 } });
+    await countEvents(page, 1);
+    gateway.mode.apiStatus = 403;
+    await waitInPage(page, () => client.state === "closed");
+    assert.equal(await page.evaluate(() => client.closedReason.status), 403);
+  });
+});
