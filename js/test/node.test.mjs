@@ -1,0 +1,49 @@
+// The same client in Node 18+ (global fetch and streams), against a real hub: no browser needed.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { HeraldClient } from "../dist/index.js";
+import { eventually, startHub } from "./harness.mjs";
+
+test("in Node, the client hears a channel and resumes after the hub cuts it", async () => {
+  const hub = await startHub();
+  const client = new HeraldClient({ url: hub.base, channels: ["jobs"] });
+  try {
+    const seen = [];
+    client.on("progress", (event) => seen.push(event.data.percent));
+    await eventually(() => client.state === "open");
+    await hub.publish("jobs", { event: "progress", data: { percent: 10 } });
+    await eventually(() => seen.length === 1);
+    // Closing the client id cuts the stream; the client reconnects by itself and resumes.
+    const [{ id }] = (await hub.get("/api/clients")).clients;
+    await fetch(`${hub.base}/api/clients/${id}`, { method: "DELETE" });
+    await eventually(() => client.state === "reconnecting");
+    await hub.publish("jobs", { event: "progress", data: { percent: 50 } });
+    await eventually(() => seen.length === 2);
+    assert.deepEqual(seen, [10, 50]);
+  } finally {
+    client.close();
+    await hub.stop();
+  }
+});
+
+test("a request the hub rejects (a bad channel name) stops the client with the hub's code, untried again", async () => {
+  const hub = await startHub();
+  const errors = [];
+  const client = new HeraldClient({ url: hub.base, channels: ["not valid"], autoConnect: false });
+  client.onError((error) => errors.push(error));
+  client.connect();
+  try {
+    await eventually(() => client.state === "closed");
+    assert.deepEqual(client.closedReason, {
+      kind: "rejected",
+      status: 400,
+      code: "invalid_channel",
+      message: client.closedReason.message,
+    });
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0].willRetry, false);
+  } finally {
+    client.close();
+    await hub.stop();
+  }
+});
