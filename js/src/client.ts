@@ -304,10 +304,24 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
    * open one, the `replacement` that takes its place once it says `connected`.
    */
   private async startStream(generation: number, beside = false): Promise<Attempt | null> {
-    const url = await this.url("api/stream", {
-      clientId: this.options.clientId ?? "",
-      lastEventId: this.cursor,
-    });
+    let url: string;
+    try {
+      url = await this.url("api/stream", { clientId: this.options.clientId ?? "", lastEventId: this.cursor });
+    } catch (error) {
+      // The token callback failed: an attempt that failed at once, judged like a network failure.
+      if (this.generation !== generation) return null;
+      const message = `the token callback failed: ${String((error as Error)?.message ?? error)}`;
+      const failed: Attempt = {
+        done: Promise.resolve({ kind: "network", message }),
+        opened: Promise.resolve(false),
+        isConnected: false,
+        abort() {},
+        listenTo() {},
+      };
+      if (beside) this.replacement = failed;
+      else this.current = failed;
+      return failed;
+    }
     if (this.generation !== generation) return null;
     const resumedFrom = this.cursor;
     const timeoutMs = this.options.connectTimeoutMs ?? 10_000;

@@ -47,3 +47,31 @@ test("a request the hub rejects (a bad channel name) stops the client with the h
     await hub.stop();
   }
 });
+
+test("a token callback that throws is retried with backoff, and the client connects once it works", async () => {
+  const hub = await startHub();
+  let calls = 0;
+  const errors = [];
+  const client = new HeraldClient({
+    url: hub.base,
+    channels: ["a"],
+    fallback: false,
+    backoff: { initialDelayMs: 20, maxDelayMs: 40 },
+    autoConnect: false,
+    token: () => {
+      calls++;
+      if (calls < 3) throw new Error("auth server down");
+      return "unused-in-none-mode";
+    },
+  });
+  client.onError((error) => errors.push(error.message));
+  client.connect();
+  try {
+    await eventually(() => client.state === "open");
+    assert.equal(calls, 3);
+    assert.deepEqual(errors, ["the token callback failed: auth server down", "the token callback failed: auth server down"]);
+  } finally {
+    client.close();
+    await hub.stop();
+  }
+});
