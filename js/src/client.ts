@@ -334,7 +334,13 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
     };
     const attempt: Attempt =
       this.transport() === "fetch"
-        ? new StreamAttempt(url, this.requestInit(), timeoutMs, handlers, this.options.fetch ?? globalThis.fetch.bind(globalThis))
+        ? new StreamAttempt(
+            url,
+            this.requestInit(),
+            { connectTimeoutMs: timeoutMs, idleTimeoutMs: this.options.idleTimeoutMs ?? 45_000 },
+            handlers,
+            this.options.fetch ?? globalThis.fetch.bind(globalThis),
+          )
         : new EventSourceAttempt(url, this.options.withCredentials ?? false, timeoutMs, handlers, this.eventTypes);
     if (beside) this.replacement = attempt;
     else this.current = attempt;

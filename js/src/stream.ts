@@ -32,6 +32,14 @@ export type StreamOutcome =
   /** The client stopped this attempt. */
   | { kind: "aborted" };
 
+/** How long a stream may stay silent, in ms. */
+export interface StreamTiming {
+  /** Until the hub's `connected` event. */
+  connectTimeoutMs: number;
+  /** Between any two reads once bytes flow (heartbeats count); 0 for no limit. */
+  idleTimeoutMs: number;
+}
+
 /** What an attempt tells its owner while it runs. */
 export interface StreamHandlers {
   onConnected(info: ConnectedInfo, message: SseMessage): void;
@@ -84,14 +92,14 @@ export class StreamAttempt implements Attempt {
   constructor(
     url: string,
     init: RequestInit,
-    connectTimeoutMs: number,
+    timing: StreamTiming,
     handlers: StreamHandlers,
     fetchImpl: typeof fetch,
   ) {
     this.opened = new Promise((resolve) => {
       this.resolveOpened = resolve;
     });
-    this.done = this.run(url, init, connectTimeoutMs, handlers, fetchImpl);
+    this.done = this.run(url, init, timing, handlers, fetchImpl);
   }
 
   abort(): void {
@@ -104,7 +112,7 @@ export class StreamAttempt implements Attempt {
   private async run(
     url: string,
     init: RequestInit,
-    connectTimeoutMs: number,
+    { connectTimeoutMs, idleTimeoutMs }: StreamTiming,
     handlers: StreamHandlers,
     fetchImpl: typeof fetch,
   ): Promise<StreamOutcome> {
@@ -115,6 +123,12 @@ export class StreamAttempt implements Attempt {
         this.controller.abort();
       }
     }, connectTimeoutMs);
+    // A stream silent for longer than the hub's heartbeat allows is dead even if no FIN came.
+    let idleTimer: ReturnType<typeof setTimeout> | undefined;
+    const armIdle = () => {
+      clearTimeout(idleTimer);
+      if (idleTimeoutMs > 0) idleTimer = setTimeout(() => this.controller.abort(), idleTimeoutMs);
+    };
     try {
       const response = await fetchImpl(url, {
         ...init,
@@ -144,6 +158,7 @@ export class StreamAttempt implements Attempt {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        armIdle();
         parser.push(value);
       }
       return this.isConnected ? { kind: "ended" } : { kind: "network", message: "stream ended before connected" };
@@ -154,6 +169,7 @@ export class StreamAttempt implements Attempt {
       return { kind: "network", message: String((error as Error)?.message ?? error) };
     } finally {
       clearTimeout(timer);
+      clearTimeout(idleTimer);
       this.resolveOpened(false);
     }
   }

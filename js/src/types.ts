@@ -81,6 +81,12 @@ export interface HeraldOptions {
   backoff?: BackoffOptions;
   /** A stream that does not say `connected` within this many ms is taken as held by a proxy. Default 10 000. */
   connectTimeoutMs?: number;
+  /**
+   * An open stream that brings no byte (event or heartbeat) for this many ms is taken as dead (a
+   * network that dropped it silently) and replaced, resuming. Keep it above twice the hub's
+   * heartbeat interval (15 s by default); 0 turns it off. Default 45 000. The `fetch` reader only.
+   */
+  idleTimeoutMs?: number;
   /** Poll when streams fail; `false` turns it off. Default on. */
   fallback?: boolean | FallbackOptions;
   /** Overlap of the old and new connection when channels change, in ms. Default 250. */

@@ -135,6 +135,24 @@ test("502 and 503 from a proxy are retried with backoff, and the resume misses n
   });
 });
 
+test("a stream that goes silent (a network that drops it without a word) is replaced and resumed", async () => {
+  await withPage(["--heartbeat-interval", "200ms"], async ({ hub, gateway, page }) => {
+    await page.evaluate(() => {
+      window.client = track(new Herald.HeraldClient({ channels: ["a"], idleTimeoutMs: 1000 }));
+    });
+    await waitInPage(page, () => client.state === "open");
+    await new Promise((r) => setTimeout(r, 1500)); // heartbeats alone keep it open
+    await hub.publish("a", { data: { n: 1 } });
+    await countEvents(page, 1);
+    gateway.stallStreams();
+    await hub.publish("a", { data: { n: 2 } });
+    await countEvents(page, 2);
+    assert.deepEqual((await pageEvents(page)).map((e) => e.data.n), [1, 2]);
+    const resumed = await page.evaluate(() => log.filter((e) => e.kind === "connected").map((e) => e.info.resumed));
+    assert.deepEqual(resumed, [false, true]);
+  });
+});
+
 test("a channel closed for good ends the client on the hub's 204", async () => {
   await withPage(["--retry-interval", "200ms"], async ({ hub, page }) => {
     await page.evaluate(() => {

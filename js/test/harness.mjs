@@ -96,6 +96,7 @@ const contentTypes = { ".js": "text/javascript", ".html": "text/html", ".map": "
 export function startGateway(hubBase, { bundleDir } = {}) {
   const hub = new URL(hubBase);
   const open = new Set();
+  const stalled = new WeakSet();
   const gateway = {
     mode: { streamStatus: 0, apiStatus: 0, holdStreams: false, connectedId: "" },
     /** Every API request seen: `{ path, answeredWith }`. */
@@ -103,6 +104,10 @@ export function startGateway(hubBase, { bundleDir } = {}) {
     cutStreams() {
       for (const response of open) response.destroy();
       open.clear();
+    },
+    /** Keeps the open streams open but lets nothing more through them (a black-holed network). */
+    stallStreams() {
+      for (const response of open) stalled.add(response);
     },
   };
   const server = createServer((req, res) => {
@@ -157,6 +162,11 @@ export function startGateway(hubBase, { bundleDir } = {}) {
           res.on("close", () => open.delete(res));
         }
         const connectedId = isStream && gateway.mode.connectedId;
+        if (isStream && !connectedId) {
+          answer.on("data", (chunk) => stalled.has(res) || res.write(chunk));
+          answer.on("end", () => res.end());
+          return;
+        }
         if (!connectedId) return answer.pipe(res);
         // Reshape the stream's start into the wire where `connected` carries an `id:` and comes in
         // the same block as `retry:`.
