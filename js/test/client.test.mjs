@@ -252,6 +252,30 @@ test("resumed false is surfaced as a reset; a known id resumes with the missed e
   });
 });
 
+test("after a restart of an in-memory hub, the reconnected client reports a reset", async () => {
+  await withPage([], async ({ hub, gateway, page }) => {
+    await page.evaluate(() => {
+      window.client = track(new Herald.HeraldClient({ channels: ["a"] }));
+    });
+    await waitInPage(page, () => client.state === "open");
+    await hub.publish("a", { data: { n: 1 } });
+    await countEvents(page, 1);
+    const restarted = await startHub();
+    try {
+      gateway.setHub(restarted.base);
+      await hub.stop(); // the old hub and its history are gone; its streams end
+      await waitInPage(page, () => log.some((e) => e.kind === "reset") && client.state === "open");
+      await restarted.publish("a", { data: { n: 2 } });
+      await countEvents(page, 2);
+      const resets = await page.evaluate(() => log.filter((e) => e.kind === "reset").map((e) => e.lastEventId));
+      const [first] = await pageEvents(page);
+      assert.deepEqual(resets, [first.id], "the reset names the cursor the hub no longer knows");
+    } finally {
+      await restarted.stop();
+    }
+  });
+});
+
 test("a blocked stream endpoint falls back to polling from the same cursor, and back to streaming", async () => {
   await withPage([], async ({ hub, gateway, page }) => {
     await page.evaluate(() => {

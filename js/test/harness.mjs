@@ -94,7 +94,7 @@ const contentTypes = { ".js": "text/javascript", ".html": "text/html", ".map": "
  * proxy). `cutStreams()` ends the streams passing through.
  */
 export function startGateway(hubBase, { bundleDir } = {}) {
-  const hub = new URL(hubBase);
+  let hub = new URL(hubBase);
   const open = new Set();
   const stalled = new WeakSet();
   const gateway = {
@@ -104,6 +104,10 @@ export function startGateway(hubBase, { bundleDir } = {}) {
     cutStreams() {
       for (const response of open) response.destroy();
       open.clear();
+    },
+    /** Sends API requests to another hub from now on (a hub restarted elsewhere). */
+    setHub(base) {
+      hub = new URL(base);
     },
     /** Keeps the open streams open but lets nothing more through them (a black-holed network). */
     stallStreams() {
@@ -164,7 +168,7 @@ export function startGateway(hubBase, { bundleDir } = {}) {
         const connectedId = isStream && gateway.mode.connectedId;
         if (isStream && !connectedId) {
           answer.on("data", (chunk) => stalled.has(res) || res.write(chunk));
-          answer.on("end", () => res.end());
+          answer.on("close", () => res.end());
           return;
         }
         if (!connectedId) return answer.pipe(res);
@@ -180,7 +184,7 @@ export function startGateway(hubBase, { bundleDir } = {}) {
           res.write(head.replace(/retry: (\d+)\n\nevent: connected/, `retry: $1\nid: ${connectedId}\nevent: connected`));
           head = null;
         });
-        answer.on("end", () => res.end());
+        answer.on("close", () => res.end());
       },
     );
     upstream.on("error", () => res.destroy());
