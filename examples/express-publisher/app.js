@@ -24,14 +24,25 @@ export function createApp(herald = createHerald()) {
 
   // To one user: what used to be `sendToUser(userId, ...)` over a hand-kept clients map.
   app.post("/users/:userId/notify", async (req, res) => {
-    const result = await herald.toUser(req.params.userId, { event: "notification", data: { text: req.body.text } });
+    const result = await herald.toUser(req.params.userId, {
+      event: "notification",
+      data: { text: req.body.text },
+    });
     res.json(result);
   });
 
   // The hub's refusal of bad input is the caller's 4xx; anything else is a 502.
   app.use((error, req, res, next) => {
-    const status = error.status >= 400 && error.status < 500 ? error.status : 502;
-    res.status(status).json({ error: { code: error.code ?? "herald_unreachable", message: error.message } });
+    const status =
+      error.status >= 400 && error.status < 500 ? error.status : 502;
+    res
+      .status(status)
+      .json({
+        error: {
+          code: error.code ?? "herald_unreachable",
+          message: error.message,
+        },
+      });
   });
 
   return app;

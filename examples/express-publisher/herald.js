@@ -4,14 +4,20 @@
 
 const RETRY_STATUSES = new Set([502, 503, 504]);
 
-export function createHerald({ url = process.env.HERALD_URL ?? "http://127.0.0.1:8080", apiKey = process.env.HERALD_API_KEY } = {}) {
+export function createHerald({
+  url = process.env.HERALD_URL ?? "http://127.0.0.1:8080",
+  apiKey = process.env.HERALD_API_KEY,
+} = {}) {
   async function post(path, body, attempts = 3) {
     for (let attempt = 1; ; attempt++) {
       let response;
       try {
         response = await fetch(new URL(path, url), {
           method: "POST",
-          headers: { "content-type": "application/json", ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) },
+          headers: {
+            "content-type": "application/json",
+            ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}),
+          },
           body: JSON.stringify(body),
         });
       } catch (error) {
@@ -24,13 +30,28 @@ export function createHerald({ url = process.env.HERALD_URL ?? "http://127.0.0.1
         continue;
       }
       const { error } = await response.json().catch(() => ({ error: {} }));
-      throw Object.assign(new Error(`herald: ${response.status} ${error?.code}: ${error?.message}`), { status: response.status, code: error?.code });
+      throw Object.assign(
+        new Error(
+          `herald: ${response.status} ${error?.code}: ${error?.message}`,
+        ),
+        { status: response.status, code: error?.code },
+      );
     }
   }
   return {
     /** Every subscriber of `channel`. */
-    toChannel: (channel, { event, data, id }) => post(`/api/channels/${encodeURIComponent(channel)}/events`, { event, data, id }),
+    toChannel: (channel, { event, data, id }) =>
+      post(`/api/channels/${encodeURIComponent(channel)}/events`, {
+        event,
+        data,
+        id,
+      }),
     /** One user (every stream on the channel `user:{userId}`). */
-    toUser: (userId, { event, data, id }) => post(`/api/users/${encodeURIComponent(userId)}/events`, { event, data, id }),
+    toUser: (userId, { event, data, id }) =>
+      post(`/api/users/${encodeURIComponent(userId)}/events`, {
+        event,
+        data,
+        id,
+      }),
   };
 }

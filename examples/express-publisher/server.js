@@ -3,4 +3,6 @@
 import { createApp } from "./app.js";
 
 const port = Number(process.env.PORT ?? 3000);
-createApp().listen(port, () => console.log(`express publisher on http://127.0.0.1:${port}`));
+createApp().listen(port, () =>
+  console.log(`express publisher on http://127.0.0.1:${port}`),
+);

@@ -63,6 +63,7 @@ class Herald:
             if response.status_code in RETRY_STATUSES and attempt < self._attempts:
                 await asyncio.sleep(0.2 * attempt)
                 continue
-            error = response.json().get("error", {}) if response.headers.get("content-type", "").startswith("application/json") else {}
+            is_json = response.headers.get("content-type", "").startswith("application/json")
+            error = response.json().get("error", {}) if is_json else {}
             raise HeraldError(response.status_code, error.get("code"), error.get("message"))
         raise AssertionError("the loop returns or raises")

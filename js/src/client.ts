@@ -443,16 +443,18 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
         }
       } catch (error) {
         failures++;
-        this.emitter.emit("error", { status: 0, message: String((error as Error)?.message ?? error), transport: "poll", willRetry: true } satisfies HeraldError);
+        this.emitter.emit("error", {
+          status: 0,
+          message: String((error as Error)?.message ?? error),
+          transport: "poll",
+          willRetry: true,
+        } satisfies HeraldError);
       }
       if (this.generation !== generation) return null;
       if (Date.now() >= nextStreamTry) {
         const attempt = await this.startStream(generation);
         if (!attempt) return null;
-        const connected = await Promise.race([
-          attempt.done.then(() => false),
-          attempt.opened,
-        ]);
+        const connected = await Promise.race([attempt.done.then(() => false), attempt.opened]);
         if (connected) return attempt;
         this.current = null;
         nextStreamTry = Date.now() + fallback.streamRetryMs;
@@ -470,7 +472,14 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
     if (page.reset && this.cursor !== "") this.emitter.emit("reset", { lastEventId: this.cursor });
     for (const item of page.events) {
       const raw = typeof item.data === "string" ? item.data : JSON.stringify(item.data);
-      this.deliver({ id: item.id, type: item.event ?? "message", data: item.data, raw, channel: item.channel, via: "poll" });
+      this.deliver({
+        id: item.id,
+        type: item.event ?? "message",
+        data: item.data,
+        raw,
+        channel: item.channel,
+        via: "poll",
+      });
     }
     if (page.cursor) this.cursor = page.cursor;
     return page.hasMore;

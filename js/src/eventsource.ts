@@ -45,7 +45,9 @@ export class EventSourceAttempt implements Attempt {
     }, connectTimeoutMs);
     this.source.addEventListener("error", () =>
       this.finish(
-        this.isConnected ? { kind: "ended" } : { kind: "network", message: "EventSource failed (its status is not shown)" },
+        this.isConnected
+          ? { kind: "ended" }
+          : { kind: "network", message: "EventSource failed (its status is not shown)" },
       ),
     );
     for (const type of ["connected", "message", ...types]) this.listenTo(type);

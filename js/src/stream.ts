@@ -89,13 +89,7 @@ export class StreamAttempt implements Attempt {
   private readonly controller = new AbortController();
   private abortedOnPurpose = false;
 
-  constructor(
-    url: string,
-    init: RequestInit,
-    timing: StreamTiming,
-    handlers: StreamHandlers,
-    fetchImpl: typeof fetch,
-  ) {
+  constructor(url: string, init: RequestInit, timing: StreamTiming, handlers: StreamHandlers, fetchImpl: typeof fetch) {
     this.opened = new Promise((resolve) => {
       this.resolveOpened = resolve;
     });

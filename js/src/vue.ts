@@ -61,7 +61,11 @@ export function useHerald<Events extends Record<string, unknown> = Record<string
     stops.forEach((stop) => stop());
     client.close();
   });
-  return { client, state: readonly(state) as Readonly<Ref<ConnectionState>>, events: readonly(events) as Readonly<Ref<HeraldEvent[]>> };
+  return {
+    client,
+    state: readonly(state) as Readonly<Ref<ConnectionState>>,
+    events: readonly(events) as Readonly<Ref<HeraldEvent[]>>,
+  };
 }
 
 /** Calls `handler` for each event of one name (`"*"` for all) until the current scope ends. */

@@ -66,10 +66,18 @@ test("channels added and removed at run time lose no event and duplicate none", 
       if (n === 50) await page.evaluate(() => client.subscribe("b"));
       if (n === 100) await hub.publish("b", { event: "b-tick", data: { n } });
     }
-    await waitInPage(page, (total) => log.filter((e) => e.type === "tick").length >= total && log.some((e) => e.type === "b-tick"), total);
+    await waitInPage(
+      page,
+      (total) => log.filter((e) => e.type === "tick").length >= total && log.some((e) => e.type === "b-tick"),
+      total,
+    );
     await new Promise((r) => setTimeout(r, 300));
     const ticks = (await pageEvents(page)).filter((e) => e.type === "tick").map((e) => e.data.n);
-    assert.deepEqual(ticks, Array.from({ length: total }, (_, i) => i + 1), "every tick once, in order");
+    assert.deepEqual(
+      ticks,
+      Array.from({ length: total }, (_, i) => i + 1),
+      "every tick once, in order",
+    );
     await eventually(async () => (await hub.get("/api/clients")).clients.length === 1);
 
     await page.evaluate(() => client.unsubscribe("a"));
@@ -90,18 +98,29 @@ test("with a client id, a channel change during a burst keeps one connection and
       window.client = track(new Herald.HeraldClient({ channels: ["a"], clientId: "tab-1" }));
     });
     await waitInPage(page, () => client.state === "open");
+    // The first event gives the client a cursor to resume from. (Before one, the hub's current
+    // `connected` names no starting point, and what was queued on a replaced client id is dropped.)
+    await hub.publish("a", { event: "tick", data: { n: 1 } });
+    await countEvents(page, 1);
     const total = 100;
     const burst = (async () => {
-      for (let n = 1; n <= total; n++) await hub.publish("a", { event: "tick", data: { n } });
+      for (let n = 2; n <= total; n++) await hub.publish("a", { event: "tick", data: { n } });
     })();
     await page.evaluate(() => client.subscribe("b"));
     await burst;
     await waitInPage(page, (total) => log.filter((e) => e.type === "tick").length >= total, total);
     await new Promise((r) => setTimeout(r, 300));
     const ticks = (await pageEvents(page)).map((e) => e.data.n);
-    assert.deepEqual(ticks, Array.from({ length: total }, (_, i) => i + 1), "every tick once, in order");
+    assert.deepEqual(
+      ticks,
+      Array.from({ length: total }, (_, i) => i + 1),
+      "every tick once, in order",
+    );
     const { clients } = await hub.get("/api/clients");
-    assert.deepEqual(clients.map((c) => [c.id, c.channels.sort().join()]), [["tab-1", "a,b"]]);
+    assert.deepEqual(
+      clients.map((c) => [c.id, c.channels.sort().join()]),
+      [["tab-1", "a,b"]],
+    );
     assert.ok(!(await states(page)).includes("reconnecting"), "the switch never left the client without a connection");
   });
 });
@@ -109,7 +128,13 @@ test("with a client id, a channel change during a burst keeps one connection and
 test("502 and 503 from a proxy are retried with backoff, and the resume misses nothing", async () => {
   await withPage([], async ({ hub, gateway, page }) => {
     await page.evaluate(() => {
-      window.client = track(new Herald.HeraldClient({ channels: ["a"], fallback: false, backoff: { initialDelayMs: 100, maxDelayMs: 400 } }));
+      window.client = track(
+        new Herald.HeraldClient({
+          channels: ["a"],
+          fallback: false,
+          backoff: { initialDelayMs: 100, maxDelayMs: 400 },
+        }),
+      );
     });
     await waitInPage(page, () => client.state === "open");
     await hub.publish("a", { data: { n: 1 } });
@@ -127,9 +152,15 @@ test("502 and 503 from a proxy are retried with backoff, and the resume misses n
 
     await countEvents(page, 3);
     await waitInPage(page, () => client.state === "open");
-    assert.deepEqual((await pageEvents(page)).map((e) => e.data.n), [1, 2, 3]);
+    assert.deepEqual(
+      (await pageEvents(page)).map((e) => e.data.n),
+      [1, 2, 3],
+    );
     const errors = await page.evaluate(() => log.filter((e) => e.kind === "error").map((e) => [e.status, e.willRetry]));
-    assert.ok(errors.some(([s, retry]) => s === 502 && retry) && errors.some(([s, retry]) => s === 503 && retry), JSON.stringify(errors));
+    assert.ok(
+      errors.some(([s, retry]) => s === 502 && retry) && errors.some(([s, retry]) => s === 503 && retry),
+      JSON.stringify(errors),
+    );
     const resumed = await page.evaluate(() => log.filter((e) => e.kind === "connected").map((e) => e.info.resumed));
     assert.deepEqual(resumed, [false, true], "the reconnection resumed from the last id");
   });
@@ -147,7 +178,10 @@ test("a stream that goes silent (a network that drops it without a word) is repl
     gateway.stallStreams();
     await hub.publish("a", { data: { n: 2 } });
     await countEvents(page, 2);
-    assert.deepEqual((await pageEvents(page)).map((e) => e.data.n), [1, 2]);
+    assert.deepEqual(
+      (await pageEvents(page)).map((e) => e.data.n),
+      [1, 2],
+    );
     const resumed = await page.evaluate(() => log.filter((e) => e.kind === "connected").map((e) => e.info.resumed));
     assert.deepEqual(resumed, [false, true]);
   });
@@ -161,7 +195,10 @@ test("a channel closed for good ends the client on the hub's 204", async () => {
     await waitInPage(page, () => client.state === "open");
     await hub.post("/api/channels/job:1/close", { event: "done", data: { ok: true } });
     await waitInPage(page, () => client.state === "closed");
-    const result = await page.evaluate(() => ({ reason: client.closedReason, events: log.filter((e) => e.kind === "event").map((e) => e.type) }));
+    const result = await page.evaluate(() => ({
+      reason: client.closedReason,
+      events: log.filter((e) => e.kind === "event").map((e) => e.type),
+    }));
     assert.deepEqual(result.events, ["done"]);
     assert.equal(result.reason.kind, "ended");
     assert.equal(result.reason.status, 204);
@@ -170,7 +207,11 @@ test("a channel closed for good ends the client on the hub's 204", async () => {
 
 const SECRET = "a-test-secret-that-is-long-enough-for-hs256";
 const API_KEY = "publisher-key-0123456789";
-const claims = (seconds) => ({ sub: "42", exp: Math.floor(Date.now() / 1000) + seconds, herald: { subscribe: ["orders"] } });
+const claims = (seconds) => ({
+  sub: "42",
+  exp: Math.floor(Date.now() / 1000) + seconds,
+  herald: { subscribe: ["orders"] },
+});
 
 test("a refused token is refreshed once; a refusal after the refresh stops the client", async () => {
   const expired = mintToken(SECRET, claims(-3600));
@@ -196,7 +237,10 @@ test("a refused token is refreshed once; a refusal after the refresh stops the c
 
     await page.evaluate((expired) => {
       window.asked2 = [];
-      window.client2 = new Herald.HeraldClient({ channels: ["orders"], token: ({ reason }) => (asked2.push(reason), expired) });
+      window.client2 = new Herald.HeraldClient({
+        channels: ["orders"],
+        token: ({ reason }) => (asked2.push(reason), expired),
+      });
     }, expired);
     await waitInPage(page, () => client2.state === "closed");
     const result = await page.evaluate(() => ({ asked: asked2, reason: client2.closedReason }));
@@ -210,7 +254,16 @@ test("a refused token is refreshed once; a refusal after the refresh stops the c
 test("a token reaches a hub on another origin (CORS), and 403 for a channel outside it stops", async () => {
   // The page's origin is the gateway's; the hub must list it, so the gateway comes first.
   const gateway = await startGateway("http://127.0.0.1:9");
-  const corsHub = await startHub(["--auth", "jwt", "--jwt-secret", SECRET, "--api-keys", API_KEY, "--cors-origins", gateway.base]);
+  const corsHub = await startHub([
+    "--auth",
+    "jwt",
+    "--jwt-secret",
+    SECRET,
+    "--api-keys",
+    API_KEY,
+    "--cors-origins",
+    gateway.base,
+  ]);
   const page = await browser.newPage(gateway.base + "/");
   try {
     const token = mintToken(SECRET, claims(3600));
@@ -222,7 +275,11 @@ test("a token reaches a hub on another origin (CORS), and 403 for a channel outs
       [corsHub.base, token],
     );
     await waitInPage(page, () => client.state === "open" && refused.state === "closed");
-    await corsHub.post("/api/channels/orders/events", { event: "created", data: { id: 1 } }, { authorization: `Bearer ${API_KEY}` });
+    await corsHub.post(
+      "/api/channels/orders/events",
+      { event: "created", data: { id: 1 } },
+      { authorization: `Bearer ${API_KEY}` },
+    );
     await countEvents(page, 1);
     const reason = await page.evaluate(() => refused.closedReason);
     assert.equal(reason.kind, "unauthorized");
@@ -247,7 +304,10 @@ test("resumed false is surfaced as a reset; a known id resumes with the missed e
     await waitInPage(page, () => resets.length === 1 && client.state === "open");
     assert.deepEqual(await page.evaluate(() => resets), ["gone-7"]);
     await countEvents(page, 1);
-    assert.deepEqual((await pageEvents(page)).map((e) => e.data.n), [2]);
+    assert.deepEqual(
+      (await pageEvents(page)).map((e) => e.data.n),
+      [2],
+    );
     assert.ok(!(await page.evaluate(() => log.some((e) => e.kind === "reset"))));
   });
 });
@@ -307,8 +367,14 @@ test("a blocked stream endpoint falls back to polling from the same cursor, and 
     await hub.publish("b", { data: { n: 5 } });
     await countEvents(page, 5);
     const events = await pageEvents(page);
-    assert.deepEqual(events.map((e) => e.data.n), [1, 2, 3, 4, 5]);
-    assert.deepEqual(events.map((e) => e.via), ["stream", "poll", "poll", "poll", "stream"]);
+    assert.deepEqual(
+      events.map((e) => e.data.n),
+      [1, 2, 3, 4, 5],
+    );
+    assert.deepEqual(
+      events.map((e) => e.via),
+      ["stream", "poll", "poll", "poll", "stream"],
+    );
     assert.deepEqual(await states(page), ["connecting", "open", "reconnecting", "polling", "open"]);
   });
 });
@@ -331,7 +397,11 @@ test("a proxy that holds the stream unanswered (buffering) sends the client to p
     await hub.publish("a", { event: "created", data: { n: 1 } });
     await countEvents(page, 1);
     const events = await pageEvents(page);
-    assert.deepEqual(events.map((e) => [e.type, e.data.n, e.via]), [["created", 1, "poll"]], "polling starts at the live edge, not at the oldest event");
+    assert.deepEqual(
+      events.map((e) => [e.type, e.data.n, e.via]),
+      [["created", 1, "poll"]],
+      "polling starts at the live edge, not at the oldest event",
+    );
   });
 });
 
@@ -340,7 +410,9 @@ test("an id on the connected event (the wire where connected names its starting 
     const before = await hub.publish("a", { data: { n: 0 } });
     gateway.mode.connectedId = before.id;
     await page.evaluate(() => {
-      window.client = track(new Herald.HeraldClient({ channels: ["a"], fallback: false, backoff: { initialDelayMs: 50, maxDelayMs: 100 } }));
+      window.client = track(
+        new Herald.HeraldClient({ channels: ["a"], fallback: false, backoff: { initialDelayMs: 50, maxDelayMs: 100 } }),
+      );
     });
     await waitInPage(page, () => client.state === "open");
     assert.equal(await page.evaluate(() => client.lastEventId), before.id);
@@ -351,7 +423,11 @@ test("an id on the connected event (the wire where connected names its starting 
     await eventually(() => gateway.requests.some((r) => r.answeredWith === 503));
     gateway.mode.streamStatus = 0;
     await countEvents(page, 1);
-    assert.deepEqual((await pageEvents(page)).map((e) => e.data.n), [1], "nothing before the starting point, nothing missed after it");
+    assert.deepEqual(
+      (await pageEvents(page)).map((e) => e.data.n),
+      [1],
+      "nothing before the starting point, nothing missed after it",
+    );
   });
 });
 
@@ -379,7 +455,15 @@ test("the EventSource transport: named events listened to, a channel change and 
     await hub.publish("b", { data: { n: 4 } });
     await countEvents(page, 4);
     const events = await pageEvents(page);
-    assert.deepEqual(events.map((e) => [e.type, e.data.n]), [["tick", 1], ["tick", 2], ["tick", 3], ["message", 4]]);
+    assert.deepEqual(
+      events.map((e) => [e.type, e.data.n]),
+      [
+        ["tick", 1],
+        ["tick", 2],
+        ["tick", 3],
+        ["message", 4],
+      ],
+    );
   });
 });
 

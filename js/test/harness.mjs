@@ -21,7 +21,7 @@ const repoRoot = resolve(packageRoot, "..");
 export const heraldBin = process.env.HERALD_BIN ?? join(repoRoot, "target/debug/herald");
 const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 /** Longest wait for something a test expects to happen soon. */
-export const PATIENCE_MS = 10_000;
+export const PATIENCE_MS = 20_000;
 
 /** Starts `herald serve` on 127.0.0.1:0 with extra flags; resolves once it says where it listens. */
 export function startHub(args = [], env = {}) {
@@ -124,7 +124,9 @@ export function startGateway(hubBase, { bundleDir } = {}) {
     if (url.pathname.startsWith("/app/")) {
       const name = url.pathname.slice("/app/".length).replace(/[^a-z]/g, "");
       res.writeHead(200, { "content-type": "text/html" });
-      res.end(`<!doctype html><meta charset="utf-8"><div id="app"></div><script type="module" src="/bundles/${name}.js"></script>`);
+      res.end(
+        `<!doctype html><meta charset="utf-8"><div id="app"></div><script type="module" src="/bundles/${name}.js"></script>`,
+      );
       return;
     }
     if (url.pathname.startsWith("/dist/") || url.pathname.startsWith("/bundles/")) {
@@ -157,7 +159,13 @@ export function startGateway(hubBase, { bundleDir } = {}) {
       return;
     }
     const upstream = httpRequest(
-      { host: hub.hostname, port: hub.port, method: req.method, path: req.url, headers: { ...req.headers, host: hub.host } },
+      {
+        host: hub.hostname,
+        port: hub.port,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, host: hub.host },
+      },
       (answer) => {
         record.answeredWith = answer.statusCode;
         res.writeHead(answer.statusCode, answer.headers);
@@ -181,7 +189,9 @@ export function startGateway(hubBase, { bundleDir } = {}) {
           head += chunk;
           const end = head.indexOf("event: connected");
           if (end < 0) return;
-          res.write(head.replace(/retry: (\d+)\n\nevent: connected/, `retry: $1\nid: ${connectedId}\nevent: connected`));
+          res.write(
+            head.replace(/retry: (\d+)\n\nevent: connected/, `retry: $1\nid: ${connectedId}\nevent: connected`),
+          );
           head = null;
         });
         answer.on("close", () => res.end());

@@ -69,7 +69,10 @@ test("a token callback that throws is retried with backoff, and the client conne
   try {
     await eventually(() => client.state === "open");
     assert.equal(calls, 3);
-    assert.deepEqual(errors, ["the token callback failed: auth server down", "the token callback failed: auth server down"]);
+    assert.deepEqual(errors, [
+      "the token callback failed: auth server down",
+      "the token callback failed: auth server down",
+    ]);
   } finally {
     client.close();
     await hub.stop();

@@ -6,14 +6,17 @@ import { SseParser, backoffDelay } from "../dist/index.js";
 function parseInChunks(text, size) {
   const messages = [];
   const retries = [];
-  const parser = new SseParser((m) => messages.push(m), (ms) => retries.push(ms));
+  const parser = new SseParser(
+    (m) => messages.push(m),
+    (ms) => retries.push(ms),
+  );
   for (let i = 0; i < text.length; i += size) parser.push(text.slice(i, i + size));
   return { messages, retries };
 }
 
 test("every line ending and every split point gives the same events", () => {
   const wire =
-    "\uFEFFretry: 3000\n\nevent: connected\ndata: {\"resumed\":false}\n\n: heartbeat\n\n" +
+    '\uFEFFretry: 3000\n\nevent: connected\ndata: {"resumed":false}\n\n: heartbeat\n\n' +
     "id: e-1\r\nevent: created\r\ndata: line one\r\ndata:line two\r\n\r\n" +
     "id: e-2\rdata: third\r\r";
   for (let size = 1; size <= wire.length; size++) {
@@ -32,7 +35,7 @@ test("every line ending and every split point gives the same events", () => {
 });
 
 test("retry, id and data on the connected block (the wire with an id on connected)", () => {
-  const { messages, retries } = parseInChunks('retry: 300\nid: ep-0\nevent: connected\ndata: {}\n\n', 7);
+  const { messages, retries } = parseInChunks("retry: 300\nid: ep-0\nevent: connected\ndata: {}\n\n", 7);
   assert.deepEqual(retries, [300]);
   assert.equal(messages[0].lastEventId, "ep-0");
   assert.equal(messages[0].hasId, true);
@@ -43,15 +46,34 @@ test("an event without id keeps the previous id; a bad retry or an id with NUL i
   assert.deepEqual(retries, []);
   assert.deepEqual(
     messages.map((m) => [m.data, m.lastEventId, m.hasId]),
-    [["1", "a", true], ["2", "a", false], ["3", "a", false]],
+    [
+      ["1", "a", true],
+      ["2", "a", false],
+      ["3", "a", false],
+    ],
   );
 });
 
 test("backoff grows, stays within half and all of its cap, and never passes the maximum", () => {
   const options = { initialDelayMs: 100, maxDelayMs: 1000 };
-  assert.equal(backoffDelay(0, options, () => 0), 50);
-  assert.equal(backoffDelay(0, options, () => 1), 100);
-  assert.equal(backoffDelay(3, options, () => 1), 800);
-  assert.equal(backoffDelay(10, options, () => 1), 1000);
-  assert.equal(backoffDelay(10, options, () => 0), 500);
+  assert.equal(
+    backoffDelay(0, options, () => 0),
+    50,
+  );
+  assert.equal(
+    backoffDelay(0, options, () => 1),
+    100,
+  );
+  assert.equal(
+    backoffDelay(3, options, () => 1),
+    800,
+  );
+  assert.equal(
+    backoffDelay(10, options, () => 1),
+    1000,
+  );
+  assert.equal(
+    backoffDelay(10, options, () => 0),
+    500,
+  );
 });
