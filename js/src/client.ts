@@ -362,7 +362,7 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
       this.replacement = null;
       const old = this.current;
       // Keep the old connection a moment, so nothing in flight on it is lost; duplicates are dropped.
-      if (old && old !== attempt) setTimeout(() => old.abort(), this.options.switchOverlapMs ?? 250);
+      if (old && old !== attempt) setTimeout(() => old.abort(), this.options.switchOverlapMs ?? 1000);
     }
     this.current = attempt;
     this.hadConnection = true;

@@ -89,7 +89,7 @@ export interface HeraldOptions {
   idleTimeoutMs?: number;
   /** Poll when streams fail; `false` turns it off. Default on. */
   fallback?: boolean | FallbackOptions;
-  /** Overlap of the old and new connection when channels change, in ms. Default 250. */
+  /** Overlap of the old and new connection when channels change, in ms. Default 1000. */
   switchOverlapMs?: number;
   /**
    * How streams are read: `fetch` (status codes, every event name), `eventsource` (the browser's
