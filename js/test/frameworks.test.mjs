@@ -55,6 +55,8 @@ for (const framework of ["react", "vue"]) {
       await hub.publish("sports", { event: "created", data: { title: "second" } });
       await page.locator("li", { hasText: "second" }).waitFor();
       assert.deepEqual(await page.locator("li").allTextContents(), ["first", "second"]);
+      // useHeraldEvent heard every event, the one the list leaves out included.
+      assert.equal(await page.locator("#heard").textContent(), "3");
 
       await page.evaluate(() => window.unmount());
       await eventually(async () => (await hub.get("/api/clients")).clients.length === 0);
