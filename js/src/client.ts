@@ -171,7 +171,7 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
       if (polling) {
         adopted = await this.pollUntilStreamWorks(generation);
         if (this.generation !== generation) break;
-        if (!adopted) continue;
+        // Back to streaming: a stream works again (adopted), or no channel is left to poll.
         polling = false;
         failures = 0;
       }
@@ -399,7 +399,10 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
 
   // ---- polling ----
 
-  /** Polls until a stream works again; returns that stream (connected), or null when stopped. */
+  /**
+   * Polls until a stream works again and returns that stream (connected); null when the client
+   * stopped, or when no channel is left to poll (the polling endpoints take at least one).
+   */
   private async pollUntilStreamWorks(generation: number): Promise<Attempt | null> {
     const fallback = this.fallback!;
     this.setState("polling");
@@ -409,7 +412,7 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
     // Without a cursor (no stream ever opened), a poll starts at the oldest event in history, while
     // a stream starts live: skip history's pages to start where a stream would.
     let skipping = this.cursor === "";
-    while (this.generation === generation) {
+    while (this.generation === generation && this.channelSet.length > 0) {
       let full = false;
       try {
         const limit = String(skipping ? POLL_SKIP_LIMIT : POLL_LIMIT);
@@ -430,6 +433,7 @@ export class HeraldClient<Events extends Record<string, unknown> = Record<string
           failures++;
         } else {
           const page: PollPage = await response.json();
+          if (this.generation !== generation) return null;
           failures = 0;
           authRetried = false;
           if (skipping) {

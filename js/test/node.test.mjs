@@ -78,3 +78,34 @@ test("a token callback that throws is retried with backoff, and the client conne
     await hub.stop();
   }
 });
+
+test("polling whose last channel is removed goes back to a stream instead of polling for nothing", async () => {
+  const hub = await startHub();
+  // A fetch that refuses streams, as a proxy blocking them would: the client falls back to polling.
+  const fetchWithoutStreams = (url, init) =>
+    String(url).includes("/api/stream?") || String(url).endsWith("/api/stream")
+      ? Promise.resolve(new Response("blocked", { status: 502 }))
+      : fetch(url, init);
+  const client = new HeraldClient({
+    url: hub.base,
+    channels: ["a"],
+    fetch: fetchWithoutStreams,
+    backoff: { initialDelayMs: 20, maxDelayMs: 40 },
+    fallback: { afterFailures: 2, pollIntervalMs: 50, streamRetryMs: 60_000 },
+  });
+  try {
+    await eventually(() => client.state === "polling");
+    const polls = [];
+    client.onError((error) => polls.push(error));
+    client.setChannels([]);
+    await eventually(() => client.state === "reconnecting");
+    assert.equal(client.closedReason, null, "the client did not stop");
+    assert.ok(
+      polls.every((error) => error.transport === "stream"),
+      "no poll without a channel was sent",
+    );
+  } finally {
+    client.close();
+    await hub.stop();
+  }
+});
