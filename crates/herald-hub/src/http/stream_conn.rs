@@ -167,13 +167,24 @@ where
         let _ = socket.shutdown().await;
         return;
     }
-    if let Some(len) = known_len.filter(|len| *len <= ANSWER_COALESCE_BYTES_MAX as u64) {
-        // A small answer of known size (an error, a refusal): head and body in one write.
-        let Ok(answer) = axum::body::to_bytes(body, len as usize).await else {
-            return;
-        };
-        head.extend_from_slice(&answer);
-        let _ = write_whole(&mut socket, &head).await;
+    if let Some(len) = known_len {
+        // An answer of known size (an error, a refusal, a document) is written whole, whatever
+        // the client does meanwhile; a small one in the head's write.
+        if len <= ANSWER_COALESCE_BYTES_MAX as u64 {
+            let Ok(answer) = axum::body::to_bytes(body, ANSWER_COALESCE_BYTES_MAX).await else {
+                return;
+            };
+            head.extend_from_slice(&answer);
+            let _ = write_whole(&mut socket, &head).await;
+        } else if write_whole(&mut socket, &head).await.is_ok() {
+            drop(head);
+            let mut chunks = body.into_data_stream();
+            while let Some(Ok(bytes)) = chunks.next().await {
+                if write_whole(&mut socket, &bytes).await.is_err() {
+                    return;
+                }
+            }
+        }
         let _ = socket.shutdown().await;
         return;
     }
@@ -190,7 +201,8 @@ async fn write_whole<S: AsyncWrite + Unpin>(socket: &mut S, bytes: &[u8]) -> std
     socket.flush().await
 }
 
-/// Writes each chunk of the body as it comes, and watches the socket for the client leaving.
+/// Writes each chunk of a body of unknown length (an event stream) as it comes, and watches the
+/// socket for the client leaving.
 async fn pump<S>(mut socket: S, body: Body)
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -275,13 +287,17 @@ mod tests {
         (addr, stop_tx)
     }
 
-    /// Sends `GET path` as a connection's first request and reads until the server closes.
-    async fn get_raw(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
+    /// Sends `GET path` as a connection's first request (then, if `half_close`, closes its
+    /// sending side, as `nc -N` does) and reads until the server closes.
+    async fn get_raw(addr: SocketAddr, path: &str, half_close: bool) -> (String, Vec<u8>) {
         let mut socket = tokio::net::TcpStream::connect(addr)
             .await
             .expect("connects");
         let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
         socket.write_all(request.as_bytes()).await.expect("sent");
+        if half_close {
+            socket.shutdown().await.expect("half-closes");
+        }
         let mut answer = Vec::new();
         tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer))
             .await
@@ -310,8 +326,12 @@ mod tests {
             "the request takes the lean path"
         );
         let (addr, _stop) = start_server(router).await;
-        let (head, body) = get_raw(addr, "/api/stream").await;
+        let (head, body) = get_raw(addr, "/api/stream", false).await;
         assert!(head.starts_with("http/1.1 200 ok"), "{head}");
+        assert!(head.contains("content-length: 200000"), "{head}");
+        assert_eq!(body, expected.as_bytes());
+        // A client that stops sending once its request is out still gets the answer whole.
+        let (head, body) = get_raw(addr, "/api/stream", true).await;
         assert!(head.contains("content-length: 200000"), "{head}");
         assert_eq!(body, expected.as_bytes());
     }
@@ -333,7 +353,7 @@ mod tests {
             }),
         );
         let (addr, _stop) = start_server(router).await;
-        let (head, body) = get_raw(addr, "/api/channels/x/stream").await;
+        let (head, body) = get_raw(addr, "/api/channels/x/stream", false).await;
         assert!(!head.contains("content-length"), "{head}");
         assert!(head.contains("connection: close"), "{head}");
         assert_eq!(body.len(), expected.len());
@@ -347,7 +367,7 @@ mod tests {
             axum::routing::get(|| async { StatusCode::NO_CONTENT }),
         );
         let (addr, _stop) = start_server(router).await;
-        let (head, body) = get_raw(addr, "/api/stream").await;
+        let (head, body) = get_raw(addr, "/api/stream", false).await;
         assert!(head.starts_with("http/1.1 204"), "{head}");
         assert!(!head.contains("content-length"), "{head}");
         assert!(body.is_empty());
