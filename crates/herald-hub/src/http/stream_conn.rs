@@ -16,7 +16,9 @@ use super::routes::is_stream_path;
 use axum::{
     body::{Body, Bytes, HttpBody},
     extract::ConnectInfo,
-    http::{header, HeaderName, HeaderValue, Method, Request, StatusCode, Version},
+    http::{
+        header, response::Parts, HeaderName, HeaderValue, Method, Request, StatusCode, Version,
+    },
     Router,
 };
 use futures_util::StreamExt;
@@ -136,6 +138,24 @@ where
     let has_body = parts.status != StatusCode::NO_CONTENT
         && parts.status != StatusCode::NOT_MODIFIED
         && !parts.status.is_informational();
+    let body = if has_body { body } else { Body::empty() };
+    let known_len = body.size_hint().exact().filter(|_| has_body);
+    let head = encode_head(&parts, known_len);
+    if known_len.is_some() || !has_body {
+        write_answer(&mut socket, head, body).await;
+        let _ = socket.shutdown().await;
+        return;
+    }
+    if write_whole(&mut socket, &head).await.is_err() {
+        return;
+    }
+    drop(head);
+    pump(socket, body).await;
+}
+
+/// The response head, its body delimited by `Connection: close`, and by `Content-Length` when
+/// `known_len` gives it.
+fn encode_head(parts: &Parts, known_len: Option<u64>) -> Vec<u8> {
     let mut head = Vec::with_capacity(256);
     head.extend_from_slice(
         format!(
@@ -157,42 +177,38 @@ where
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    let known_len = body.size_hint().exact().filter(|_| has_body);
     if let Some(len) = known_len {
         head.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
     }
     head.extend_from_slice(b"connection: close\r\n\r\n");
-    if !has_body {
-        let _ = write_whole(&mut socket, &head).await;
-        let _ = socket.shutdown().await;
+    head
+}
+
+/// Writes an answer of known size whole, whatever the client does meanwhile (it may have closed
+/// its sending side); a small one in the head's write.
+async fn write_answer<S: AsyncWrite + Unpin>(socket: &mut S, mut head: Vec<u8>, body: Body) {
+    let is_small = body
+        .size_hint()
+        .exact()
+        .is_some_and(|len| len <= ANSWER_COALESCE_BYTES_MAX as u64);
+    if is_small {
+        let Ok(answer) = axum::body::to_bytes(body, ANSWER_COALESCE_BYTES_MAX).await else {
+            return;
+        };
+        head.extend_from_slice(&answer);
+        let _ = write_whole(socket, &head).await;
         return;
     }
-    if let Some(len) = known_len {
-        // An answer of known size (an error, a refusal, a document) is written whole, whatever
-        // the client does meanwhile; a small one in the head's write.
-        if len <= ANSWER_COALESCE_BYTES_MAX as u64 {
-            let Ok(answer) = axum::body::to_bytes(body, ANSWER_COALESCE_BYTES_MAX).await else {
-                return;
-            };
-            head.extend_from_slice(&answer);
-            let _ = write_whole(&mut socket, &head).await;
-        } else if write_whole(&mut socket, &head).await.is_ok() {
-            drop(head);
-            let mut chunks = body.into_data_stream();
-            while let Some(Ok(bytes)) = chunks.next().await {
-                if write_whole(&mut socket, &bytes).await.is_err() {
-                    return;
-                }
-            }
-        }
-        let _ = socket.shutdown().await;
-        return;
-    }
-    if write_whole(&mut socket, &head).await.is_err() {
+    if write_whole(socket, &head).await.is_err() {
         return;
     }
     drop(head);
-    pump(socket, body).await;
+    let mut chunks = body.into_data_stream();
+    while let Some(Ok(bytes)) = chunks.next().await {
+        if write_whole(socket, &bytes).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Writes `bytes` and flushes them (a TLS socket holds what is written until flushed).
