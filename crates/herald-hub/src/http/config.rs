@@ -56,7 +56,7 @@ impl Default for HttpLimits {
     }
 }
 
-/// Everything [`router`] needs besides the hub. Default: default limits, `none` auth, no trusted
+/// Everything [`router`](super::router) needs besides the hub. Default: default limits, `none` auth, no trusted
 /// proxy.
 #[derive(Debug, Clone, Default)]
 pub struct HttpConfig {
