@@ -58,3 +58,29 @@ impl IntoResponse for ConnectError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(response: Response) -> Vec<u8> {
+        axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("a short body")
+            .to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_refused_stream_is_204_when_closed_and_the_json_error_when_shutting_down() {
+        let closed = ConnectError::ChannelClosed(crate::ChannelName::new("done").expect("valid"));
+        let response = closed.into_response();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert!(body_of(response).await.is_empty());
+
+        let response = ConnectError::ShuttingDown.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value =
+            serde_json::from_slice(&body_of(response).await).expect("a JSON error");
+        assert_eq!(body["error"]["code"], "shutting_down");
+    }
+}
