@@ -10,7 +10,7 @@ use std::{
     collections::VecDeque,
     net::SocketAddr,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, MutexGuard,
     },
     task::Waker,
@@ -101,6 +101,8 @@ pub(crate) struct ClientShared {
     /// Position of the last event queued here; de-duplicates an event sent to several of this
     /// connection's channels. Written only under the hub's state lock.
     pub(crate) last_enqueued_seq: AtomicU64,
+    /// True once the stream's opening (`connected`) was decided: the stream has a starting point.
+    pub(crate) is_opened: AtomicBool,
     queue: Mutex<Queue>,
 }
 
@@ -118,6 +120,7 @@ impl ClientShared {
             remote_addr,
             connected_at: SystemTime::now(),
             last_enqueued_seq: AtomicU64::new(0),
+            is_opened: AtomicBool::new(false),
             queue: Mutex::new(Queue::default()),
         }
     }

@@ -48,8 +48,7 @@ pub(crate) enum ReadStart {
 
 impl History {
     pub(crate) fn new(limits: HistoryConfig) -> Self {
-        let mut epoch = to_base36(unix_ms());
-        epoch.extend((0..4).map(|_| fastrand::alphanumeric().to_ascii_lowercase()));
+        let epoch = new_epoch();
         let now = Instant::now();
         Self {
             records: VecDeque::new(),
@@ -91,6 +90,11 @@ impl History {
     pub(crate) fn skip_to(&mut self, seq: u64) {
         debug_assert!(self.records.is_empty() && seq >= self.next_seq);
         self.next_seq = seq;
+    }
+
+    /// Gives this history a new epoch: position ids handed out so far name nothing any more.
+    pub(crate) fn renew_epoch(&mut self) {
+        self.epoch = new_epoch();
     }
 
     /// The position of the newest event, 0 when none was ever published.
@@ -241,6 +245,13 @@ impl History {
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
+}
+
+/// A fresh epoch: the time in base 36 and four random characters.
+fn new_epoch() -> String {
+    let mut epoch = to_base36(unix_ms());
+    epoch.extend((0..4).map(|_| fastrand::alphanumeric().to_ascii_lowercase()));
+    epoch
 }
 
 /// Milliseconds since the Unix epoch, 0 before it.

@@ -51,7 +51,7 @@ pub(crate) enum Start {
     /// that is catching up); the opening is decided once it has.
     AwaitLog {
         wait: LogFuture<'static, ()>,
-        last_event_id: String,
+        last_event_id: Option<String>,
         /// Where the stream starts if the id is still unknown once the log has caught up: the
         /// newest event when the connection was registered.
         start_id: String,
@@ -267,9 +267,9 @@ impl Stream for ClientStream {
                         std::mem::take(channels),
                     );
                     let (opening, resume_after) = this.hub.opening_after_wait(
-                        &this.client.id,
+                        &this.client,
                         channels,
-                        &last_event_id,
+                        last_event_id.as_deref(),
                         &start_id,
                     );
                     if let Some(after) = resume_after {

@@ -72,7 +72,29 @@ async fn an_event_published_on_one_node_reaches_a_subscriber_on_another() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clients_connected_before_a_node_first_reaches_redis_get_no_old_events() {
+async fn a_stream_opened_while_a_node_starts_gets_every_event_published_after_connected() {
+    let redis = Redis::start();
+    let a = node(&redis, "a");
+    ready(&a).await;
+    for n in 1..=3 {
+        publish(&a, "room", &format!("old-{n}")).await;
+    }
+    // The stream is asked for before `b` has read anything of the log: it opens once `b` has.
+    let b = node(&redis, "b");
+    let mut sse = Sse::new(b.add_client(on(&["room"], None)).expect("open"));
+    assert_eq!(sse.connected().await["resumed"], false);
+    let new = publish(&a, "room", "new-1").await;
+    let event = sse.next_event().await;
+    assert_eq!(
+        event.id, new.id,
+        "old events are history, the new one is live"
+    );
+    a.shutdown();
+    b.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_connected_before_a_node_first_reaches_redis_are_told_and_get_no_old_events() {
     let mut redis = Redis::start();
     let a = node(&redis, "a");
     for n in 1..=5 {
@@ -81,19 +103,48 @@ async fn clients_connected_before_a_node_first_reaches_redis_get_no_old_events()
     redis.stop();
     let late = node(&redis, "late");
     let mut sse = Sse::new(late.add_client(on(&["room"], None)).expect("open"));
-    assert_eq!(sse.connected().await["resumed"], false);
+    // A new stream waits a bounded time for the node's first contact with the log; Redis stays
+    // out of reach for longer, so it opens from no point of the shared log.
+    let connected = sse
+        .event_within(Duration::from_secs(15))
+        .await
+        .expect("the stream opens once its wait is over");
+    assert_eq!(connected.event, "connected");
 
     redis.run();
     ready(&late).await;
+    // At first contact the open stream ends (nothing replayed into it), so its client comes
+    // back and is told where it stands.
+    let (events, comments) = sse.rest_until_end().await;
+    assert!(
+        events.is_empty(),
+        "no old event reaches the live stream: {events:?}"
+    );
+    assert!(
+        comments.iter().any(|c| c.starts_with("closed: history")),
+        "{comments:?}"
+    );
+    let mut again = Sse::new(
+        late.add_client(on(&["room"], Some(&connected.id)))
+            .expect("open"),
+    );
+    assert_eq!(
+        again.connected().await["resumed"],
+        false,
+        "its position named no point of the shared log: it is told so"
+    );
     let new = publish(&late, "room", "new-1").await;
-    let event = sse.next_event().await;
+    let event = again.next_event().await;
     assert_eq!(
         event.id, new.id,
         "a live stream gets live events only, not the log's history (got {:?})",
         event.data
     );
     assert!(
-        sse.event_within(Duration::from_millis(300)).await.is_none(),
+        again
+            .event_within(Duration::from_millis(300))
+            .await
+            .is_none(),
         "nothing else follows"
     );
     a.shutdown();

@@ -245,7 +245,7 @@ async fn a_client_stream_is_an_sse_response_and_a_refused_one_is_204_or_503() {
 }
 
 #[tokio::test]
-async fn the_last_event_id_extractor_reads_the_header_and_treats_empty_as_none() {
+async fn the_last_event_id_extractor_reads_the_header_and_treats_empty_or_unusable_as_none() {
     let app = Router::new().route(
         "/",
         get(|LastEventId(id): LastEventId| async move { format!("{id:?}") }),
@@ -278,6 +278,12 @@ async fn the_last_event_id_extractor_reads_the_header_and_treats_empty_as_none()
         )
         .body(axum::body::Body::empty())
         .expect("a request");
+    // An id no event can have is an unknown id, never an error: an `EventSource` answered with
+    // an error stops reconnecting.
     let response = app.oneshot(not_ascii).await.expect("infallible");
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .expect("a short body");
+    assert_eq!(bytes, "None".as_bytes());
 }

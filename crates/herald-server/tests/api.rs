@@ -101,6 +101,36 @@ async fn a_publisher_chosen_id_is_the_wire_id() {
 }
 
 #[tokio::test]
+async fn json_data_reaches_subscribers_as_the_publisher_wrote_it() {
+    let hub = TestHub::start(&[]);
+    let mut stream = hub.stream("/api/channels/ticks/stream").await;
+    stream.connected().await;
+    // Key order and number spelling are the publisher's: nothing is re-serialized.
+    let body = r#"{"data": {"symbol":"HRLD","price":12.50,"at":1e3}, "event": "tick"}"#;
+    let response = http()
+        .post(hub.url("/api/channels/ticks/events"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("POST reaches the hub");
+    assert_eq!(response.status(), 200);
+    let event = stream.next_event().await;
+    assert_eq!(event.data, r#"{"symbol":"HRLD","price":12.50,"at":1e3}"#);
+    let page = hub.get_json("/api/channels/ticks/events").await;
+    let keys: Vec<&String> = page["events"][0]["data"]
+        .as_object()
+        .expect("JSON data")
+        .keys()
+        .collect();
+    assert_eq!(
+        keys,
+        ["symbol", "price", "at"],
+        "polling keeps the key order"
+    );
+}
+
+#[tokio::test]
 async fn an_event_for_two_of_a_streams_channels_arrives_once() {
     let hub = TestHub::start(&[]);
     let mut both = hub.stream("/api/stream?channel=a&channel=b").await;

@@ -2,11 +2,24 @@
 //!
 //! Owns the translation between HTTP and [`crate::Hub`] calls, and what guards it: who may call
 //! what ([`AuthConfig`]) and how much ([`HttpLimits`]). See `docs/security.md`.
+//!
+//! # Layout
+//! - `routes`: the one list of routes, and their handlers by concept (streams, publishing,
+//!   polling, admin, health).
+//! - `auth`: credentials, token verification, and rights.
+//! - `config`: the layer's settings; `admission`: the connection limits.
+//! - `error`: the one error answer; `extract`: request extractors; `last_event_id`: where a
+//!   stream resumes; `sse`: the stream answer.
+//! - `serve`: the accept loop; `stream_conn`: the lean path for event streams; `rewind`: a socket
+//!   with bytes put back for hyper.
 
 mod admission;
 mod auth;
+mod config;
 mod error;
 mod extract;
+mod last_event_id;
+mod rewind;
 mod routes;
 mod serve;
 mod sse;
@@ -17,11 +30,12 @@ pub use auth::{
     AuthConfig, AuthConfigError, API_KEY_LEN_MIN, JWT_LEEWAY, JWT_SECRET_LEN_MIN, TOKEN_COOKIE,
     TOKEN_QUERY_PARAM,
 };
-pub use error::ApiError;
-pub use extract::QUERY_PARAMS_MAX;
-pub use routes::{
-    router, HttpConfig, HttpLimits, BODY_BYTES_MAX_DEFAULT, BODY_READ_TIMEOUT_DEFAULT,
+pub use config::{
+    HttpConfig, HttpLimits, BODY_BYTES_MAX_DEFAULT, BODY_READ_TIMEOUT_DEFAULT,
     CHANNELS_PER_CONNECTION_MAX_DEFAULT, EVENT_BYTES_MAX_DEFAULT,
 };
+pub use error::ApiError;
+pub use extract::QUERY_PARAMS_MAX;
+pub use last_event_id::LastEventId;
+pub use routes::router;
 pub use serve::{serve, ServeOptions, HEADER_READ_TIMEOUT_DEFAULT, SHUTDOWN_GRACE_DEFAULT};
-pub use sse::LastEventId;

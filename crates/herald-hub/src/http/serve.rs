@@ -1,20 +1,27 @@
 //! Serving a router on a bound listener, with graceful shutdown and a header read timeout.
 //!
 //! Owns the accept loop and each connection's HTTP/1 settings; a connection whose first request
-//! opens an event stream is served by `stream_conn` instead of hyper, with no HTTP buffers. Written on hyper directly rather than
+//! opens an event stream is served by `stream_conn` instead of hyper, with no HTTP buffers. Both
+//! paths take any socket; this loop accepts TCP. Written on hyper directly rather than
 //! `axum::serve` because SSE needs two things that does not expose: a header read timeout (a client
 //! that never finishes its headers must not hold a connection) and a shutdown that first ends every
 //! event stream (an SSE response never finishes on its own), then waits a bounded grace period.
 //! It never knows routes or the hub's rules.
 
-use super::stream_conn::{self, FirstRequest, Rewind};
+use super::{
+    rewind::Rewind,
+    stream_conn::{self, FirstRequest},
+};
 use crate::Hub;
 use axum::{extract::ConnectInfo, Router};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::sync::Arc;
 use std::{future::Future, net::SocketAddr, time::Duration};
-use tokio::net::TcpListener;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt;
 
@@ -119,13 +126,15 @@ pub async fn serve(
 }
 
 /// Serves a connection's requests with hyper (everything but event streams opened first).
-async fn serve_with_hyper(
-    io: Rewind,
+async fn serve_with_hyper<S>(
+    io: Rewind<S>,
     peer: SocketAddr,
     router: Router,
     http: &hyper::server::conn::http1::Builder,
     watcher: hyper_util::server::graceful::Watcher,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request
             .extensions_mut()

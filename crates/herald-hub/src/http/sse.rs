@@ -1,16 +1,16 @@
 //! The SSE response: one place that turns a connection's bytes into a `text/event-stream` answer.
 //!
-//! Owns the response headers every stream carries, the answers to a refused stream (`204` for a
-//! closed channel, so a browser's `EventSource` stops reconnecting; `503` while shutting down), and
-//! the [`LastEventId`] extractor an application's own stream handler needs. It never registers a
-//! connection ([`crate::Hub::add_client`] does) and never knows routes.
+//! Owns the response headers every stream carries and the one mapping of a refused stream
+//! ([`ConnectError`]) to an answer: `204` for a closed channel, so a browser's `EventSource` stops
+//! reconnecting; `503 shutting_down` (the JSON error shape) while the hub stops, after which it
+//! retries. It never registers a connection ([`crate::Hub::add_client`] does) and never knows
+//! routes.
 
 use super::error::ApiError;
-use crate::{hub::ConnectError, stream::ClientStream};
+use crate::{ClientStream, ConnectError};
 use axum::{
     body::Body,
-    extract::FromRequestParts,
-    http::{header, request::Parts, HeaderValue, StatusCode},
+    http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use futures_util::StreamExt;
@@ -43,61 +43,44 @@ impl IntoResponse for ClientStream {
 
 /// A refused stream as an HTTP answer: [`ConnectError::ChannelClosed`] is `204 No Content`, which
 /// tells a browser's `EventSource` to stop reconnecting (the stream has ended for good);
-/// [`ConnectError::ShuttingDown`] is `503 Service Unavailable`, after which it retries.
+/// [`ConnectError::ShuttingDown`] is `503 Service Unavailable` with the error code
+/// `shutting_down`, after which it retries.
 impl IntoResponse for ConnectError {
     fn into_response(self) -> Response {
         match self {
             ConnectError::ChannelClosed(_) => StatusCode::NO_CONTENT.into_response(),
-            ConnectError::ShuttingDown => {
-                (StatusCode::SERVICE_UNAVAILABLE, self.to_string()).into_response()
-            }
+            ConnectError::ShuttingDown => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                self.to_string(),
+            )
+            .into_response(),
         }
     }
 }
 
-/// The `Last-Event-ID` request header, which a browser's `EventSource` sends when it reconnects:
-/// pass it as [`crate::ClientOptions::last_event_id`] so the stream resumes where it stopped.
-///
-/// `None` when the header is absent or empty.
-///
-/// # Errors
-/// Rejects the request with `400 invalid_header` when the header is not visible ASCII.
-///
-/// # Examples
-///
-/// ```
-/// use axum::extract::State;
-/// use herald_hub::{http::LastEventId, ChannelName, ClientOptions, ClientStream, ConnectError, Hub};
-///
-/// async fn stream(
-///     State(hub): State<Hub>,
-///     LastEventId(last_event_id): LastEventId,
-/// ) -> Result<ClientStream, ConnectError> {
-///     hub.add_client(ClientOptions {
-///         channels: vec![ChannelName::new("news").expect("a valid channel name")],
-///         last_event_id,
-///         ..ClientOptions::default()
-///     })
-/// }
-/// # let _: axum::Router<Hub> = axum::Router::new().route("/news", axum::routing::get(stream));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LastEventId(pub Option<String>);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
-    type Rejection = ApiError;
+    async fn body_of(response: Response) -> Vec<u8> {
+        axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("a short body")
+            .to_vec()
+    }
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get("last-event-id") else {
-            return Ok(Self(None));
-        };
-        let id = value.to_str().map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_header",
-                "Last-Event-ID is not visible ASCII",
-            )
-        })?;
-        Ok(Self(Some(id.to_owned()).filter(|id| !id.is_empty())))
+    #[tokio::test]
+    async fn a_refused_stream_is_204_when_closed_and_the_json_error_when_shutting_down() {
+        let closed = ConnectError::ChannelClosed(crate::ChannelName::new("done").expect("valid"));
+        let response = closed.into_response();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert!(body_of(response).await.is_empty());
+
+        let response = ConnectError::ShuttingDown.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value =
+            serde_json::from_slice(&body_of(response).await).expect("a JSON error");
+        assert_eq!(body["error"]["code"], "shutting_down");
     }
 }

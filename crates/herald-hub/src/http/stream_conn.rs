@@ -1,41 +1,37 @@
 //! Event-stream connections served without hyper: the lean path for long-lived streams.
 //!
 //! Owns the first request head of every accepted connection. It reads the head itself (bounded in
-//! bytes and in time); when the request is a `GET` of an event stream, it routes it through the
-//! same axum router as every other request (so auth, CORS and limits are the same code), then
-//! writes the response itself: the head once, then each chunk of the stream straight to the
-//! socket, the body delimited by `Connection: close`. Such a connection holds no HTTP read or
-//! write buffer for its lifetime, which is most of what hyper keeps per connection (two 8 KiB
-//! buffers), and idle streams are most of a hub's connections. Any other request, or a head it
-//! does not take, goes to hyper with the bytes already read put back in front ([`Rewind`]).
-//! It never interprets a route beyond recognising a stream path, and never buffers a stream.
+//! bytes and in time); when the request is a `GET` of one of the router's stream routes (the one
+//! list in `routes`), it routes it through the same axum router as every other request (so auth,
+//! CORS and limits are the same code), then writes the answer itself: the head once, then the body
+//! straight to the socket, delimited by `Connection: close` (and by `Content-Length` when its size
+//! is known). Such a connection holds no HTTP read or write buffer for its lifetime, which is most
+//! of what hyper keeps per connection (two 8 KiB buffers), and idle streams are most of a hub's
+//! connections. Any other request, or a head it does not take, goes to hyper with the bytes already
+//! read put back in front (`rewind`). It works on any socket (`AsyncRead + AsyncWrite`), plain TCP
+//! or TLS. It never interprets a route beyond asking whether a path is a stream's, never buffers
+//! a stream, and always writes an answer whole.
 
+use super::routes::is_stream_path;
 use axum::{
-    body::{Body, Bytes},
+    body::{Body, Bytes, HttpBody},
     extract::ConnectInfo,
-    http::{header, HeaderName, HeaderValue, Method, Request, StatusCode, Version},
+    http::{
+        header, response::Parts, HeaderName, HeaderValue, Method, Request, StatusCode, Version,
+    },
     Router,
 };
 use futures_util::StreamExt;
-use std::{
-    io,
-    net::SocketAddr,
-    pin::Pin,
-    task::{Context, Poll},
-    time::Duration,
-};
-use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
-    net::TcpStream,
-};
+use std::{net::SocketAddr, time::Duration};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tower::ServiceExt;
 
 /// Largest request head read here; a longer one goes to hyper, which answers `431`.
 const HEAD_BYTES_MAX: usize = 16 * 1024;
 /// Most header fields parsed here; more go to hyper.
 const HEADERS_MAX: usize = 64;
-/// Largest non-stream answer body written here (errors are small JSON documents).
-const ANSWER_BYTES_MAX: usize = 64 * 1024;
+/// Largest answer body copied into the head's write, so a small answer is one write.
+const ANSWER_COALESCE_BYTES_MAX: usize = 16 * 1024;
 
 /// What the first request of a connection turned out to be.
 pub(super) enum FirstRequest {
@@ -48,11 +44,14 @@ pub(super) enum FirstRequest {
 }
 
 /// Reads the first request head, within `timeout`.
-pub(super) async fn read_first_request(
-    socket: &mut TcpStream,
+pub(super) async fn read_first_request<S>(
+    socket: &mut S,
     peer: SocketAddr,
     timeout: Duration,
-) -> FirstRequest {
+) -> FirstRequest
+where
+    S: AsyncRead + Unpin,
+{
     let mut buf = Vec::with_capacity(1024);
     let read = async {
         loop {
@@ -87,10 +86,6 @@ enum Parsed {
     Stream(Box<Request<Body>>),
     Other,
     Partial,
-}
-
-fn is_stream_path(path: &str) -> bool {
-    path == "/api/stream" || (path.starts_with("/api/channels/") && path.ends_with("/stream"))
 }
 
 fn parse_stream_request(buf: &[u8], peer: SocketAddr) -> Parsed {
@@ -129,23 +124,38 @@ fn parse_stream_request(buf: &[u8], peer: SocketAddr) -> Parsed {
     Parsed::Stream(Box::new(request))
 }
 
-/// Routes a stream request and writes the answer; for an event stream, pumps it until either
-/// side ends it.
-pub(super) async fn serve_stream(
-    mut socket: TcpStream,
-    request: Box<Request<Body>>,
-    router: Router,
-) {
+/// Routes a stream request and writes the answer whole: an answer of known size with its
+/// `Content-Length`; any other body (an event stream) chunk by chunk until either side ends it.
+pub(super) async fn serve_stream<S>(mut socket: S, request: Box<Request<Body>>, router: Router)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let response = match router.oneshot(*request).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
     let (parts, body) = response.into_parts();
-    let is_event_stream = parts.status == StatusCode::OK
-        && parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+    let has_body = parts.status != StatusCode::NO_CONTENT
+        && parts.status != StatusCode::NOT_MODIFIED
+        && !parts.status.is_informational();
+    let body = if has_body { body } else { Body::empty() };
+    let known_len = body.size_hint().exact().filter(|_| has_body);
+    let head = encode_head(&parts, known_len);
+    if known_len.is_some() || !has_body {
+        write_answer(&mut socket, head, body).await;
+        let _ = socket.shutdown().await;
+        return;
+    }
+    if write_whole(&mut socket, &head).await.is_err() {
+        return;
+    }
+    drop(head);
+    pump(socket, body).await;
+}
+
+/// The response head, its body delimited by `Connection: close`, and by `Content-Length` when
+/// `known_len` gives it.
+fn encode_head(parts: &Parts, known_len: Option<u64>) -> Vec<u8> {
     let mut head = Vec::with_capacity(256);
     head.extend_from_slice(
         format!(
@@ -167,120 +177,74 @@ pub(super) async fn serve_stream(
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    if !is_event_stream {
-        let answer = axum::body::to_bytes(body, ANSWER_BYTES_MAX)
-            .await
-            .unwrap_or_default();
-        if parts.status != StatusCode::NO_CONTENT && parts.status != StatusCode::NOT_MODIFIED {
-            head.extend_from_slice(format!("content-length: {}\r\n", answer.len()).as_bytes());
-        }
-        head.extend_from_slice(b"connection: close\r\n\r\n");
-        head.extend_from_slice(&answer);
-        let _ = socket.write_all(&head).await;
-        let _ = socket.shutdown().await;
-        return;
+    if let Some(len) = known_len {
+        head.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
     }
     head.extend_from_slice(b"connection: close\r\n\r\n");
-    if socket.write_all(&head).await.is_err() {
+    head
+}
+
+/// Writes an answer of known size whole, whatever the client does meanwhile (it may have closed
+/// its sending side); a small one in the head's write.
+async fn write_answer<S: AsyncWrite + Unpin>(socket: &mut S, mut head: Vec<u8>, body: Body) {
+    let is_small = body
+        .size_hint()
+        .exact()
+        .is_some_and(|len| len <= ANSWER_COALESCE_BYTES_MAX as u64);
+    if is_small {
+        let Ok(answer) = axum::body::to_bytes(body, ANSWER_COALESCE_BYTES_MAX).await else {
+            return;
+        };
+        head.extend_from_slice(&answer);
+        let _ = write_whole(socket, &head).await;
+        return;
+    }
+    if write_whole(socket, &head).await.is_err() {
         return;
     }
     drop(head);
-    pump(socket, body).await;
+    let mut chunks = body.into_data_stream();
+    while let Some(Ok(bytes)) = chunks.next().await {
+        if write_whole(socket, &bytes).await.is_err() {
+            return;
+        }
+    }
 }
 
-/// Writes each chunk of the stream as it comes, and watches the socket for the client leaving.
-async fn pump(mut socket: TcpStream, body: Body) {
+/// Writes `bytes` and flushes them (a TLS socket holds what is written until flushed).
+async fn write_whole<S: AsyncWrite + Unpin>(socket: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    socket.write_all(bytes).await?;
+    socket.flush().await
+}
+
+/// Writes each chunk of a body of unknown length (an event stream) as it comes, and watches the
+/// socket for the client leaving.
+async fn pump<S>(mut socket: S, body: Body)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut chunks = body.into_data_stream();
     let mut probe = [0u8; 16];
     loop {
         tokio::select! {
             chunk = chunks.next() => match chunk {
                 Some(Ok(bytes)) => {
-                    if socket.write_all(&bytes).await.is_err() {
+                    if write_whole(&mut socket, &bytes).await.is_err() {
                         return;
                     }
                 }
-                // The hub ended the stream (it wrote its closing comment first): close.
+                // The body ended (an event stream writes its closing comment first): close.
                 _ => break,
             },
-            readable = socket.readable() => {
-                if readable.is_err() {
-                    return;
-                }
-                match socket.try_read(&mut probe) {
-                    // The client went away.
-                    Ok(0) => return,
-                    // A client has nothing to send on a stream; ignore what it does send.
-                    Ok(_) => {}
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
-                }
-            }
+            read = socket.read(&mut probe) => match read {
+                // The client went away.
+                Ok(0) | Err(_) => return,
+                // A client has nothing to send on a stream; ignore what it does send.
+                Ok(_) => {}
+            },
         }
     }
     let _ = socket.shutdown().await;
-}
-
-/// A socket with bytes already read from it put back in front, for hyper.
-pub(super) struct Rewind {
-    prefix: Bytes,
-    inner: TcpStream,
-}
-
-impl Rewind {
-    pub(super) fn new(prefix: Bytes, inner: TcpStream) -> Self {
-        Self { prefix, inner }
-    }
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            if n == self.prefix.len() {
-                self.prefix = Bytes::new();
-            } else {
-                self.prefix = self.prefix.slice(n..);
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]
@@ -316,5 +280,112 @@ mod tests {
                 String::from_utf8_lossy(other)
             );
         }
+    }
+
+    /// Serves `router` on a free loopback port with [`crate::http::serve`]; returns the address
+    /// and a handle that stops the server.
+    async fn start_server(router: Router) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let addr = listener.local_addr().expect("bound");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let hub = crate::Hub::new(crate::HubConfig::default());
+        tokio::spawn(crate::http::serve(
+            listener,
+            router,
+            hub,
+            crate::http::ServeOptions::default(),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        (addr, stop_tx)
+    }
+
+    /// Sends `GET path` as a connection's first request (then, if `half_close`, closes its
+    /// sending side, as `nc -N` does) and reads until the server closes.
+    async fn get_raw(addr: SocketAddr, path: &str, half_close: bool) -> (String, Vec<u8>) {
+        let mut socket = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+        socket.write_all(request.as_bytes()).await.expect("sent");
+        if half_close {
+            socket.shutdown().await.expect("half-closes");
+        }
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer))
+            .await
+            .expect("the server closes the connection")
+            .expect("reads");
+        let end = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a complete head");
+        let head = String::from_utf8(answer[..end].to_vec()).expect("an ASCII head");
+        (head.to_ascii_lowercase(), answer[end + 4..].to_vec())
+    }
+
+    #[tokio::test]
+    async fn an_answer_larger_than_64_kib_on_the_stream_path_arrives_whole() {
+        let large: String = (0..200_000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let expected = large.clone();
+        let router = Router::new().route(
+            "/api/stream",
+            axum::routing::get(move || async move { large.clone() }),
+        );
+        assert!(
+            is_stream_path("/api/stream"),
+            "the request takes the lean path"
+        );
+        let (addr, _stop) = start_server(router).await;
+        let (head, body) = get_raw(addr, "/api/stream", false).await;
+        assert!(head.starts_with("http/1.1 200 ok"), "{head}");
+        assert!(head.contains("content-length: 200000"), "{head}");
+        assert_eq!(body, expected.as_bytes());
+        // A client that stops sending once its request is out still gets the answer whole.
+        let (head, body) = get_raw(addr, "/api/stream", true).await;
+        assert!(head.contains("content-length: 200000"), "{head}");
+        assert_eq!(body, expected.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn a_body_of_unknown_length_on_the_stream_path_is_sent_whole_then_closed() {
+        let chunks: Vec<Result<Bytes, std::convert::Infallible>> = (0..100)
+            .map(|i| Ok(Bytes::from(format!("{i:04}").repeat(1024))))
+            .collect();
+        let expected: Vec<u8> = chunks
+            .iter()
+            .flat_map(|c| c.as_ref().expect("ok").to_vec())
+            .collect();
+        let router = Router::new().route(
+            "/api/channels/{channel}/stream",
+            axum::routing::get(move || {
+                let chunks = chunks.clone();
+                async move { Body::from_stream(futures_util::stream::iter(chunks)) }
+            }),
+        );
+        let (addr, _stop) = start_server(router).await;
+        let (head, body) = get_raw(addr, "/api/channels/x/stream", false).await;
+        assert!(!head.contains("content-length"), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        assert_eq!(body.len(), expected.len());
+        assert_eq!(body, expected);
+    }
+
+    #[tokio::test]
+    async fn a_bodiless_answer_on_the_stream_path_has_no_length_and_no_body() {
+        let router = Router::new().route(
+            "/api/stream",
+            axum::routing::get(|| async { StatusCode::NO_CONTENT }),
+        );
+        let (addr, _stop) = start_server(router).await;
+        let (head, body) = get_raw(addr, "/api/stream", false).await;
+        assert!(head.starts_with("http/1.1 204"), "{head}");
+        assert!(!head.contains("content-length"), "{head}");
+        assert!(body.is_empty());
     }
 }

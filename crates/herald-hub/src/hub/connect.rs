@@ -100,7 +100,8 @@ impl Hub {
         // An id the log has not read as far as yet: open once it has (bounded).
         let catch_up = match (resume_after, last_event_id) {
             (None, Some(id)) => self.shared.log.catch_up(id),
-            _ => None,
+            (None, None) => self.shared.log.opening_wait(),
+            (Some(_), _) => None,
         };
         // A closed channel is still served to a client resuming from before its closing (it gets
         // the rest and the final event); to anyone else it is gone.
@@ -129,14 +130,17 @@ impl Hub {
         state.departed.remove(&client_id);
         drop(state);
 
-        let start = match (catch_up, options.last_event_id) {
-            (Some(wait), Some(last_event_id)) => Start::AwaitLog {
+        let start = match catch_up {
+            Some(wait) => Start::AwaitLog {
                 wait,
-                last_event_id,
+                last_event_id: options.last_event_id,
                 start_id,
                 channels: channels.clone(),
             },
-            _ => self.opening(&client_id, channels.clone(), resume_after, head, &start_id),
+            None => {
+                client.is_opened.store(true, Ordering::Relaxed);
+                self.opening(&client_id, channels.clone(), resume_after, head, &start_id)
+            }
         };
         tracing::debug!(client.id = %client_id, resumed = resume_after.is_some(), "client connected");
         let stream = ClientStream::new(
@@ -198,32 +202,32 @@ impl Hub {
     /// resumes after it if history has it now. Returns the opening and the resume position.
     pub(crate) fn opening_after_wait(
         &self,
-        client_id: &ClientId,
+        client: &ClientShared,
         channels: Vec<ChannelName>,
-        last_event_id: &str,
+        last_event_id: Option<&str>,
         start_id: &str,
     ) -> (Start, Option<u64>) {
-        let (resume_after, head) = {
+        let (resume_after, head, start_id) = {
             let state = self.state();
-            let after = match state.history.read_start(Some(last_event_id)) {
-                ReadStart::After(seq) => Some(seq),
-                ReadStart::Oldest | ReadStart::Unknown => None,
+            let after = match state.history.read_start(last_event_id) {
+                ReadStart::After(seq) if last_event_id.is_some() => Some(seq),
+                ReadStart::After(_) | ReadStart::Oldest | ReadStart::Unknown => None,
             };
-            (after, state.history.head_seq())
+            let start_id = match (after, last_event_id) {
+                (Some(_), Some(id)) => id.to_owned(),
+                // Still unknown while the log cannot be read: keep the client's own position,
+                // so its next attempt can still resume exactly.
+                (None, Some(id)) if !self.shared.log.is_ready() => id.to_owned(),
+                (None, Some(_)) => start_id.to_owned(),
+                // A new stream that waited for the node's first contact starts from now.
+                (_, None) => state.history.start_id(),
+            };
+            client.is_opened.store(true, Ordering::Relaxed);
+            (after, state.history.head_seq(), start_id)
         };
-        tracing::debug!(client.id = %client_id, resumed = resume_after.is_some(), "client resumed after the log caught up");
+        tracing::debug!(client.id = %client.id, resumed = resume_after.is_some(), "stream opened after the log caught up");
         (
-            self.opening(
-                client_id,
-                channels,
-                resume_after,
-                head,
-                if resume_after.is_some() {
-                    last_event_id
-                } else {
-                    start_id
-                },
-            ),
+            self.opening(&client.id, channels, resume_after, head, &start_id),
             resume_after,
         )
     }

@@ -272,6 +272,24 @@ impl Shared {
 
     /// What this node holds no longer joins up with the log: forget it, so every resume says
     /// `resumed: false`, and end every stream so its client reconnects and reloads.
+    /// First contact with a shared log: positions handed out before it (a `connected` id of a
+    /// stream that opened while the log was out of reach) no longer name anything, and streams
+    /// already open are ended so their clients reconnect from a point of the shared log. Streams
+    /// still waiting for first contact to open are left alone.
+    pub(crate) fn join_log(&self) {
+        let mut state = self.state();
+        state.history.renew_epoch();
+        for entry in state.fanout.entries() {
+            if entry
+                .client
+                .is_opened
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                entry.client.end(EndReason::HistoryGap, false);
+            }
+        }
+    }
+
     pub(crate) fn reset_history(&self) {
         let mut state = self.state();
         state.history = History::new(self.config.history.clone());

@@ -103,6 +103,13 @@ pub(crate) trait Log: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// When this node has not read the log at all yet (a cluster node before its first contact
+    /// with Redis), a future that resolves once it has (bounded): a new stream opens after it, so
+    /// the stream's starting point is a point of the shared log.
+    fn opening_wait(&self) -> Option<LogFuture<'static, ()>> {
+        None
+    }
+
     /// This node's name in stats.
     fn node_id(&self) -> &str {
         "standalone"

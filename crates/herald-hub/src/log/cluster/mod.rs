@@ -286,6 +286,10 @@ impl Log for ClusterLog {
         self.reader.catch_up(last_event_id)
     }
 
+    fn opening_wait(&self) -> Option<LogFuture<'static, ()>> {
+        self.reader.first_contact_wait()
+    }
+
     fn node_id(&self) -> &str {
         self.registry.node_id()
     }

@@ -62,6 +62,8 @@ pub(super) struct ReaderState {
     is_reading: AtomicBool,
     /// Unix ms of the last successful read.
     read_ok_at_ms: AtomicU64,
+    /// True from this node's first contact with the log on.
+    joined_tx: watch::Sender<bool>,
     /// True once a read came back short of a full batch (this node had reached the log's end at
     /// that moment); false again when the connection is lost.
     caught_up_tx: watch::Sender<bool>,
@@ -74,6 +76,7 @@ impl Default for ReaderState {
             is_reading: AtomicBool::new(false),
             read_ok_at_ms: AtomicU64::new(0),
             caught_up_tx: watch::channel(false).0,
+            joined_tx: watch::channel(false).0,
         }
     }
 }
@@ -97,6 +100,18 @@ impl ReaderState {
             *caught_up = is_at_end;
             was != is_at_end
         });
+    }
+
+    /// A wait for this node's first contact with the log, when it has not happened yet.
+    pub(super) fn first_contact_wait(&self) -> Option<LogFuture<'static, ()>> {
+        if *self.joined_tx.borrow() {
+            return None;
+        }
+        let mut joined_rx = self.joined_tx.subscribe();
+        Some(Box::pin(async move {
+            let _ =
+                tokio::time::timeout(RESUME_WAIT_MAX, joined_rx.wait_for(|joined| *joined)).await;
+        }))
     }
 
     fn mark_lost(&self) {
@@ -209,6 +224,9 @@ async fn read_session(
             let Some(shared) = hub.upgrade() else {
                 return Ok(());
             };
+            // Streams that opened before this (Redis was out of reach for longer than a stream
+            // waits) started from no point of the shared log: tell them, so they reconnect.
+            shared.join_log();
             let mut newest = EntryId::default();
             for (id, fields) in recent.into_iter().rev() {
                 newest = apply_raw(&shared, &id, fields, Apply::History).unwrap_or(newest);
@@ -217,6 +235,7 @@ async fn read_session(
             tracing::info!(node, last = %newest, "joined the cluster log");
             *last = Some(newest);
             log.reader.mark_read(Some(newest), true);
+            log.reader.joined_tx.send_replace(true);
         }
         Some(after) => {
             tracing::info!(node, from = %after, "reading the cluster log again");

@@ -1,0 +1,443 @@
+//! Who is calling and what each caller may do: the `Subscriber` and `Publisher` extractors.
+//!
+//! Owns the decision from credentials to a [`Caller`] (API key, verified token, or open access in
+//! `none` mode) and every rights check a handler asks for (see the `auth` module's rights). It
+//! never knows routes (handlers say which right they need) and never echoes a credential.
+
+use super::{
+    config::AuthConfig,
+    credentials::{Access, Credentials},
+    jwt::{ChannelPattern, Claims},
+};
+use crate::{http::error::ApiError, ChannelName, ClientId};
+use axum::{
+    extract::{FromRef, FromRequestParts},
+    http::request::Parts,
+};
+
+impl AuthConfig {
+    /// Who is calling, from the sources `access` allows.
+    ///
+    /// # Errors
+    /// 401 `unauthorized` when a needed credential is missing or not valid.
+    fn authenticate(&self, credentials: &Credentials, access: Access) -> Result<Caller, ApiError> {
+        if let Some(bearer) = &credentials.bearer {
+            if self.is_api_key(bearer) {
+                return Ok(Caller::ApiKey);
+            }
+        }
+        let Some(jwt) = self.verifier() else {
+            return match access {
+                Access::Subscribe => Ok(Caller::Open),
+                Access::Publish if !self.has_api_keys() => Ok(Caller::Open),
+                Access::Publish if credentials.bearer.is_some() => {
+                    Err(ApiError::unauthorized("the API key is not valid"))
+                }
+                Access::Publish => Err(ApiError::unauthorized(
+                    "this endpoint needs an API key: send Authorization: Bearer <key>",
+                )),
+            };
+        };
+        // Cookies and query parameters are for read-only endpoints only: a cross-site form post
+        // carries cookies, and URLs end up in logs.
+        let token = match access {
+            Access::Subscribe => credentials
+                .bearer
+                .as_deref()
+                .or(credentials.cookie.as_deref())
+                .or(credentials.query.as_deref()),
+            Access::Publish => credentials.bearer.as_deref(),
+        };
+        let Some(token) = token else {
+            return Err(ApiError::unauthorized(match access {
+                Access::Subscribe => {
+                    "no token: send Authorization: Bearer <token>, the herald_token cookie or ?token="
+                }
+                Access::Publish => "no token: send Authorization: Bearer <token or API key>",
+            }));
+        };
+        jwt.verify(token).map(Caller::Token)
+    }
+}
+
+/// An authenticated caller of a stream or polling endpoint (token from header, cookie or query).
+pub(crate) struct Subscriber(pub(crate) Caller);
+
+/// An authenticated caller of a publish or admin endpoint (the `Authorization` header only).
+/// Extracted before the body, so an unauthenticated caller's body is never read.
+pub(crate) struct Publisher(pub(crate) Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Subscriber
+where
+    AuthConfig: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let credentials = Credentials::from_request(&parts.headers, parts.uri.query());
+        AuthConfig::from_ref(state)
+            .authenticate(&credentials, Access::Subscribe)
+            .map(Self)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Publisher
+where
+    AuthConfig: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let credentials = Credentials::from_request(&parts.headers, None);
+        AuthConfig::from_ref(state)
+            .authenticate(&credentials, Access::Publish)
+            .map(Self)
+    }
+}
+
+/// Who is calling.
+#[derive(Debug)]
+pub(crate) enum Caller {
+    /// `none` mode: no credential needed for this endpoint.
+    Open,
+    /// A static API key: every right.
+    ApiKey,
+    /// A verified token.
+    Token(Claims),
+}
+
+impl Caller {
+    /// The connection's user: the token's `sub`.
+    pub(crate) fn user(&self) -> Option<&str> {
+        match self {
+            Caller::Token(claims) => claims.sub.as_deref(),
+            Caller::Open | Caller::ApiKey => None,
+        }
+    }
+
+    /// May this caller subscribe to (or poll) every one of `channels`?
+    ///
+    /// # Errors
+    /// 403 `forbidden` naming the channels outside the caller's rights.
+    pub(crate) fn check_subscribe(&self, channels: &[ChannelName]) -> Result<(), ApiError> {
+        let Caller::Token(claims) = self else {
+            return Ok(());
+        };
+        let user_channel = claims
+            .sub
+            .as_deref()
+            .and_then(|sub| ChannelName::for_user(sub).ok());
+        refuse_unmatched("subscribe to", channels, |channel| {
+            claims.admin
+                || user_channel.as_ref() == Some(channel)
+                || claims.subscribe.iter().any(|p| p.matches(channel))
+        })
+    }
+
+    /// May this caller publish to (or close) every one of `channels`?
+    ///
+    /// # Errors
+    /// 403 `forbidden` naming the channels outside the caller's rights.
+    pub(crate) fn check_publish(&self, channels: &[ChannelName]) -> Result<(), ApiError> {
+        let Caller::Token(claims) = self else {
+            return Ok(());
+        };
+        refuse_unmatched("publish to", channels, |channel| {
+            claims.admin || claims.publish.iter().any(|p| p.matches(channel))
+        })
+    }
+
+    /// May this caller publish beyond channels (to everyone, to one client id)? Takes the
+    /// `publish` pattern `*`.
+    ///
+    /// # Errors
+    /// 403 `forbidden`.
+    pub(crate) fn check_publish_anywhere(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::Token(claims)
+                if !claims.admin && !claims.publish.contains(&ChannelPattern::All) =>
+            {
+                Err(ApiError::forbidden(
+                    "publishing to every connection or to a client id needs the publish pattern \"*\"",
+                    Vec::new(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// May this caller take over client id `id`, now held by a connection of user `holder`?
+    /// A token may take over its own user's connections only.
+    ///
+    /// # Errors
+    /// 403 `forbidden`.
+    pub(crate) fn check_take_over(
+        &self,
+        id: &ClientId,
+        holder: Option<&str>,
+    ) -> Result<(), ApiError> {
+        match self {
+            Caller::Token(claims) if !claims.admin && claims.sub.as_deref() != holder => {
+                Err(ApiError::forbidden(
+                    format!("client id {id} is held by another user's connection"),
+                    Vec::new(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// May this caller use the admin endpoints?
+    ///
+    /// # Errors
+    /// 403 `forbidden`.
+    pub(crate) fn check_admin(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::Token(claims) if !claims.admin => Err(ApiError::forbidden(
+                "this endpoint needs \"admin\": true in the token's herald claim, or an API key",
+                Vec::new(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn refuse_unmatched(
+    verb: &str,
+    channels: &[ChannelName],
+    is_allowed: impl Fn(&ChannelName) -> bool,
+) -> Result<(), ApiError> {
+    let refused: Vec<ChannelName> = channels
+        .iter()
+        .filter(|channel| !is_allowed(channel))
+        .cloned()
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = refused.iter().map(ChannelName::as_str).collect();
+    Err(ApiError::forbidden(
+        format!("the token does not allow to {verb}: {}", names.join(", ")),
+        refused,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::auth::config::{AuthConfigError, JWT_LEEWAY};
+    use axum::http::{header, HeaderMap, HeaderValue};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn channel(name: &str) -> ChannelName {
+        ChannelName::new(name).expect("valid channel")
+    }
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn token(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .expect("encoding works")
+    }
+
+    fn bearer(token: &str) -> Credentials {
+        Credentials {
+            bearer: Some(token.to_owned()),
+            ..Credentials::default()
+        }
+    }
+
+    fn jwt() -> AuthConfig {
+        AuthConfig::jwt_secret(SECRET).expect("a long enough secret")
+    }
+
+    fn caller(claims: serde_json::Value) -> Caller {
+        jwt()
+            .authenticate(&bearer(&token(claims)), Access::Subscribe)
+            .expect("a valid token")
+    }
+
+    #[test]
+    fn the_header_wins_over_the_cookie_and_the_cookie_over_the_query() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; herald_token=cookie"),
+        );
+        let both = Credentials::from_request(&headers, Some("token=query"));
+        assert_eq!(both.cookie.as_deref(), Some("cookie"));
+        assert_eq!(both.query.as_deref(), Some("query"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer header"),
+        );
+        let all = Credentials::from_request(&headers, Some("token=query"));
+        assert_eq!(all.bearer.as_deref(), Some("header"));
+        // Which source is used is decided in `authenticate`: check with real tokens.
+        let good = token(json!({"sub": "a", "exp": now() + 60}));
+        let creds = Credentials {
+            bearer: None,
+            cookie: Some(good.clone()),
+            query: Some("garbage".into()),
+        };
+        assert!(jwt().authenticate(&creds, Access::Subscribe).is_ok());
+        let creds = Credentials {
+            bearer: Some("garbage".into()),
+            cookie: Some(good.clone()),
+            query: None,
+        };
+        assert_eq!(
+            jwt().authenticate(&creds, Access::Subscribe).map(|_| ()),
+            Err(ApiError::unauthorized("the token is malformed"))
+        );
+    }
+
+    #[test]
+    fn publish_and_admin_take_the_header_only() {
+        let good = token(json!({"exp": now() + 60, "herald": {"publish": ["*"]}}));
+        let creds = Credentials {
+            cookie: Some(good.clone()),
+            query: Some(good),
+            ..Credentials::default()
+        };
+        let err = jwt()
+            .authenticate(&creds, Access::Publish)
+            .expect_err("no header");
+        assert_eq!(err.code(), "unauthorized");
+    }
+
+    #[test]
+    fn expired_tokens_are_refused_past_the_leeway() {
+        let leeway = JWT_LEEWAY.as_secs();
+        let within = token(json!({"exp": now() - leeway / 2}));
+        assert!(jwt()
+            .authenticate(&bearer(&within), Access::Subscribe)
+            .is_ok());
+        let past = token(json!({"exp": now() - leeway - 5}));
+        let err = jwt()
+            .authenticate(&bearer(&past), Access::Subscribe)
+            .expect_err("expired");
+        assert_eq!(err, ApiError::unauthorized("the token has expired"));
+        let early = token(json!({"exp": now() + 600, "nbf": now() + leeway + 60}));
+        assert!(jwt()
+            .authenticate(&bearer(&early), Access::Subscribe)
+            .is_err());
+    }
+
+    #[test]
+    fn a_token_without_exp_is_refused() {
+        let forever = token(json!({"sub": "a"}));
+        assert!(jwt()
+            .authenticate(&bearer(&forever), Access::Subscribe)
+            .is_err());
+    }
+
+    #[test]
+    fn the_algorithm_is_the_keys_not_the_headers() {
+        let claims = json!({"exp": now() + 60});
+        let hs384 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS384),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .expect("encoding works");
+        assert!(jwt()
+            .authenticate(&bearer(&hs384), Access::Subscribe)
+            .is_err());
+        // `alg: none`, no signature.
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJleHAiOjQxMDI0NDQ4MDB9.";
+        assert!(jwt()
+            .authenticate(&bearer(none), Access::Subscribe)
+            .is_err());
+    }
+
+    #[test]
+    fn a_subscriber_may_always_hear_its_own_user_channel() {
+        let caller = caller(json!({"sub": "42", "exp": now() + 60}));
+        assert!(caller.check_subscribe(&[channel("user:42")]).is_ok());
+        assert!(caller.check_subscribe(&[channel("user:43")]).is_err());
+        assert_eq!(caller.user(), Some("42"));
+    }
+
+    #[test]
+    fn refused_channels_are_named() {
+        let caller = caller(json!({
+            "sub": "42", "exp": now() + 60,
+            "herald": {"subscribe": ["orders", "team:7:*"]}
+        }));
+        let err = caller
+            .check_subscribe(&[
+                channel("orders"),
+                channel("billing"),
+                channel("team:7:x"),
+                channel("team:8:x"),
+            ])
+            .expect_err("two channels refused");
+        assert_eq!(err.code(), "forbidden");
+        assert_eq!(err.channels(), [channel("billing"), channel("team:8:x")]);
+    }
+
+    #[test]
+    fn publish_rights_are_separate_from_subscribe_rights() {
+        let subscriber = caller(json!({"exp": now() + 60, "herald": {"subscribe": ["*"]}}));
+        assert!(subscriber.check_publish(&[channel("orders")]).is_err());
+        assert!(subscriber.check_publish_anywhere().is_err());
+        assert!(subscriber.check_admin().is_err());
+        let publisher = caller(json!({"exp": now() + 60, "herald": {"publish": ["orders"]}}));
+        assert!(publisher.check_publish(&[channel("orders")]).is_ok());
+        assert!(publisher.check_publish_anywhere().is_err());
+        let admin = caller(json!({"exp": now() + 60, "herald": {"admin": true}}));
+        assert!(admin.check_publish_anywhere().is_ok());
+        assert!(admin.check_subscribe(&[channel("x")]).is_ok());
+        assert!(admin.check_admin().is_ok());
+    }
+
+    #[test]
+    fn api_keys_are_matched_exactly_and_only_from_the_header() {
+        let auth = jwt()
+            .with_api_keys(["first-key-0123456789", "", "second-key-0123456789"])
+            .expect("long enough keys");
+        assert!(matches!(
+            auth.authenticate(&bearer("second-key-0123456789"), Access::Publish),
+            Ok(Caller::ApiKey)
+        ));
+        assert!(auth
+            .authenticate(&bearer("second-key-012345678"), Access::Publish)
+            .is_err());
+        let in_query = Credentials {
+            query: Some("first-key-0123456789".into()),
+            ..Credentials::default()
+        };
+        assert!(auth.authenticate(&in_query, Access::Subscribe).is_err());
+        assert_eq!(
+            AuthConfig::none().with_api_keys(["short"]).map(|_| ()),
+            Err(AuthConfigError::ApiKeyTooShort { position: 1 })
+        );
+    }
+
+    #[test]
+    fn none_mode_with_api_keys_guards_publishing_only() {
+        let auth = AuthConfig::none()
+            .with_api_keys(["first-key-0123456789"])
+            .expect("long enough key");
+        let anonymous = Credentials::default();
+        assert!(matches!(
+            auth.authenticate(&anonymous, Access::Subscribe),
+            Ok(Caller::Open)
+        ));
+        assert!(auth.authenticate(&anonymous, Access::Publish).is_err());
+        assert!(matches!(
+            AuthConfig::none().authenticate(&anonymous, Access::Publish),
+            Ok(Caller::Open)
+        ));
+    }
+}

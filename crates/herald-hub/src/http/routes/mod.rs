@@ -1,0 +1,251 @@
+//! The HTTP API, version 1: one list of routes, and the router built from it.
+//!
+//! Owns the URL layout ([`ROUTES`]), the state every handler shares, and the answers to an unknown
+//! route or method. Which of its routes open an event stream is written here once, in the list:
+//! the router and the lean stream path (`stream_conn`) both read it. Each concept's handlers live
+//! in their own module (streams, publishing, polling, admin, health); none keeps state beyond the
+//! stream counts of `admission`, and none reaches the engine other than through [`Hub`]. See
+//! `docs/api.md` for the reference and `docs/security.md` for the rights and limits.
+
+mod admin;
+mod health;
+mod poll;
+mod publish;
+mod streams;
+
+use super::{
+    admission::Admission,
+    auth::AuthConfig,
+    config::{HttpConfig, HttpLimits},
+    error::ApiError,
+    extract::BodyReadTimeout,
+};
+use crate::Hub;
+use axum::{
+    extract::{DefaultBodyLimit, FromRef},
+    http::StatusCode,
+    routing::{delete, get, post, MethodRouter},
+    Router,
+};
+use std::sync::Arc;
+
+/// What every handler is given.
+#[derive(Clone)]
+struct Api {
+    hub: Hub,
+    limits: HttpLimits,
+    auth: AuthConfig,
+    admission: Arc<Admission>,
+}
+
+impl FromRef<Api> for AuthConfig {
+    fn from_ref(api: &Api) -> Self {
+        api.auth.clone()
+    }
+}
+
+impl FromRef<Api> for BodyReadTimeout {
+    fn from_ref(api: &Api) -> Self {
+        BodyReadTimeout(api.limits.body_read_timeout)
+    }
+}
+
+/// One route: a path template (axum's syntax, `{name}` for one segment) and its methods.
+struct Route {
+    path: &'static str,
+    /// Whether its `GET` opens an event stream, which `stream_conn` serves off hyper when it is a
+    /// connection's first request.
+    is_stream: bool,
+    methods: fn() -> MethodRouter<Api>,
+}
+
+impl Route {
+    /// A route whose `GET` answers `text/event-stream`.
+    const fn stream(path: &'static str, methods: fn() -> MethodRouter<Api>) -> Self {
+        Self {
+            path,
+            is_stream: true,
+            methods,
+        }
+    }
+
+    /// A route of ordinary requests and answers.
+    const fn request(path: &'static str, methods: fn() -> MethodRouter<Api>) -> Self {
+        Self {
+            path,
+            is_stream: false,
+            methods,
+        }
+    }
+}
+
+/// Every route of the API, streams first. Adding a route is adding a line.
+const ROUTES: &[Route] = &[
+    Route::stream("/api/stream", || get(streams::stream_channels)),
+    Route::stream("/api/channels/{channel}/stream", || {
+        get(streams::stream_channel)
+    }),
+    Route::request("/healthz", || get(health::healthz)),
+    Route::request("/api/channels", || get(admin::list_channels)),
+    Route::request("/api/channels/{channel}/events", || {
+        post(publish::publish_to_channel).get(poll::poll_channel)
+    }),
+    Route::request("/api/channels/{channel}/close", || {
+        post(publish::close_channel)
+    }),
+    Route::request("/api/events", || {
+        post(publish::publish_to_channels).get(poll::poll_channels)
+    }),
+    Route::request("/api/broadcast", || post(publish::publish_to_all)),
+    Route::request("/api/users/{user}/events", || {
+        post(publish::publish_to_user)
+    }),
+    Route::request("/api/clients", || get(admin::list_clients)),
+    Route::request("/api/clients/{client}", || {
+        get(admin::get_client).delete(admin::remove_client)
+    }),
+    Route::request("/api/clients/{client}/events", || {
+        post(publish::publish_to_client)
+    }),
+    Route::request("/api/clients/{client}/subscriptions", || {
+        post(admin::subscribe)
+    }),
+    Route::request("/api/clients/{client}/subscriptions/{channel}", || {
+        delete(admin::unsubscribe)
+    }),
+    Route::request("/api/stats", || get(admin::stats)),
+];
+
+/// Whether a `GET` of `path` (without its query) is one of the API's event streams.
+///
+/// The same list builds the router, so the lean stream path takes exactly the router's streams.
+pub(crate) fn is_stream_path(path: &str) -> bool {
+    ROUTES
+        .iter()
+        .any(|route| route.is_stream && is_path_of(route.path, path))
+}
+
+/// Whether `path` matches `template`: the same segments, where `{name}` stands for any one
+/// non-empty segment.
+fn is_path_of(template: &str, path: &str) -> bool {
+    let mut expected = template.split('/');
+    let mut actual = path.split('/');
+    loop {
+        match (expected.next(), actual.next()) {
+            (None, None) => return true,
+            (Some(want), Some(got)) => {
+                let is_param = want.starts_with('{') && want.ends_with('}');
+                if (is_param && got.is_empty()) || (!is_param && want != got) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// The API's routes over `hub`, ready to serve or to nest into an application's router.
+///
+/// Takes an [`HttpConfig`], or just [`HttpLimits`] for `none` auth.
+pub fn router(hub: Hub, config: impl Into<HttpConfig>) -> Router {
+    let HttpConfig {
+        limits,
+        auth,
+        trusted_proxies,
+    } = config.into();
+    let body_limit = limits.body_bytes_max;
+    let admission = Arc::new(Admission::new(
+        limits.connections_max,
+        limits.connections_per_address_max,
+        trusted_proxies,
+    ));
+    ROUTES
+        .iter()
+        .fold(Router::new(), |router, route| {
+            router.route(route.path, (route.methods)())
+        })
+        .fallback(|| async { ApiError::route_not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(Api {
+            hub,
+            limits,
+            auth,
+            admission,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HubConfig;
+    use axum::{body::Body, http::Request};
+    use tower::ServiceExt;
+
+    /// `template` with every `{name}` filled with `a`.
+    fn example_path(template: &str) -> String {
+        template
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    "a"
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    async fn is_event_stream_answer(router: &Router, path: &str) -> bool {
+        let request = Request::get(path).body(Body::empty()).expect("a request");
+        let response = router.clone().oneshot(request).await.expect("infallible");
+        response
+            .headers()
+            .get("content-type")
+            .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"))
+    }
+
+    #[tokio::test]
+    async fn the_lean_path_takes_exactly_the_routers_event_streams() {
+        let hub = Hub::new(HubConfig::default());
+        let router = router(hub.clone(), HttpConfig::default());
+        for route in ROUTES {
+            let path = example_path(route.path);
+            assert_eq!(
+                is_event_stream_answer(&router, &path).await,
+                route.is_stream,
+                "GET {path} answers an event stream if and only if the list says so"
+            );
+            assert_eq!(is_stream_path(&path), route.is_stream, "{path}");
+        }
+        for not_a_route in [
+            "/api/channels//stream",
+            "/api/channels/a/b/stream",
+            "/api/stream/",
+            "/api/streams",
+            "/stream",
+        ] {
+            assert!(!is_stream_path(not_a_route), "{not_a_route}");
+            assert!(
+                !is_event_stream_answer(&router, not_a_route).await,
+                "{not_a_route}"
+            );
+        }
+        hub.shutdown();
+    }
+
+    #[test]
+    fn route_paths_are_unique() {
+        let mut paths: Vec<&str> = ROUTES.iter().map(|route| route.path).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        assert_eq!(paths.len(), ROUTES.len());
+    }
+}

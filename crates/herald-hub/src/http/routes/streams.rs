@@ -1,0 +1,139 @@
+//! The stream endpoints: `GET /api/channels/{channel}/stream` and `GET /api/stream?channel=…`.
+//!
+//! Owns opening an event stream over HTTP: the channels asked for, the caller's right to hear
+//! them and to take over a `clientId`, the connection limits (`admission`), and the resume position
+//! ([`LastEventId`]). The stream itself is the hub's ([`crate::ClientStream`]); its answer and
+//! the answer to a refused stream are `sse`'s. It never reads a connection's queue.
+
+use super::Api;
+use crate::{
+    http::{
+        auth::{Caller, Subscriber},
+        error::ApiError,
+        extract::{ApiPath, PeerAddr, QueryParams},
+        last_event_id::LastEventId,
+        sse::sse_response,
+    },
+    ChannelName, ClientId, ClientOptions,
+};
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use futures_util::StreamExt;
+
+/// What a stream request asks for besides its channels.
+struct StreamRequest {
+    caller: Caller,
+    query: QueryParams,
+    last_event_id: LastEventId,
+    headers: HeaderMap,
+    peer: PeerAddr,
+}
+
+pub(super) async fn stream_channel(
+    State(api): State<Api>,
+    Subscriber(caller): Subscriber,
+    ApiPath(channel): ApiPath<String>,
+    query: QueryParams,
+    last_event_id: LastEventId,
+    headers: HeaderMap,
+    peer: PeerAddr,
+) -> Result<Response, ApiError> {
+    let channel = ChannelName::new(&channel)?;
+    let request = StreamRequest {
+        caller,
+        query,
+        last_event_id,
+        headers,
+        peer,
+    };
+    open_stream(&api, vec![channel], request)
+}
+
+pub(super) async fn stream_channels(
+    State(api): State<Api>,
+    Subscriber(caller): Subscriber,
+    query: QueryParams,
+    last_event_id: LastEventId,
+    headers: HeaderMap,
+    peer: PeerAddr,
+) -> Result<Response, ApiError> {
+    let channels = channels_from_query(&query)?;
+    let request = StreamRequest {
+        caller,
+        query,
+        last_event_id,
+        headers,
+        peer,
+    };
+    open_stream(&api, channels, request)
+}
+
+/// Every `channel` query parameter, validated.
+pub(super) fn channels_from_query(query: &QueryParams) -> Result<Vec<ChannelName>, ApiError> {
+    query
+        .all("channel")
+        .map(|c| ChannelName::new(c).map_err(ApiError::from))
+        .collect()
+}
+
+fn open_stream(
+    api: &Api,
+    channels: Vec<ChannelName>,
+    request: StreamRequest,
+) -> Result<Response, ApiError> {
+    let StreamRequest {
+        caller,
+        query,
+        last_event_id: LastEventId(last_event_id),
+        headers,
+        peer,
+    } = request;
+    check_channel_count(api, &channels)?;
+    caller.check_subscribe(&channels)?;
+    let client_id = query.last("clientId").map(ClientId::new).transpose()?;
+    if let Some(id) = &client_id {
+        // Taking over a client id (live, or left recently) closes its stream and inherits what is
+        // sent to it: only its own user may.
+        if let Some(holder) = api.hub.client_id_holder(id) {
+            caller.check_take_over(id, holder.as_deref())?;
+        }
+    }
+    let slot = api.admission.admit(peer.0, &headers)?;
+    let options = ClientOptions {
+        client_id,
+        user: caller.user().map(str::to_owned),
+        channels,
+        last_event_id,
+        remote_addr: peer.0,
+    };
+    match api.hub.add_client(options) {
+        Ok(stream) => {
+            // The stream's slot is held by its body and freed when the response ends.
+            let stream = stream.map(move |chunk| {
+                let _slot = &slot;
+                chunk
+            });
+            Ok(sse_response(stream))
+        }
+        Err(refused) => Ok(refused.into_response()),
+    }
+}
+
+/// Refuses a stream or poll naming more channels than the limit allows.
+///
+/// # Errors
+/// 400 `too_many_channels`.
+pub(super) fn check_channel_count(api: &Api, channels: &[ChannelName]) -> Result<(), ApiError> {
+    let max = api.limits.channels_per_connection_max;
+    if channels.len() > max {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "too_many_channels",
+            format!("a stream or poll may name at most {max} channels"),
+        ));
+    }
+    Ok(())
+}
