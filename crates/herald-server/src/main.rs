@@ -73,22 +73,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "the stream limit is lowered to fit the open-file limit; raise `ulimit -n` for more"
         );
     }
-    anyhow::ensure!(
-        config.data_dir.is_none() || config.cluster.is_none(),
-        "--data-dir and --redis-url cannot be combined: in a cluster, Redis holds the history"
-    );
-    let hub = match (&config.data_dir, config.cluster.clone()) {
-        (_, Some(cluster)) => {
+    let hub = match config.backend {
+        config::Backend::Cluster(cluster) => {
             tracing::info!(node = %cluster.node_id, "joining the cluster");
             Hub::join_cluster(config.hub, cluster).context("joining the cluster")?
         }
-        (Some((dir, fsync)), None) => Hub::open(config.hub, dir, *fsync).with_context(|| {
-            format!(
-                "the data folder {} cannot be used; refusing to start with empty history",
-                dir.display()
-            )
-        })?,
-        (None, None) => Hub::new(config.hub),
+        config::Backend::Durable { dir, fsync } => Hub::open(config.hub, &dir, fsync)
+            .with_context(|| {
+                format!(
+                    "the data folder {} cannot be used; refusing to start with empty history",
+                    dir.display()
+                )
+            })?,
+        config::Backend::Memory => Hub::new(config.hub),
     };
     tokio::spawn(memory::release_after_disconnects(hub.clone()));
     let mut router = herald_hub::http::router(hub.clone(), http);

@@ -1,0 +1,376 @@
+//! Turns the layered settings into the engine's config types: defaults, checks, and the JWT key.
+//!
+//! Owns the precedence (flag, then environment, then file, then default: clap has already put a
+//! flag over its environment variable, and this module puts both over the file) and every check
+//! that spans settings, such as "durable and clustered at once". It never starts anything.
+
+use super::settings::{AuthMode, Secret, ServeArgs, Settings};
+use anyhow::Context;
+use herald_hub::{
+    cluster::ClusterConfig,
+    http::{AuthConfig, HttpConfig, HttpLimits, ServeOptions},
+    store::FsyncPolicy,
+    HistoryConfig, HubConfig,
+};
+use std::{net::SocketAddr, path::PathBuf};
+
+/// Default listen address: loopback only, port 8080.
+pub(crate) const LISTEN_DEFAULT: &str = "127.0.0.1:8080";
+
+/// Default prefix of every Redis key.
+const REDIS_KEY_PREFIX_DEFAULT: &str = "herald";
+
+/// Everything `serve` needs, merged and checked.
+#[derive(Debug)]
+pub(crate) struct ServeConfig {
+    pub(crate) listen: SocketAddr,
+    pub(crate) hub: HubConfig,
+    pub(crate) http: HttpConfig,
+    pub(crate) serve: ServeOptions,
+    pub(crate) cors_origins: Vec<String>,
+    /// Where history lives; one of three, never two at once.
+    pub(crate) backend: Backend,
+}
+
+/// Where the hub keeps its history. "Durable and clustered at once" has no value here: the
+/// product refuses it, and [`ServeArgs::resolve`] says so.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    /// History in memory (the default).
+    Memory,
+    /// A durable log in this folder, forced to disk by this policy (`--data-dir`).
+    Durable { dir: PathBuf, fsync: FsyncPolicy },
+    /// The Redis Stream shared by every node of a cluster (`--redis-url`).
+    Cluster(ClusterConfig),
+}
+
+impl ServeArgs {
+    /// The settings from flags and the environment, over the file's, over the defaults; checked.
+    ///
+    /// # Errors
+    /// The file cannot be read or holds an unknown key or a bad value; a value is out of range;
+    /// the auth settings disagree; or both `--data-dir` and `--redis-url` are set.
+    pub(crate) fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<Settings>(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        resolve_settings(self.settings.or(file))
+    }
+}
+
+/// Applies the defaults to merged settings and checks them.
+fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
+    let hub_defaults = HubConfig::default();
+    let history_defaults = HistoryConfig::default();
+    let limit_defaults = HttpLimits::default();
+    let serve_defaults = ServeOptions::default();
+    let auth = resolve_auth(
+        settings.auth.unwrap_or_default(),
+        settings.jwt_secret,
+        settings.jwt_public_key,
+        settings.api_keys.unwrap_or_default(),
+    )?;
+    let backend = match (settings.data_dir, settings.redis_url) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "--data-dir and --redis-url cannot be combined: in a cluster, Redis holds the history"
+        ),
+        (Some(dir), None) => Backend::Durable {
+            dir,
+            fsync: settings.fsync.unwrap_or(FsyncPolicy::Always),
+        },
+        (None, Some(redis_url)) => Backend::Cluster(ClusterConfig {
+            redis_url,
+            key_prefix: settings
+                .redis_key_prefix
+                .unwrap_or_else(|| REDIS_KEY_PREFIX_DEFAULT.to_owned()),
+            node_id: settings.node_id.unwrap_or_else(random_node_id),
+        }),
+        (None, None) => Backend::Memory,
+    };
+    let config = ServeConfig {
+        listen: settings
+            .listen
+            .unwrap_or_else(|| LISTEN_DEFAULT.parse().expect("the default address parses")),
+        hub: HubConfig {
+            retry_interval: settings
+                .retry_interval
+                .unwrap_or(hub_defaults.retry_interval),
+            heartbeat_interval: settings
+                .heartbeat_interval
+                .unwrap_or(hub_defaults.heartbeat_interval),
+            queue_capacity: settings
+                .queue_capacity
+                .unwrap_or(hub_defaults.queue_capacity),
+            history: HistoryConfig {
+                max_events: settings
+                    .history_max_events
+                    .unwrap_or(history_defaults.max_events),
+                max_bytes: settings
+                    .history_max_bytes
+                    .unwrap_or(history_defaults.max_bytes),
+                max_age: settings.history_max_age.unwrap_or(history_defaults.max_age),
+            },
+            client_linger: settings.client_linger.unwrap_or(hub_defaults.client_linger),
+            max_connections_per_user: settings
+                .max_connections_per_user
+                .unwrap_or(hub_defaults.max_connections_per_user),
+        },
+        http: HttpConfig {
+            limits: HttpLimits {
+                body_bytes_max: settings
+                    .max_body_bytes
+                    .unwrap_or(limit_defaults.body_bytes_max),
+                channels_per_connection_max: settings
+                    .max_channels_per_connection
+                    .unwrap_or(limit_defaults.channels_per_connection_max),
+                event_bytes_max: settings
+                    .max_event_bytes
+                    .unwrap_or(limit_defaults.event_bytes_max),
+                body_read_timeout: settings
+                    .body_read_timeout
+                    .unwrap_or(limit_defaults.body_read_timeout),
+                connections_max: settings
+                    .max_connections
+                    .unwrap_or(limit_defaults.connections_max),
+                connections_per_address_max: settings
+                    .max_connections_per_address
+                    .unwrap_or(limit_defaults.connections_per_address_max),
+            },
+            auth,
+            trusted_proxies: settings.trusted_proxies.unwrap_or_default(),
+        },
+        serve: ServeOptions {
+            header_read_timeout: settings
+                .header_read_timeout
+                .unwrap_or(serve_defaults.header_read_timeout),
+            shutdown_grace: settings
+                .shutdown_grace
+                .unwrap_or(serve_defaults.shutdown_grace),
+        },
+        cors_origins: settings.cors_origins.unwrap_or_default(),
+        backend,
+    };
+    anyhow::ensure!(
+        config.hub.queue_capacity > 0,
+        "queue_capacity must be at least 1"
+    );
+    anyhow::ensure!(
+        config.hub.history.max_events > 0,
+        "history_max_events must be at least 1"
+    );
+    anyhow::ensure!(
+        !config.hub.retry_interval.is_zero(),
+        "retry_interval must be more than 0"
+    );
+    anyhow::ensure!(
+        !config.http.limits.body_read_timeout.is_zero(),
+        "body_read_timeout must be more than 0"
+    );
+    Ok(config)
+}
+
+/// `node-` and six random lower-case letters or digits.
+fn random_node_id() -> String {
+    let letters: String = (0..6)
+        .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
+        .collect();
+    format!("node-{letters}")
+}
+
+/// The auth settings, checked: `jwt` takes exactly one key; `none` takes none.
+fn resolve_auth(
+    mode: AuthMode,
+    secret: Option<Secret>,
+    public_key: Option<PathBuf>,
+    api_keys: Vec<Secret>,
+) -> anyhow::Result<AuthConfig> {
+    let auth = match (mode, secret, public_key) {
+        (AuthMode::None, None, None) => AuthConfig::none(),
+        (AuthMode::None, _, _) => anyhow::bail!(
+            "a JWT secret or public key is set but auth is `none`: add --auth jwt (HERALD_AUTH=jwt)"
+        ),
+        (AuthMode::Jwt, Some(_), Some(_)) => {
+            anyhow::bail!("give either a JWT secret or a JWT public key, not both")
+        }
+        (AuthMode::Jwt, None, None) => anyhow::bail!(
+            "--auth jwt needs --jwt-secret (HERALD_JWT_SECRET) or --jwt-public-key (HERALD_JWT_PUBLIC_KEY)"
+        ),
+        (AuthMode::Jwt, Some(Secret(secret)), None) => {
+            AuthConfig::jwt_secret(secret.as_bytes()).context("the JWT secret")?
+        }
+        (AuthMode::Jwt, None, Some(path)) => {
+            let pem = std::fs::read(&path)
+                .with_context(|| format!("reading the JWT public key {}", path.display()))?;
+            AuthConfig::jwt_public_key_pem(&pem)
+                .with_context(|| format!("the JWT public key {}", path.display()))?
+        }
+    };
+    auth.with_api_keys(api_keys.iter().map(|Secret(key)| key.as_str()))
+        .context("the API keys")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A fresh folder holding `herald.toml` with `text`.
+    fn config_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("herald-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("herald.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    fn args(config: Option<PathBuf>, settings: Settings) -> ServeArgs {
+        ServeArgs { config, settings }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let path = config_file(
+            "precedence",
+            "listen = \"127.0.0.1:9999\"\nheartbeat_interval = \"20s\"\nqueue_capacity = 7\n",
+        );
+        let settings = Settings {
+            queue_capacity: Some(9),
+            ..Settings::default()
+        };
+        let config = args(Some(path), settings).resolve().expect("valid config");
+        assert_eq!(config.listen.port(), 9999);
+        assert_eq!(config.hub.heartbeat_interval, Duration::from_secs(20));
+        assert_eq!(config.hub.queue_capacity, 9);
+        assert_eq!(config.hub.retry_interval, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn auth_settings_merge_like_the_others_and_are_checked() {
+        let path = config_file(
+            "auth",
+            "auth = \"jwt\"\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n\
+             max_connections_per_user = 3\nmax_event_bytes = 1000\n",
+        );
+        let settings = Settings {
+            max_event_bytes: Some(2000),
+            api_keys: Some(vec![Secret("server-key-0123456789".into())]),
+            ..Settings::default()
+        };
+        let config = args(Some(path.clone()), settings)
+            .resolve()
+            .expect("valid config");
+        assert!(config.http.auth.is_jwt());
+        assert!(config.http.auth.has_api_keys());
+        assert_eq!(config.hub.max_connections_per_user, 3);
+        assert_eq!(config.http.limits.event_bytes_max, 2000);
+        assert_eq!(config.http.limits.connections_per_address_max, 100);
+
+        let none_with_secret = Settings {
+            auth: Some(AuthMode::None),
+            ..Settings::default()
+        };
+        assert!(args(Some(path), none_with_secret).resolve().is_err());
+        let jwt_without_key = Settings {
+            auth: Some(AuthMode::Jwt),
+            ..Settings::default()
+        };
+        assert!(args(None, jwt_without_key).resolve().is_err());
+        let short_secret = Settings {
+            auth: Some(AuthMode::Jwt),
+            jwt_secret: Some(Secret("short".into())),
+            ..Settings::default()
+        };
+        let err = args(None, short_secret).resolve().expect_err("too short");
+        assert!(
+            !format!("{err:#}").contains("short\""),
+            "the secret is not echoed: {err:#}"
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let settings = Settings {
+            jwt_secret: Some(Secret("do-not-print-me".into())),
+            ..Settings::default()
+        };
+        assert!(!format!("{:?}", args(None, settings)).contains("do-not-print-me"));
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error() {
+        let path = config_file("unknown", "heartbeat = \"20s\"\n");
+        let err = args(Some(path), Settings::default())
+            .resolve()
+            .expect_err("unknown key");
+        assert!(format!("{err:#}").contains("heartbeat"), "{err:#}");
+    }
+
+    #[test]
+    fn the_config_file_cannot_name_another_config_file() {
+        let path = config_file("nested", "config = \"other.toml\"\n");
+        let err = args(Some(path), Settings::default())
+            .resolve()
+            .expect_err("`config` is a flag only");
+        assert!(format!("{err:#}").contains("config"), "{err:#}");
+    }
+
+    #[test]
+    fn the_file_reads_fsync_with_the_flag_rules() {
+        let path = config_file("fsync", "data_dir = \"/tmp/x\"\nfsync = \"10ms\"\n");
+        let config = args(Some(path), Settings::default())
+            .resolve()
+            .expect("valid config");
+        assert!(matches!(
+            config.backend,
+            Backend::Durable { fsync: FsyncPolicy::Every(interval), .. }
+                if interval == Duration::from_millis(10)
+        ));
+        let path = config_file(
+            "fsync-bad",
+            "data_dir = \"/tmp/x\"\nfsync = \"sometimes\"\n",
+        );
+        let err = args(Some(path), Settings::default())
+            .resolve()
+            .expect_err("not a policy");
+        assert!(
+            format!("{err:#}").contains("neither `always` nor an interval"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn durable_and_clustered_at_once_is_refused_from_any_layer() {
+        let path = config_file("backend", "redis_url = \"redis://127.0.0.1:1\"\n");
+        let settings = Settings {
+            data_dir: Some(PathBuf::from("/tmp/herald-data")),
+            ..Settings::default()
+        };
+        let err = args(Some(path), settings)
+            .resolve()
+            .expect_err("two backends");
+        assert_eq!(
+            err.to_string(),
+            "--data-dir and --redis-url cannot be combined: in a cluster, Redis holds the history"
+        );
+    }
+
+    #[test]
+    fn a_cluster_node_gets_the_default_prefix_and_a_random_name() {
+        let settings = Settings {
+            redis_url: Some("redis://127.0.0.1:6379".into()),
+            ..Settings::default()
+        };
+        let config = args(None, settings).resolve().expect("valid config");
+        let Backend::Cluster(cluster) = config.backend else {
+            panic!("a redis url makes a cluster node: {:?}", config.backend);
+        };
+        assert_eq!(cluster.key_prefix, "herald");
+        assert!(cluster.node_id.starts_with("node-") && cluster.node_id.len() == 11);
+    }
+}

@@ -1,0 +1,235 @@
+//! The one declaration of `herald serve`'s settings, read alike from flags, the environment and
+//! the TOML file.
+//!
+//! Each setting is written once, in [`Settings`]: its flag and environment variable (clap), its
+//! file key (serde: the field's name), its help and its documented default (`[default: ...]` in
+//! the doc comment, checked against `docs/configuration.md` and against the value in effect by
+//! the tests in `config::docs_check`). Every field is an `Option`, so layers stack with
+//! [`Settings::or`]. This module never applies defaults or checks values across settings: that is
+//! `config::resolve`'s.
+
+use clap::{Args, ValueEnum};
+use herald_hub::store::FsyncPolicy;
+use serde::{Deserialize, Deserializer};
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    str::FromStr,
+    time::Duration,
+};
+
+/// Flags of `herald serve`: the file to read, then every setting. Every flag also reads an
+/// environment variable; unset ones fall back to the TOML file given with `--config`, then to the
+/// default.
+#[derive(Debug, Args, Default)]
+pub(crate) struct ServeArgs {
+    /// TOML file with the same settings (keys in snake_case, e.g. `heartbeat_interval = "15s"`)
+    /// [default: none].
+    #[arg(long, env = "HERALD_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Every setting, as given by flags and the environment.
+    #[command(flatten)]
+    pub(crate) settings: Settings,
+}
+
+/// Declares the settings struct once and derives its layering from the same field list: each
+/// field becomes an `Option` and [`Settings::or`] takes, field by field, the first layer that
+/// has a value.
+macro_rules! settings {
+    (
+        $(#[$struct_meta:meta])*
+        pub(crate) struct $name:ident {
+            $( $(#[$field_meta:meta])* $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$struct_meta])*
+        pub(crate) struct $name {
+            $( $(#[$field_meta])* pub(crate) $field: Option<$ty>, )*
+        }
+
+        impl $name {
+            /// These settings, with each one left unset taken from `lower`.
+            pub(crate) fn or(self, lower: Self) -> Self {
+                Self { $( $field: self.$field.or(lower.$field), )* }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Every setting of `herald serve`. A field's name is its TOML key; its flag is the name in
+    /// kebab-case and its environment variable `HERALD_` and the name in upper case.
+    #[derive(Debug, Args, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct Settings {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "HERALD_LISTEN")]
+        listen: SocketAddr,
+        /// Period of the `: heartbeat` comment on every stream; 0 turns it off [default: 15s].
+        #[arg(long, env = "HERALD_HEARTBEAT_INTERVAL", value_parser = parse_duration)]
+        #[serde(default, with = "humantime_serde::option")]
+        heartbeat_interval: Duration,
+        /// The `retry:` a new stream is told: how long clients wait before reconnecting
+        /// [default: 3s].
+        #[arg(long, env = "HERALD_RETRY_INTERVAL", value_parser = parse_duration)]
+        #[serde(default, with = "humantime_serde::option")]
+        retry_interval: Duration,
+        /// Events a connection may have waiting; a slower one is closed and resumes from history
+        /// [default: 1024].
+        #[arg(long, env = "HERALD_QUEUE_CAPACITY")]
+        queue_capacity: usize,
+        /// Most events kept in history [default: 100000].
+        #[arg(long, env = "HERALD_HISTORY_MAX_EVENTS")]
+        history_max_events: usize,
+        /// Most bytes kept in history [default: 67108864, 64 MiB].
+        #[arg(long, env = "HERALD_HISTORY_MAX_BYTES")]
+        history_max_bytes: usize,
+        /// Oldest event kept in history [default: 1h].
+        #[arg(long, env = "HERALD_HISTORY_MAX_AGE", value_parser = parse_duration)]
+        #[serde(default, with = "humantime_serde::option")]
+        history_max_age: Duration,
+        /// How long a departed client id still takes events for its return [default: 5m].
+        #[arg(long, env = "HERALD_CLIENT_LINGER", value_parser = parse_duration)]
+        #[serde(default, with = "humantime_serde::option")]
+        client_linger: Duration,
+        /// Largest request body in bytes [default: 1048576, 1 MiB].
+        #[arg(long, env = "HERALD_MAX_BODY_BYTES")]
+        max_body_bytes: usize,
+        /// Most channels one stream may subscribe to [default: 50].
+        #[arg(long, env = "HERALD_MAX_CHANNELS_PER_CONNECTION")]
+        max_channels_per_connection: usize,
+        /// Time a client has to send its request headers [default: 10s].
+        #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
+        #[serde(default, with = "humantime_serde::option")]
+        header_read_timeout: Duration,
+        /// Time open connections get to finish on shutdown [default: 5s].
+        #[arg(long, env = "HERALD_SHUTDOWN_GRACE", value_parser = parse_duration)]
+        #[serde(default, with = "humantime_serde::option")]
+        shutdown_grace: Duration,
+        /// Browser origins allowed to call the hub cross-origin, comma-separated (e.g.
+        /// `https://app.example.com`); `*` allows any origin without credentials [default: none].
+        #[arg(long, env = "HERALD_CORS_ORIGINS", value_delimiter = ',')]
+        cors_origins: Vec<String>,
+        /// Keep history in a durable log in this folder, so it survives restarts and crashes
+        /// [default: none, history in memory].
+        #[arg(long, env = "HERALD_DATA_DIR")]
+        data_dir: PathBuf,
+        /// With --data-dir: `always` (fsync before each answer; concurrent publishes share an
+        /// fsync) or an interval such as `10ms` (fsync at most that often) [default: always].
+        #[arg(long, env = "HERALD_FSYNC", value_parser = parse_fsync)]
+        #[serde(default, deserialize_with = "deserialize_fsync")]
+        fsync: FsyncPolicy,
+        /// Join a cluster of hubs sharing this Redis (`redis://host:port/db`) [default: none].
+        #[arg(long, env = "HERALD_REDIS_URL")]
+        redis_url: String,
+        /// Prefix of every Redis key, so several clusters can share one Redis [default: herald].
+        #[arg(long, env = "HERALD_REDIS_KEY_PREFIX")]
+        redis_key_prefix: String,
+        /// This node's name in cluster stats; unique per node [default: node- and random
+        /// letters].
+        #[arg(long, env = "HERALD_NODE_ID")]
+        node_id: String,
+        /// How subscribers and publishers prove who they are: `none` (anyone; for local
+        /// development) or `jwt` (signed tokens) [default: none].
+        #[arg(long, env = "HERALD_AUTH")]
+        auth: AuthMode,
+        /// HS256 secret that signs tokens, at least 32 bytes (`--auth jwt`) [default: none].
+        #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
+        jwt_secret: Secret,
+        /// PEM file with the public key that verifies tokens (`--auth jwt`); its type decides the
+        /// algorithm: RSA → RS256, EC P-256 → ES256, P-384 → ES384, Ed25519 → EdDSA
+        /// [default: none].
+        #[arg(long, env = "HERALD_JWT_PUBLIC_KEY")]
+        jwt_public_key: PathBuf,
+        /// Static API keys for server-to-server calls, comma-separated, each at least 16
+        /// characters; sent as `Authorization: Bearer <key>`, they hold every right
+        /// [default: none].
+        #[arg(long, env = "HERALD_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+        api_keys: Vec<Secret>,
+        /// Most streams one user (a token's `sub`) holds; a newer one closes the oldest; 0 is no
+        /// limit [default: 5].
+        #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_USER")]
+        max_connections_per_user: usize,
+        /// Most streams one client address holds (IPv6: per /64; loopback is not counted); 0 is
+        /// no limit [default: 100].
+        #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_ADDRESS")]
+        max_connections_per_address: usize,
+        /// Most streams open at once, lowered to fit the open-file limit; 0 is no limit
+        /// [default: 100000].
+        #[arg(long, env = "HERALD_MAX_CONNECTIONS")]
+        max_connections: usize,
+        /// Largest event payload in bytes [default: 65536, 64 KiB].
+        #[arg(long, env = "HERALD_MAX_EVENT_BYTES")]
+        max_event_bytes: usize,
+        /// Time a request body has to arrive in full [default: 10s].
+        #[arg(long, env = "HERALD_BODY_READ_TIMEOUT", value_parser = parse_duration)]
+        #[serde(default, with = "humantime_serde::option")]
+        body_read_timeout: Duration,
+        /// Reverse proxies whose `X-Forwarded-For` is believed, comma-separated IP addresses
+        /// [default: none].
+        #[arg(long, env = "HERALD_TRUSTED_PROXIES", value_delimiter = ',')]
+        trusted_proxies: Vec<IpAddr>,
+    }
+}
+
+/// `--auth`: how callers authenticate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AuthMode {
+    /// No token: anyone may subscribe; publishing takes an API key if any is configured.
+    #[default]
+    None,
+    /// Signed JSON Web Tokens.
+    Jwt,
+}
+
+/// A secret from a flag, the environment or the file; its `Debug` never shows it.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+/// `--fsync`: `always`, or a non-zero interval.
+fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
+    match text.trim() {
+        "always" => Ok(FsyncPolicy::Always),
+        other => match humantime::parse_duration(other) {
+            Ok(interval) if !interval.is_zero() => Ok(FsyncPolicy::Every(interval)),
+            _ => Err(format!(
+                "{other:?} is neither `always` nor an interval like `10ms`"
+            )),
+        },
+    }
+}
+
+/// The file's `fsync` key, read with the same rules as the flag.
+fn deserialize_fsync<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<FsyncPolicy>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_fsync(&text)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("fsync: {e}")))
+}
+
+/// A duration flag: humantime's syntax, and a bare `0` for "off".
+fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(text)
+}
