@@ -148,10 +148,13 @@ async fn stream(State(dashboard): State<Arc<Dashboard>>) -> Result<ClientStream,
         ..ClientOptions::default()
     })?;
     let snapshot = dashboard.snapshot(*tick);
-    dashboard
+    if let Err(err) = dashboard
         .hub
         .send_to(stream.client_id(), "stats", &snapshot, None)
-        .await;
+        .await
+    {
+        eprintln!("could not send the snapshot: {err}");
+    }
     Ok(stream)
 }
 

@@ -191,9 +191,13 @@ async fn stream(
             // The closing has left history: the job's own state still knows it is over.
             return StatusCode::NO_CONTENT.into_response();
         }
-        app.hub
+        if let Err(err) = app
+            .hub
             .send_to(stream.client_id(), "progress", &job.progress, None)
-            .await;
+            .await
+        {
+            eprintln!("could not send the progress: {err}");
+        }
     }
     stream.into_response()
 }

@@ -5,7 +5,8 @@
 //! `user:{id}` (resumable with `Last-Event-ID`), a first event built from the database on
 //! connect, and a publish after each write.
 //!
-//! Run it (listens on 127.0.0.1:3000, or on `$PORT`; the database is `notifications.db`):
+//! Run it (listens on 127.0.0.1:3000, or on `$PORT`; the database is `$HERALD_EXAMPLE_DB`, by default
+//! `herald-notifications.db` in the system's temporary folder):
 //!
 //! ```sh
 //! cargo run -p herald-hub --example notifications
@@ -129,9 +130,13 @@ async fn stream(
         ..ClientOptions::default()
     })?;
     let count = unread_count(&db, user_id)?;
-    app.hub
+    if let Err(err) = app
+        .hub
         .send_to(stream.client_id(), "unread", &Unread { count }, None)
-        .await;
+        .await
+    {
+        eprintln!("could not send the unread count: {err}");
+    }
     Ok(stream.into_response())
 }
 
@@ -276,7 +281,12 @@ impl IntoResponse for AppError {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hub = Hub::new(HubConfig::default());
-    let app = app(hub.clone(), Connection::open("notifications.db")?)?;
+    // `$HERALD_EXAMPLE_DB`, or a file in the system's temporary folder (never the working tree).
+    let db_path = std::env::var_os("HERALD_EXAMPLE_DB").map_or_else(
+        || std::env::temp_dir().join("herald-notifications.db"),
+        std::path::PathBuf::from,
+    );
+    let app = app(hub.clone(), Connection::open(&db_path)?)?;
     let port: u16 = std::env::var("PORT").map_or(Ok(3000), |port| port.parse())?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("notifications on http://{}", listener.local_addr()?);

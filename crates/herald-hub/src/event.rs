@@ -162,6 +162,35 @@ impl EventData {
         }
     }
 
+    /// JSON text exactly as a publisher sent it: validated, never re-serialized, so subscribers get
+    /// the publisher's key order and spacing (surrounding whitespace is dropped; newlines inside
+    /// become separate `data:` lines on the wire). A JSON string becomes its text, as with
+    /// [`EventData::from_json`].
+    ///
+    /// ```
+    /// use herald_hub::EventData;
+    ///
+    /// let data = EventData::from_raw_json(r#" {"symbol":"HRLD", "price":12.5} "#)?;
+    /// assert_eq!(data.as_str(), r#"{"symbol":"HRLD", "price":12.5}"#);
+    /// assert_eq!(EventData::from_raw_json(r#""hi""#)?.as_str(), "hi");
+    /// assert!(EventData::from_raw_json("{nope").is_err());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The parser's error when `json` is not one valid JSON document.
+    pub fn from_raw_json(json: &str) -> Result<Self, serde_json::Error> {
+        let json = json.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+        if json.starts_with('"') {
+            return serde_json::from_str::<String>(json).map(Self::text);
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(json)?;
+        Ok(Self {
+            text: Arc::from(json),
+            is_json: true,
+        })
+    }
+
     /// Serializes any value to compact JSON (a string value is sent as its text).
     ///
     /// # Errors
@@ -264,6 +293,16 @@ mod tests {
             object.to_json(),
             serde_json::json!({"id": 7, "tags": ["a"]})
         );
+    }
+
+    #[test]
+    fn raw_json_keeps_the_publishers_bytes() {
+        let raw = "{\"symbol\":\"HRLD\",\n  \"price\":12.5}";
+        let data = EventData::from_raw_json(raw).expect("valid JSON");
+        assert_eq!(data.as_str(), raw);
+        assert!(data.is_json());
+        assert!(EventData::from_raw_json("{} {}").is_err());
+        assert!(EventData::from_raw_json("").is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::{
     channel::ChannelName,
     client::{ClientShared, EndReason, PushOutcome},
     event::ClientId,
-    history::Target,
+    record::Audience,
 };
 use bytes::Bytes;
 use std::{collections::HashMap, sync::Arc};
@@ -151,7 +151,7 @@ impl Fanout {
     /// connections it was queued to.
     pub(crate) fn deliver(
         &mut self,
-        target: &Target,
+        audience: &Audience,
         seq: u64,
         frame: &Bytes,
         capacity: usize,
@@ -163,9 +163,9 @@ impl Fanout {
             PushOutcome::Overflowed => overflowed.push(client.key),
             PushOutcome::AlreadyQueued | PushOutcome::Ended => {}
         };
-        match target {
-            Target::Channels(channels) => {
-                for channel in channels {
+        match audience {
+            Audience::Channel(_) | Audience::Channels(_) => {
+                for channel in audience.channels() {
                     self.by_channel
                         .get(channel)
                         .into_iter()
@@ -173,12 +173,12 @@ impl Fanout {
                         .for_each(&mut push);
                 }
             }
-            Target::Client(id) => {
+            Audience::Client(id) => {
                 if let Some(entry) = self.get_by_id(id) {
                     push(&entry.client);
                 }
             }
-            Target::All => self.entries.values().for_each(|entry| push(&entry.client)),
+            Audience::All => self.entries.values().for_each(|entry| push(&entry.client)),
         }
         for key in overflowed {
             self.remove(key);

@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! use axum::{extract::State, http::StatusCode, routing::{get, post}, Json, Router};
-//! use herald_hub::{http::LastEventId, hub::ConnectError, ChannelName, ClientOptions, ClientStream};
+//! use herald_hub::{http::LastEventId, ChannelName, ClientOptions, ClientStream, ConnectError};
 //! use herald_hub::{Hub, HubConfig, Published};
 //! use serde::{Deserialize, Serialize};
 //!
@@ -86,37 +86,59 @@
 //! crate's `examples/` folder holds three small real services.
 //!
 //! # Layout
-//! - [`hub`]: the front door ([`Hub`]): publish, subscribe, clients, stats, shutdown.
-//! - `history`: the bounded, ordered event log that gives every event its position and id.
+//! - [`Hub`] (`hub/`): the front door. `hub/publish.rs` holds the one path every event takes,
+//!   `hub/connect.rs` connections and resume, `hub/query.rs` clients, channels and stats,
+//!   `hub/poll.rs` pages of history, `hub/sweep.rs` the one timer, `hub/error.rs` the errors.
+//! - `log/`: the log seam (`log/mod.rs`, the `Log` trait) and its three implementations:
+//!   `log/memory.rs`, `log/durable.rs` (redb, behind [`Hub::open`]) and `log/cluster/` (Redis,
+//!   behind [`Hub::join_cluster`]: `mod.rs` appends, `reader.rs` follows the stream,
+//!   `registry.rs` the live nodes). `log/entry.rs` is the one stored form of an event.
+//! - `history`: the bounded, ordered ring of records that gives every event its position.
+//! - `record`: one event in history, laid out once; its encoded frame is the only copy of it.
 //! - `fanout`: the registry of live connections by channel and by client id.
 //! - `hooks`: application code told when a connection opens or ends.
-//! - `client` and [`stream`]: one connection's bounded queue, and the byte stream that drains it.
+//! - `client` and `stream`: one connection's bounded queue, and the byte stream
+//!   ([`ClientStream`]) that drains it.
 //! - `wire`: SSE encoding, done once per event.
-//! - [`channel`], [`event`]: validated names, ids and payloads.
-//! - [`cluster`]: the Redis Stream log shared by every node behind `--redis-url`.
-//! - [`store`]: the durable log (redb) behind `--data-dir`: recovery and group commit.
-//! - [`config`]: settings and their defaults.
+//! - `channel`, `event`: validated names, ids and payloads ([`ChannelName`], [`EventData`]).
+//! - `config`: settings and their defaults ([`HubConfig`]).
 //! - [`http`] (feature `axum`, on by default): the HTTP API and the server loop.
+//!
+//! Every public type has one path: the crate root, or [`http`] for the HTTP layer.
 
-pub mod channel;
+mod channel;
 mod client;
-pub mod cluster;
-pub mod config;
-pub mod event;
+mod config;
+mod event;
 mod fanout;
 mod history;
 mod hooks;
-pub mod hub;
-pub mod store;
-pub mod stream;
+mod hub;
+mod log;
+mod record;
+mod stream;
 mod wire;
 
 #[cfg(feature = "axum")]
 pub mod http;
 
-pub use channel::ChannelName;
-pub use config::{HistoryConfig, HubConfig};
-pub use event::{ClientId, EventData, NewEvent};
-pub use history::Target;
-pub use hub::{ClientInfo, ClientOptions, ConnectError, Hub, Published, SendError};
+pub use channel::{ChannelName, ChannelNameError, CHANNEL_NAME_LEN_MAX};
+pub use config::{
+    HistoryConfig, HubConfig, CLIENT_LINGER_DEFAULT, CONNECTIONS_PER_USER_MAX_DEFAULT,
+    HEARTBEAT_INTERVAL_DEFAULT, HISTORY_AGE_MAX_DEFAULT, HISTORY_BYTES_MAX_DEFAULT,
+    HISTORY_LEN_MAX_DEFAULT, QUEUE_CAPACITY_DEFAULT, RETRY_INTERVAL_DEFAULT,
+};
+pub use event::{
+    validate_event_id, validate_event_name, ClientId, EventData, FieldError, NewEvent,
+    CLIENT_ID_LEN_MAX, EVENT_ID_LEN_MAX, EVENT_NAME_LEN_MAX,
+};
+pub use hub::{
+    ChannelInfo, ClientInfo, ClientOptions, ConnectError, EventPage, HistoryStats, Hub,
+    PolledEvent, PublishError, Published, SendError, Stats, SubscriptionError, POLL_LIMIT_MAX,
+};
+pub use log::{
+    ClusterConfig, ClusterError, FsyncPolicy, LogError, StoreError, DATA_FILE_NAME,
+    KEY_PREFIX_DEFAULT, REDIS_URL_DEFAULT,
+};
+pub use record::Target;
 pub use stream::ClientStream;

@@ -10,7 +10,8 @@ use crate::{
     channel::ChannelName,
     client::{ClientShared, EndReason, Frame},
     event::ClientId,
-    history::{History, RecordKind},
+    history::History,
+    log::LogFuture,
     wire, Hub,
 };
 use bytes::{Bytes, BytesMut};
@@ -44,6 +45,37 @@ impl Replay {
     }
 }
 
+/// What a stream writes before its live frames.
+pub(crate) enum Start {
+    /// Waiting for the log to read as far as the id the client resumes from (a cluster node
+    /// that is catching up); the opening is decided once it has.
+    AwaitLog {
+        wait: LogFuture<'static, ()>,
+        last_event_id: String,
+        channels: Vec<ChannelName>,
+    },
+    /// `retry:` and the `connected` event, then the replay, if any.
+    Open {
+        preamble: Bytes,
+        replay: Option<Replay>,
+    },
+    /// The rest of a replay.
+    Replay(Replay),
+}
+
+impl std::fmt::Debug for Start {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AwaitLog { last_event_id, .. } => f
+                .debug_struct("AwaitLog")
+                .field("last_event_id", last_event_id)
+                .finish(),
+            Self::Open { replay, .. } => f.debug_struct("Open").field("replay", replay).finish(),
+            Self::Replay(replay) => f.debug_tuple("Replay").field(replay).finish(),
+        }
+    }
+}
+
 /// The SSE byte stream of one connection, as returned by [`Hub::add_client`].
 ///
 /// Yields chunks of `text/event-stream` bytes and ends when the connection is closed by the hub
@@ -52,8 +84,8 @@ impl Replay {
 pub struct ClientStream {
     hub: Hub,
     client: Arc<ClientShared>,
-    preamble: Option<Bytes>,
-    replay: Option<Replay>,
+    /// What comes before live frames; `None` once live (an idle stream holds no allocation).
+    start: Option<Box<Start>>,
     /// Position of the last event written; live frames at or below it were replayed already.
     last_sent_seq: u64,
     resumed: bool,
@@ -74,16 +106,14 @@ impl ClientStream {
     pub(crate) fn new(
         hub: Hub,
         client: Arc<ClientShared>,
-        preamble: Bytes,
-        replay: Option<Replay>,
+        start: Start,
         last_sent_seq: u64,
         resumed: bool,
     ) -> Self {
         Self {
             hub,
             client,
-            preamble: Some(preamble),
-            replay,
+            start: Some(Box::new(start)),
             last_sent_seq,
             resumed,
             is_finished: false,
@@ -95,16 +125,16 @@ impl ClientStream {
         &self.client.id
     }
 
-    /// Whether the connection resumed from a `Last-Event-ID` found in history.
+    /// Whether the connection resumed from a `Last-Event-ID` found in history (for a stream
+    /// still waiting for a cluster log to catch up: false until it has).
     pub fn is_resumed(&self) -> bool {
         self.resumed
     }
 
     fn replay_step(&mut self) -> ReplayStep {
-        let replay = self
-            .replay
-            .as_mut()
-            .expect("replay_step is only called while replaying");
+        let Some(Start::Replay(replay)) = self.start.as_deref_mut() else {
+            unreachable!("replay_step is only called while replaying");
+        };
         let key = self.client.key;
         let client_id = self.client.id.clone();
         let mut left_channels = Vec::new();
@@ -119,15 +149,16 @@ impl ClientStream {
                     break;
                 }
                 replay.cursor = record.seq;
-                let Some(channel) = record.target.matches(&client_id, &replay.channels) else {
+                let Some(channel) = record.audience.matches(Some(&client_id), &replay.channels)
+                else {
                     continue;
                 };
-                chunk.extend_from_slice(&record.frame);
-                if !record.frame.is_empty() {
+                if let Some(frame) = record.delivered_frame() {
+                    chunk.extend_from_slice(frame);
                     delivered += 1;
                     self.last_sent_seq = record.seq;
                 }
-                if let (RecordKind::Close { .. }, Some(channel)) = (&record.kind, channel) {
+                if let (true, Some(channel)) = (record.is_close(), channel) {
                     replay.channels.retain(|c| c != channel);
                     left_channels.push(channel.clone());
                     if replay.channels.is_empty() {
@@ -216,30 +247,53 @@ impl Stream for ClientStream {
         if this.is_finished {
             return Poll::Ready(None);
         }
-        if let Some(preamble) = this.preamble.take() {
-            return Poll::Ready(Some(preamble));
-        }
-        while this.replay.is_some() {
-            match this.replay_step() {
-                ReplayStep::Chunk(chunk) if chunk.is_empty() => continue,
-                ReplayStep::Chunk(chunk) => return Poll::Ready(Some(chunk)),
-                ReplayStep::Done(chunk) => {
-                    this.replay = None;
-                    if let Some(chunk) = chunk {
-                        return Poll::Ready(Some(chunk));
+        while let Some(start) = this.start.as_deref_mut() {
+            match start {
+                Start::AwaitLog {
+                    wait,
+                    last_event_id,
+                    channels,
+                } => {
+                    if wait.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
                     }
-                }
-                ReplayStep::End(chunk, reason) => {
-                    this.replay = None;
-                    this.client.end(reason, false);
-                    let mut bytes = BytesMut::new();
-                    if let Some(chunk) = chunk {
-                        bytes.extend_from_slice(&chunk);
+                    let (last_event_id, channels) =
+                        (std::mem::take(last_event_id), std::mem::take(channels));
+                    let (opening, resume_after) =
+                        this.hub
+                            .opening_after_wait(&this.client.id, channels, &last_event_id);
+                    if let Some(after) = resume_after {
+                        this.last_sent_seq = this.last_sent_seq.max(after);
+                        this.resumed = true;
                     }
-                    bytes.extend_from_slice(&wire::encode_comment(reason.comment()));
-                    this.is_finished = true;
-                    return Poll::Ready(Some(bytes.freeze()));
+                    this.start = Some(Box::new(opening));
                 }
+                Start::Open { preamble, replay } => {
+                    let preamble = std::mem::take(preamble);
+                    this.start = replay.take().map(|replay| Box::new(Start::Replay(replay)));
+                    return Poll::Ready(Some(preamble));
+                }
+                Start::Replay(_) => match this.replay_step() {
+                    ReplayStep::Chunk(chunk) if chunk.is_empty() => continue,
+                    ReplayStep::Chunk(chunk) => return Poll::Ready(Some(chunk)),
+                    ReplayStep::Done(chunk) => {
+                        this.start = None;
+                        if let Some(chunk) = chunk {
+                            return Poll::Ready(Some(chunk));
+                        }
+                    }
+                    ReplayStep::End(chunk, reason) => {
+                        this.start = None;
+                        this.client.end(reason, false);
+                        let mut bytes = BytesMut::new();
+                        if let Some(chunk) = chunk {
+                            bytes.extend_from_slice(&chunk);
+                        }
+                        bytes.extend_from_slice(&wire::encode_comment(reason.comment()));
+                        this.is_finished = true;
+                        return Poll::Ready(Some(bytes.freeze()));
+                    }
+                },
             }
         }
         this.poll_live(cx)

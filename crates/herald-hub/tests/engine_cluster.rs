@@ -5,8 +5,8 @@
 mod support;
 
 use herald_hub::{
-    cluster::ClusterConfig, ChannelName, ClientOptions, EventData, Hub, HubConfig, NewEvent,
-    Published, Target,
+    ChannelName, ClientOptions, ClusterConfig, EventData, Hub, HubConfig, NewEvent, Published,
+    Target,
 };
 use std::time::Duration;
 use support::{eventually, ids, Redis, Sse};

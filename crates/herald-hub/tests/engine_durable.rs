@@ -3,8 +3,8 @@
 mod support;
 
 use herald_hub::{
-    hub::ConnectError, store::FsyncPolicy, ChannelName, ClientOptions, EventData, Hub, HubConfig,
-    NewEvent, Published, Target,
+    ChannelName, ClientOptions, ConnectError, EventData, FsyncPolicy, Hub, HubConfig, NewEvent,
+    Published, Target,
 };
 use support::{eventually, ids, Sse, TempDir};
 

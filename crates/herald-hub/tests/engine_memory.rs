@@ -4,7 +4,7 @@
 mod support;
 
 use herald_hub::{
-    hub::ConnectError, ChannelName, ClientOptions, EventData, Hub, HubConfig, NewEvent, Published,
+    ChannelName, ClientOptions, ConnectError, EventData, Hub, HubConfig, NewEvent, Published,
     Target,
 };
 use std::sync::{

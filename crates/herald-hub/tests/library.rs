@@ -10,8 +10,8 @@ use axum::{
 use futures_util::StreamExt;
 use herald_client::{Event, Item, Parser};
 use herald_hub::{
-    http::LastEventId, hub::PublishError, ChannelName, ClientInfo, ClientOptions, ClientStream,
-    ConnectError, Hub, HubConfig, SendError,
+    http::LastEventId, ChannelName, ClientInfo, ClientOptions, ClientStream, ConnectError, Hub,
+    HubConfig, PublishError, SendError,
 };
 use serde_json::json;
 use std::{
@@ -109,24 +109,32 @@ async fn send_to_is_true_for_a_connected_or_recently_departed_client_and_false_o
     let hub = Hub::new(HubConfig::default());
     let mut stream = hub.add_client(channels(&[])).expect("connects");
     let id = stream.client_id().clone();
-    assert!(hub.send_to(&id, "welcome", &json!({"n": 1}), None).await);
+    assert!(hub
+        .send_to(&id, "welcome", &json!({"n": 1}), None)
+        .await
+        .is_ok());
     let events = read_events(&mut stream, 2).await;
     assert_eq!(
         (events[1].event.as_str(), events[1].data.as_str()),
         ("welcome", r#"{"n":1}"#)
     );
     assert!(
-        !hub.send_to(&id, "bad\nname", "x", None).await,
+        hub.send_to(&id, "bad\nname", "x", None).await.is_err(),
         "an invalid event"
     );
 
     drop(stream);
     assert!(
-        hub.send_to(&id, "later", "waits in history", None).await,
+        hub.send_to(&id, "later", "waits in history", None)
+            .await
+            .is_ok(),
         "a client that just left may come back for it"
     );
     let stranger = herald_hub::ClientId::new("never-seen").expect("a valid id");
-    assert!(!hub.send_to(&stranger, "x", "y", None).await);
+    assert!(hub
+        .send_to(&stranger, "x", "y", None)
+        .await
+        .is_err_and(|err| err.is_client_not_found()));
 }
 
 #[tokio::test]
@@ -192,11 +200,10 @@ async fn a_connect_hook_may_spawn_a_task_that_sends_the_first_event() {
         // Hooks are synchronous: publishing from one happens on a task it spawns.
         let (handle, id, clients) = (handle.clone(), client.id.clone(), handle.clients().len());
         tokio::spawn(async move {
-            assert!(
-                handle
-                    .send_to(&id, "hello", &json!({ "clients": clients }), None)
-                    .await
-            );
+            assert!(handle
+                .send_to(&id, "hello", &json!({ "clients": clients }), None)
+                .await
+                .is_ok());
         });
     });
     let mut stream = hub.add_client(channels(&["news"])).expect("connects");

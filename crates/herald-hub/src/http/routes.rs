@@ -15,8 +15,8 @@ use super::{
 use crate::{
     channel::ChannelName,
     event::{ClientId, EventData, NewEvent},
-    history::Target,
     hub::{ClientOptions, ConnectError},
+    record::Target,
     Hub,
 };
 use axum::{
@@ -629,7 +629,7 @@ fn is_cluster_scope(query: &QueryParams) -> Result<bool, ApiError> {
     }
 }
 
-fn cluster_unavailable(err: crate::cluster::ClusterError) -> ApiError {
+fn cluster_unavailable(err: crate::LogError) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",

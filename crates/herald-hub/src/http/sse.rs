@@ -67,7 +67,7 @@ impl IntoResponse for ConnectError {
 ///
 /// ```
 /// use axum::extract::State;
-/// use herald_hub::{http::LastEventId, hub::ConnectError, ChannelName, ClientOptions, ClientStream, Hub};
+/// use herald_hub::{http::LastEventId, ChannelName, ClientOptions, ClientStream, ConnectError, Hub};
 ///
 /// async fn stream(
 ///     State(hub): State<Hub>,

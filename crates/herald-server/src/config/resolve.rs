@@ -7,10 +7,8 @@
 use super::settings::{AuthMode, Secret, ServeArgs, Settings};
 use anyhow::Context;
 use herald_hub::{
-    cluster::ClusterConfig,
     http::{AuthConfig, HttpConfig, HttpLimits, ServeOptions},
-    store::FsyncPolicy,
-    HistoryConfig, HubConfig,
+    ClusterConfig, FsyncPolicy, HistoryConfig, HubConfig,
 };
 use std::{net::SocketAddr, path::PathBuf};
 

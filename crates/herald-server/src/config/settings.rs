@@ -9,7 +9,7 @@
 //! `config::resolve`'s.
 
 use clap::{Args, ValueEnum};
-use herald_hub::store::FsyncPolicy;
+use herald_hub::FsyncPolicy;
 use serde::{Deserialize, Deserializer};
 use std::{
     fmt,

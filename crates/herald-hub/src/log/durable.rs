@@ -8,17 +8,16 @@
 //! the writer deletes what history trimmed. It never fans out and never decides retention.
 
 use crate::{
-    channel::ChannelName,
-    event::{ClientId, EventData},
-    history::{Record, RecordKind, Target},
-    wire,
+    history::unix_ms,
+    hub::{Apply, PublishError, Published, Shared},
+    log::{Entry, Log, LogError, LogFuture, StoredEntry},
+    record::Record,
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 use std::{
     path::{Path, PathBuf},
-    sync::{mpsc, Arc},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    sync::{mpsc, Arc, Mutex},
+    time::{Duration, Instant},
 };
 use tokio::sync::watch;
 
@@ -35,8 +34,9 @@ pub enum FsyncPolicy {
     Every(Duration),
 }
 
-/// Why the durable log failed.
+/// Why the durable log could not be opened.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The data folder could not be created or read.
     #[error("cannot use data folder {path}: {source}")]
@@ -75,9 +75,6 @@ pub enum StoreError {
         /// The event's position.
         seq: u64,
     },
-    /// Writing to the database failed; events published since are not acknowledged.
-    #[error("writing the durable log failed: {0}")]
-    Write(String),
 }
 
 fn open_error(path: &Path, err: impl Into<redb::Error>) -> StoreError {
@@ -87,135 +84,51 @@ fn open_error(path: &Path, err: impl Into<redb::Error>) -> StoreError {
     }
 }
 
-/// One event as stored on disk.
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredRecord {
-    id: String,
-    target: StoredTarget,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    close: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    event: Option<String>,
-    data: String,
-    #[serde(default)]
-    is_json: bool,
-    recipients: usize,
-    published_unix_ms: u64,
-}
-
-/// A [`Target`] as written to disk or to the cluster log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum StoredTarget {
-    Channels(Vec<ChannelName>),
-    Client(String),
-    All,
-}
-
-impl StoredTarget {
-    pub(crate) fn from_target(target: &Target) -> Self {
-        match target {
-            Target::Channels(channels) => Self::Channels(channels.clone()),
-            Target::Client(id) => Self::Client(id.as_str().to_owned()),
-            Target::All => Self::All,
-        }
-    }
-
-    /// `None` when a stored client id is not a valid one (the entry was not written by Herald).
-    pub(crate) fn into_target(self) -> Option<Target> {
-        Some(match self {
-            Self::Channels(channels) => Target::Channels(channels),
-            Self::Client(id) => Target::Client(ClientId::new(&id).ok()?),
-            Self::All => Target::All,
-        })
-    }
-}
-
-fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-impl StoredRecord {
-    fn from_record(record: &Record) -> Self {
-        let age = record.published_at.elapsed();
-        Self {
-            id: record.id.to_string(),
-            target: StoredTarget::from_target(&record.target),
-            close: match record.kind {
-                RecordKind::Event => None,
-                RecordKind::Close { has_final_event } => Some(has_final_event),
-            },
-            event: record.event.as_deref().map(str::to_owned),
-            data: record.data.as_str().to_owned(),
-            is_json: record.data.is_json(),
-            recipients: record.recipients,
-            published_unix_ms: unix_ms(SystemTime::now() - age),
-        }
-    }
-
-    fn into_record(self, seq: u64, now: Instant, now_unix_ms: u64) -> Option<Record> {
-        let target = self.target.into_target()?;
-        let kind = match self.close {
-            None => RecordKind::Event,
-            Some(has_final_event) => RecordKind::Close { has_final_event },
-        };
-        let data = EventData::restore(self.data, self.is_json);
-        let frame = match kind {
-            RecordKind::Close {
-                has_final_event: false,
-            } => bytes::Bytes::new(),
-            _ => wire::encode_event(Some(&self.id), self.event.as_deref(), data.as_str()),
-        };
-        let age = Duration::from_millis(now_unix_ms.saturating_sub(self.published_unix_ms));
-        Some(Record {
-            seq,
-            id: Arc::from(self.id),
-            target,
-            kind,
-            event: self.event.map(String::into_boxed_str),
-            data,
-            frame,
-            recipients: self.recipients,
-            published_at: now.checked_sub(age).unwrap_or(now),
-        })
-    }
-}
-
 /// What the writer thread is asked to do, in order.
 #[derive(Debug)]
 enum WriteOp {
-    Append(Arc<Record>),
+    /// Write this record, published at this Unix time.
+    Append(Record, u64),
     /// Delete every event at or below this position (history trimmed it).
     ForgetThrough(u64),
 }
 
 /// Progress of the writer, as publishers see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Durable {
+#[derive(Debug, Clone)]
+struct Durable {
     /// Every event at or below this position is on disk.
-    pub(crate) through_seq: u64,
+    through_seq: u64,
     /// A write failed: nothing after `through_seq` will be acknowledged.
-    pub(crate) is_failed: bool,
+    failed: Option<Arc<redb::Error>>,
 }
 
-/// The handle the hub keeps: send writes, watch durability.
+/// The durable log the hub holds: send writes to the writer thread, watch durability.
 #[derive(Debug)]
-pub(crate) struct Store {
-    ops_tx: mpsc::Sender<WriteOp>,
+pub(crate) struct DurableLog {
+    /// Sends happen under the hub's lock, in position order; the mutex only makes the sender
+    /// `Sync` and is never contended.
+    ops_tx: Mutex<mpsc::Sender<WriteOp>>,
     durable_rx: watch::Receiver<Durable>,
 }
 
-/// What was found on disk at start.
+/// One event found on disk at start, with its position.
 #[derive(Debug)]
-pub(crate) struct Recovered {
-    pub(crate) store: Store,
-    pub(crate) records: Vec<Record>,
+pub(crate) struct RecoveredEntry {
+    pub(crate) seq: u64,
+    /// The event, with its id (always stored).
+    pub(crate) entry: Entry,
+    /// Connections it was queued to when it was published.
+    pub(crate) recipients: u32,
+    /// How long ago it was published.
+    pub(crate) age: Duration,
 }
 
-impl Store {
-    /// Opens (or creates) the database in `dir` and reads back every stored event.
-    pub(crate) fn open(dir: &Path, fsync: FsyncPolicy) -> Result<Recovered, StoreError> {
+impl DurableLog {
+    /// Opens (or creates) the database in `dir` and reads back every stored event, oldest first.
+    pub(crate) fn open(
+        dir: &Path,
+        fsync: FsyncPolicy,
+    ) -> Result<(Self, Vec<RecoveredEntry>), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
             path: dir.to_owned(),
             source,
@@ -232,32 +145,37 @@ impl Store {
         let table = read
             .open_table(EVENTS)
             .map_err(|err| open_error(&path, err))?;
-        let now = Instant::now();
-        let now_unix_ms = unix_ms(SystemTime::now());
-        let mut records = Vec::new();
+        let now_unix_ms = unix_ms();
+        let mut records: Vec<RecoveredEntry> = Vec::new();
         for row in table.iter().map_err(|err| open_error(&path, err))? {
             let (seq, bytes) = row.map_err(|err| open_error(&path, err))?;
             let seq = seq.value();
-            let stored: StoredRecord =
+            let entry: StoredEntry =
                 serde_json::from_slice(bytes.value()).map_err(|source| StoreError::Corrupt {
                     path: path.clone(),
                     seq,
                     source,
                 })?;
-            let is_contiguous = records
-                .last()
-                .is_none_or(|last: &Record| last.seq + 1 == seq);
-            match stored.into_record(seq, now, now_unix_ms) {
-                Some(record) if is_contiguous => records.push(record),
+            let is_contiguous = records.last().is_none_or(|last| last.seq + 1 == seq);
+            let published = entry.published_unix_ms.unwrap_or(now_unix_ms);
+            let recipients = entry.recipients.unwrap_or(0);
+            let entry = match entry.into_entry() {
+                Some(entry) if is_contiguous && entry.event.id.is_some() => entry,
                 _ => return Err(StoreError::Invalid { path, seq }),
-            }
+            };
+            records.push(RecoveredEntry {
+                seq,
+                entry,
+                recipients,
+                age: Duration::from_millis(now_unix_ms.saturating_sub(published)),
+            });
         }
         drop(table);
         drop(read);
         let head = records.last().map_or(0, |r| r.seq);
         let (durable_tx, durable_rx) = watch::channel(Durable {
             through_seq: head,
-            is_failed: false,
+            failed: None,
         });
         let (ops_tx, ops_rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -267,23 +185,59 @@ impl Store {
                 path: dir.to_owned(),
                 source,
             })?;
-        Ok(Recovered {
-            store: Store { ops_tx, durable_rx },
-            records,
+        let log = Self {
+            ops_tx: Mutex::new(ops_tx),
+            durable_rx,
+        };
+        Ok((log, records))
+    }
+
+    fn send(&self, op: WriteOp) {
+        // A send fails only when the writer thread is gone, which `wait_durable` reports.
+        let _ = self
+            .ops_tx
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .send(op);
+    }
+
+    /// Waits until the event at `seq` is on disk.
+    async fn wait_durable(&self, seq: u64) -> Result<(), LogError> {
+        let mut durable_rx = self.durable_rx.clone();
+        let gone = || LogError::DurableStopped;
+        let durable = durable_rx
+            .wait_for(|durable| durable.through_seq >= seq || durable.failed.is_some())
+            .await
+            .map_err(|_| gone())?;
+        match &durable.failed {
+            _ if durable.through_seq >= seq => Ok(()),
+            Some(err) => Err(LogError::DurableWrite(err.clone())),
+            None => Err(gone()),
+        }
+    }
+}
+
+impl Log for DurableLog {
+    fn append<'a>(
+        &'a self,
+        hub: &'a Shared,
+        entry: Entry,
+    ) -> LogFuture<'a, Result<Published, PublishError>> {
+        Box::pin(async move {
+            let published = hub.apply(entry, Apply::Publish)?;
+            self.wait_durable(published.seq)
+                .await
+                .map_err(PublishError::Unavailable)?;
+            Ok(published)
         })
     }
 
-    pub(crate) fn append(&self, record: Arc<Record>) {
-        // A send fails only when the writer thread is gone, which `wait_durable` reports.
-        let _ = self.ops_tx.send(WriteOp::Append(record));
+    fn recorded(&self, record: &Record) {
+        self.send(WriteOp::Append(record.clone(), unix_ms()));
     }
 
-    pub(crate) fn forget_through(&self, seq: u64) {
-        let _ = self.ops_tx.send(WriteOp::ForgetThrough(seq));
-    }
-
-    pub(crate) fn durable_rx(&self) -> watch::Receiver<Durable> {
-        self.durable_rx.clone()
+    fn trimmed(&self, through_seq: u64) {
+        self.send(WriteOp::ForgetThrough(through_seq));
     }
 }
 
@@ -313,7 +267,7 @@ fn write_loop(
                 tracing::error!(error = %err, "writing the durable log failed; publishes are refused from now on");
                 durable_tx.send_replace(Durable {
                     through_seq,
-                    is_failed: true,
+                    failed: Some(Arc::new(err)),
                 });
                 return;
             }
@@ -321,7 +275,7 @@ fn write_loop(
         last_commit = Instant::now();
         durable_tx.send_replace(Durable {
             through_seq,
-            is_failed: false,
+            failed: None,
         });
     }
 }
@@ -334,9 +288,10 @@ fn commit(db: &Database, ops: &[WriteOp]) -> Result<Option<u64>, redb::Error> {
         let mut table = write.open_table(EVENTS)?;
         for op in ops {
             match op {
-                WriteOp::Append(record) => {
-                    let bytes = serde_json::to_vec(&StoredRecord::from_record(record))
-                        .expect("a stored record is plain data and always serializes");
+                WriteOp::Append(record, published_unix_ms) => {
+                    let stored = StoredEntry::from_record(record, *published_unix_ms);
+                    let bytes = serde_json::to_vec(&stored)
+                        .expect("a stored entry is plain data and always serializes");
                     table.insert(record.seq, bytes.as_slice())?;
                     highest = Some(record.seq);
                 }

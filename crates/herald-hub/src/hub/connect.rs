@@ -1,0 +1,353 @@
+//! Connections: opening a stream (with its resume point), ending it, and changing what it hears.
+//!
+//! Owns the rules of a new connection (shutdown, closed channels, the per-user limit, a client id
+//! taken over, registration for live events before history is read) and the one resume entry
+//! point, [`ClientOptions::last_event_id`]: an id the hub does not know means `resumed: false`,
+//! never an error. It never writes to a socket; [`ClientStream`] does.
+
+use super::{query::info_of, ClientInfo, ConnectError, Departed, Hub, State, SubscriptionError};
+use crate::{
+    channel::ChannelName,
+    client::{ClientShared, EndReason},
+    event::ClientId,
+    history::ReadStart,
+    log::RegistryChange,
+    stream::{ClientStream, Replay, Start},
+    wire,
+};
+use bytes::Bytes;
+use std::{
+    net::SocketAddr,
+    sync::{atomic::Ordering, Arc},
+};
+
+/// How a new connection wants to start.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Keep this client id (so events sent to it while it was away are replayed); `None`: a fresh
+    /// random id. A live connection holding the same id is closed in favour of the new one.
+    pub client_id: Option<ClientId>,
+    /// The authenticated user, if any.
+    pub user: Option<String>,
+    /// Channels to subscribe to. May be empty: the connection then gets only broadcasts to all and
+    /// events sent to it.
+    pub channels: Vec<ChannelName>,
+    /// Resume after this event id (the `Last-Event-ID` header), as the client sent it. An id the
+    /// hub does not know, or cannot parse, starts the stream with `resumed: false`; it is never an
+    /// error.
+    pub last_event_id: Option<String>,
+    /// The peer's address, shown by the admin API.
+    pub remote_addr: Option<SocketAddr>,
+}
+
+impl Hub {
+    /// Registers a connection and returns its stream of SSE bytes. Dropping the stream removes the
+    /// connection.
+    ///
+    /// The connection is registered for live events before history is read, and the replay stops
+    /// where live delivery began, so an event published during the replay is neither lost nor sent
+    /// twice. In a cluster, a `last_event_id` this node has not read yet is waited for (up to 5 s)
+    /// before the stream opens, so the resume is exact.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures_util::StreamExt;
+    /// use herald_hub::{ChannelName, ClientOptions, Hub, HubConfig};
+    ///
+    /// let hub = Hub::new(HubConfig::default());
+    /// let first = hub.broadcast("news", None, "one", None).await?;
+    /// hub.broadcast("news", None, "two", None).await?;
+    /// let options = ClientOptions {
+    ///     channels: vec![ChannelName::new("news")?],
+    ///     last_event_id: Some(first.id),
+    ///     ..ClientOptions::default()
+    /// };
+    /// let mut stream = hub.add_client(options)?;
+    /// let opening = stream.next().await.expect("the opening");
+    /// assert!(String::from_utf8_lossy(&opening).contains(r#""resumed":true"#));
+    /// let missed = stream.next().await.expect("the replay");
+    /// assert!(missed.ends_with(b"data: two\n\n"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ConnectError`] when the hub is shutting down or every channel asked for is closed.
+    pub fn add_client(&self, options: ClientOptions) -> Result<ClientStream, ConnectError> {
+        let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
+        let client_id = options.client_id.unwrap_or_else(ClientId::random);
+        let user = options.user.map(Arc::from);
+        let client = Arc::new(ClientShared::new(
+            key,
+            client_id.clone(),
+            user,
+            options.remote_addr,
+        ));
+        let mut channels = options.channels;
+        channels.sort();
+        channels.dedup();
+
+        let mut state = self.state();
+        if state.is_shutting_down {
+            return Err(ConnectError::ShuttingDown);
+        }
+        let last_event_id = options.last_event_id.as_deref();
+        let resume_after = match state.history.read_start(last_event_id) {
+            ReadStart::After(seq) => Some(seq),
+            ReadStart::Oldest | ReadStart::Unknown => None,
+        };
+        // An id the log has not read as far as yet: open once it has (bounded).
+        let catch_up = match (resume_after, last_event_id) {
+            (None, Some(id)) => self.shared.log.catch_up(id),
+            _ => None,
+        };
+        // A closed channel is still served to a client resuming from before its closing (it gets
+        // the rest and the final event); to anyone else it is gone.
+        let requested = channels.len();
+        let first_closed = channels
+            .iter()
+            .find(|c| state.closed.contains_key(*c))
+            .cloned();
+        channels.retain(|channel| match state.closed.get(channel) {
+            Some(closed_at) => resume_after.is_some_and(|after| after < *closed_at),
+            None => true,
+        });
+        if requested > 0 && channels.is_empty() {
+            let channel = first_closed.expect("a channel was refused because it is closed");
+            return Err(ConnectError::ChannelClosed(channel));
+        }
+        let head = state.history.head_seq();
+        self.make_room_for(&mut state, &client);
+        if let Some(replaced) = state.fanout.insert(client.clone(), channels.clone()) {
+            replaced.end(EndReason::Replaced, false);
+        }
+        state.departed.remove(&client_id);
+        drop(state);
+
+        let start = match (catch_up, options.last_event_id) {
+            (Some(wait), Some(last_event_id)) => Start::AwaitLog {
+                wait,
+                last_event_id,
+                channels: channels.clone(),
+            },
+            _ => self.opening(&client_id, channels.clone(), resume_after, head),
+        };
+        tracing::debug!(client.id = %client_id, resumed = resume_after.is_some(), "client connected");
+        let stream = ClientStream::new(
+            self.clone(),
+            client.clone(),
+            start,
+            resume_after.unwrap_or(0),
+            resume_after.is_some(),
+        );
+        self.report_client(|| info_of(&client, channels.clone()));
+        self.shared.hooks.connected(|| info_of(&client, channels));
+        Ok(stream)
+    }
+
+    /// Ends the oldest connections of the new connection's user beyond the per-user limit.
+    fn make_room_for(&self, state: &mut State, client: &ClientShared) {
+        let per_user_max = self.shared.config.max_connections_per_user;
+        let Some(user) = client.user.as_deref().filter(|_| per_user_max > 0) else {
+            return;
+        };
+        let spare = state.fanout.key_of(&client.id);
+        for evicted in state.fanout.evict_oldest_of_user(user, per_user_max, spare) {
+            evicted.client.end(EndReason::UserLimit, false);
+            state
+                .departed
+                .insert(evicted.client.id.clone(), Departed::of(&evicted.client));
+        }
+    }
+
+    /// The opening of a stream: `retry:`, the `connected` event, then the replay (if resuming).
+    fn opening(
+        &self,
+        client_id: &ClientId,
+        channels: Vec<ChannelName>,
+        resume_after: Option<u64>,
+        head: u64,
+    ) -> Start {
+        let connected = serde_json::json!({
+            "clientId": client_id,
+            "channels": channels,
+            "resumed": resume_after.is_some(),
+        });
+        let mut preamble = wire::encode_retry(self.shared.config.retry_interval).to_vec();
+        preamble.extend_from_slice(&wire::encode_event(
+            None,
+            Some("connected"),
+            &connected.to_string(),
+        ));
+        let replay = resume_after
+            .filter(|after| *after < head)
+            .map(|after| Replay::new(after, head, channels));
+        Start::Open {
+            preamble: Bytes::from(preamble),
+            replay,
+        }
+    }
+
+    /// The opening of a stream that waited for the log to read as far as `last_event_id`:
+    /// resumes after it if history has it now. Returns the opening and the resume position.
+    pub(crate) fn opening_after_wait(
+        &self,
+        client_id: &ClientId,
+        channels: Vec<ChannelName>,
+        last_event_id: &str,
+    ) -> (Start, Option<u64>) {
+        let (resume_after, head) = {
+            let state = self.state();
+            let after = match state.history.read_start(Some(last_event_id)) {
+                ReadStart::After(seq) => Some(seq),
+                ReadStart::Oldest | ReadStart::Unknown => None,
+            };
+            (after, state.history.head_seq())
+        };
+        tracing::debug!(client.id = %client_id, resumed = resume_after.is_some(), "client resumed after the log caught up");
+        (
+            self.opening(client_id, channels, resume_after, head),
+            resume_after,
+        )
+    }
+
+    /// Unregisters a connection once its stream is gone, then tells the disconnect hooks.
+    pub(crate) fn forget(&self, client: &ClientShared) {
+        self.shared.counters.closed.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.state();
+        let entry = state.fanout.remove(client.key);
+        if let Some(entry) = &entry {
+            tracing::debug!(client.id = %entry.client.id, "client disconnected");
+            let id = entry.client.id.clone();
+            if state.fanout.key_of(&id).is_none() {
+                state.departed.insert(id, Departed::of(&entry.client));
+            }
+        }
+        let is_id_still_held = state.fanout.key_of(&client.id).is_some();
+        drop(state);
+        if !is_id_still_held {
+            self.shared.log.client_changed(&|| RegistryChange::Remove {
+                id: client.id.to_string(),
+            });
+        }
+        self.shared.hooks.disconnected(|| match &entry {
+            Some(entry) => info_of(&entry.client, entry.channels.clone()),
+            None => info_of(client, Vec::new()),
+        });
+    }
+
+    /// Tells the log's client registry about a connection (new, or with new channels); `info`
+    /// is built only when the log keeps a registry.
+    fn report_client(&self, info: impl Fn() -> ClientInfo) {
+        self.shared.log.client_changed(&|| {
+            let info = info();
+            let json = serde_json::to_string(&info)
+                .expect("client info is plain data and always serializes");
+            RegistryChange::Upsert {
+                id: info.id.to_string(),
+                info: json,
+            }
+        });
+    }
+
+    fn report_channels_changed(&self, state: &State, id: &ClientId) {
+        if let Some(entry) = state.fanout.get_by_id(id) {
+            self.report_client(|| info_of(&entry.client, entry.channels.clone()));
+        }
+    }
+
+    /// Closes a connection. Returns false when no connection has that id.
+    pub fn remove_client(&self, id: &ClientId) -> bool {
+        let mut state = self.state();
+        let Some(key) = state.fanout.key_of(id) else {
+            return false;
+        };
+        if let Some(entry) = state.fanout.remove(key) {
+            entry.client.end(EndReason::Removed, false);
+            state
+                .departed
+                .insert(id.clone(), Departed::of(&entry.client));
+        }
+        true
+    }
+
+    /// Subscribes a live connection to one more channel (from now on; no history is replayed).
+    ///
+    /// # Errors
+    /// [`SubscriptionError::ClientNotFound`] or [`SubscriptionError::ChannelClosed`].
+    pub fn subscribe(&self, id: &ClientId, channel: ChannelName) -> Result<(), SubscriptionError> {
+        let mut state = self.state();
+        if state.closed.contains_key(&channel) {
+            return Err(SubscriptionError::ChannelClosed(channel));
+        }
+        let key = state
+            .fanout
+            .key_of(id)
+            .ok_or_else(|| SubscriptionError::ClientNotFound(id.clone()))?;
+        state.fanout.subscribe(key, channel);
+        self.report_channels_changed(&state, id);
+        Ok(())
+    }
+
+    /// Removes one channel from a live connection.
+    ///
+    /// # Errors
+    /// [`SubscriptionError::ClientNotFound`] or [`SubscriptionError::NotSubscribed`].
+    pub fn unsubscribe(
+        &self,
+        id: &ClientId,
+        channel: &ChannelName,
+    ) -> Result<(), SubscriptionError> {
+        let mut state = self.state();
+        let key = state
+            .fanout
+            .key_of(id)
+            .ok_or_else(|| SubscriptionError::ClientNotFound(id.clone()))?;
+        if state.fanout.unsubscribe(key, channel) {
+            self.report_channels_changed(&state, id);
+            Ok(())
+        } else {
+            Err(SubscriptionError::NotSubscribed(channel.clone()))
+        }
+    }
+
+    /// Adds a hook called once for each new connection, after it is registered and before
+    /// [`Hub::add_client`] returns its stream. Hooks run in the order they were added, on the task
+    /// that called `add_client`, with no lock of the hub held: a hook may call the hub's
+    /// synchronous methods, and spawn a task to publish (say, to [`Hub::send_to`] the new client
+    /// its first event).
+    ///
+    /// Keep hooks short and never block in one: it delays the connection. A hook that holds a
+    /// clone of this hub keeps the hub alive for the life of the process.
+    ///
+    /// # Panics
+    /// A panic in a hook reaches the caller of [`Hub::add_client`]; the new connection's stream
+    /// is dropped on the way, which ends it (and calls the disconnect hooks).
+    pub fn on_connect(&self, hook: impl Fn(&ClientInfo) + Send + Sync + 'static) {
+        self.shared.hooks.add_connect(Arc::new(hook));
+    }
+
+    /// Adds a hook called once for each connection that ends, whatever the reason (the client
+    /// went away, [`Hub::remove_client`], a full queue, a closed channel, shutdown): when its
+    /// [`ClientStream`] is dropped. Each connection [`Hub::on_connect`] hooks saw comes here
+    /// exactly once, after them. Hooks run in the order they were added, on the task that drops
+    /// the stream, with no lock of the hub held.
+    ///
+    /// `channels` lists those the connection was still registered on; one the hub had already
+    /// unregistered (removed, too slow, replaced, its only channel closed) shows none. A client
+    /// id taken over by a newer connection sees the newer connection's connect before the older
+    /// one's disconnect: count connections, not ids.
+    ///
+    /// # Panics
+    /// A hook must not panic: it runs in the stream's `Drop`, where a panic during unwinding
+    /// aborts the process.
+    pub fn on_disconnect(&self, hook: impl Fn(&ClientInfo) + Send + Sync + 'static) {
+        self.shared.hooks.add_disconnect(Arc::new(hook));
+    }
+
+    /// Applies the effect of a replayed closing on a connection's live registration.
+    pub(crate) fn leave_closed_channel(&self, key: u64, channel: &ChannelName) {
+        self.state().fanout.unsubscribe(key, channel);
+    }
+}

@@ -1,0 +1,321 @@
+//! The hub: the library's front door, tying history, the log, fan-out and connections together.
+//!
+//! Declares the handle ([`Hub`]), its shared state and its constructors, one per log: memory
+//! ([`Hub::new`]), durable ([`Hub::open`]) and cluster ([`Hub::join_cluster`]). The hub holds one
+//! `Arc<dyn Log>` and never asks which it is; the concepts live in the submodules: `publish` (the
+//! one path of an event), `connect` (connections and subscriptions), `query` (clients, channels,
+//! stats), `poll` (pages of history), `sweep` (the one timer), `error`. It never speaks HTTP and
+//! never waits on a subscriber.
+
+mod connect;
+mod error;
+mod poll;
+mod publish;
+mod query;
+mod sweep;
+
+pub use connect::ClientOptions;
+pub use error::{ConnectError, PublishError, SendError, SubscriptionError};
+pub use poll::{EventPage, PolledEvent, POLL_LIMIT_MAX};
+pub use publish::Published;
+pub(crate) use publish::{Apply, Precheck};
+pub use query::{ChannelInfo, ClientInfo, HistoryStats, Stats};
+
+use crate::{
+    channel::ChannelName,
+    client::{ClientShared, EndReason},
+    config::HubConfig,
+    event::ClientId,
+    fanout::Fanout,
+    history::History,
+    hooks::Hooks,
+    log::{
+        cluster::ClusterLog,
+        durable::{DurableLog, RecoveredEntry},
+        memory::MemoryLog,
+        ClusterConfig, ClusterError, Entry, FsyncPolicy, Log, StoreError,
+    },
+    record::{Audience, Draft, Record},
+};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+
+/// A cheap-clone handle to one hub. Every clone talks to the same hub.
+///
+/// Creating a hub spawns one background task (heartbeats and history trimming), so it must be
+/// created inside a tokio runtime; the task stops with [`Hub::shutdown`] or when the last handle
+/// is dropped.
+#[derive(Clone, Debug)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+/// What every handle and background task of one hub shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    config: HubConfig,
+    state: Mutex<State>,
+    /// The event log behind history: memory, durable or cluster.
+    log: Arc<dyn Log>,
+    counters: Counters,
+    started_at: Instant,
+    shutdown: CancellationToken,
+    next_key: AtomicU64,
+    /// Application code told when a connection opens or ends.
+    hooks: Hooks,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    published: AtomicU64,
+    delivered: AtomicU64,
+    /// Connections ended since start, whatever ended them.
+    closed: AtomicU64,
+}
+
+/// What the hub's lock guards.
+#[derive(Debug)]
+struct State {
+    history: History,
+    fanout: Fanout,
+    /// Channels whose closing is still in history, with the position of the closing.
+    closed: HashMap<ChannelName, u64>,
+    /// Client ids whose connection ended recently: events sent to them wait in history.
+    departed: HashMap<ClientId, Departed>,
+    is_shutting_down: bool,
+}
+
+/// A client id whose connection ended recently, and the user it belonged to (so another user
+/// cannot claim the id and the events waiting for it).
+#[derive(Debug)]
+struct Departed {
+    left_at: Instant,
+    user: Option<Arc<str>>,
+}
+
+impl Departed {
+    fn of(client: &ClientShared) -> Self {
+        Self {
+            left_at: Instant::now(),
+            user: client.user.clone(),
+        }
+    }
+}
+
+impl State {
+    /// Whether `id` is connected here, or left less than `client_linger` ago (events sent to it
+    /// then wait in history for its return).
+    fn is_client_known(&self, id: &ClientId) -> bool {
+        self.fanout.key_of(id).is_some() || self.departed.contains_key(id)
+    }
+}
+
+impl Hub {
+    /// Creates a hub with an in-memory log: nothing to install, nothing survives a restart.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn new(config: HubConfig) -> Self {
+        let history = History::new(config.history.clone());
+        Self::start(config, history, Arc::new(MemoryLog))
+    }
+
+    /// Creates a hub whose history is kept in a redb database in `data_dir` (created if missing):
+    /// history and ids survive a restart or a crash, and a publish is answered once its event is
+    /// on disk (see [`FsyncPolicy`]).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the folder or database cannot be used (unreadable, corrupt, or open in
+    /// another hub); a hub never silently starts empty.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn open(
+        config: HubConfig,
+        data_dir: &Path,
+        fsync: FsyncPolicy,
+    ) -> Result<Self, StoreError> {
+        let (log, recovered) = DurableLog::open(data_dir, fsync)?;
+        let count = recovered.len();
+        let mut history = History::new(config.history.clone());
+        restore(&mut history, recovered);
+        let dropped = history.trim(Instant::now());
+        if let Some(through) = dropped {
+            log.trimmed(through);
+        }
+        tracing::info!(events = count, kept = history.len(), dir = %data_dir.display(), "recovered the durable log");
+        Ok(Self::start(config, history, Arc::new(log)))
+    }
+
+    /// Creates a hub that shares its event log with other nodes through Redis: an event published
+    /// on any node reaches the subscribers of every node, in one order, with global ids. The node
+    /// connects (and reconnects, with backoff) in the background; until it has, publishing answers
+    /// [`PublishError::Unavailable`].
+    ///
+    /// # Errors
+    /// [`ClusterError::InvalidUrl`] when the Redis URL is malformed.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn join_cluster(config: HubConfig, cluster: ClusterConfig) -> Result<Self, ClusterError> {
+        let log = ClusterLog::new(cluster, config.history.max_events, config.history.max_age)?;
+        let history = History::new(config.history.clone());
+        Ok(Self::start(config, history, Arc::new(log)))
+    }
+
+    fn start(config: HubConfig, history: History, log: Arc<dyn Log>) -> Self {
+        let closed = history.closed_channels();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                history,
+                fanout: Fanout::default(),
+                closed,
+                departed: HashMap::new(),
+                is_shutting_down: false,
+            }),
+            log: log.clone(),
+            config,
+            counters: Counters::default(),
+            started_at: Instant::now(),
+            shutdown: CancellationToken::new(),
+            next_key: AtomicU64::new(1),
+            hooks: Hooks::default(),
+        });
+        sweep::spawn(&shared);
+        log.start(Arc::downgrade(&shared), shared.shutdown.clone());
+        Self { shared }
+    }
+
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// The configuration this hub runs with.
+    pub fn config(&self) -> &HubConfig {
+        &self.shared.config
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.state()
+    }
+
+    /// Ends every stream (each writes what it has queued, then a closing comment), refuses new
+    /// ones and stops the background tasks. Safe to call more than once.
+    pub fn shutdown(&self) {
+        let mut state = self.state();
+        state.is_shutting_down = true;
+        for entry in state.fanout.entries() {
+            entry.client.end(EndReason::Shutdown, true);
+        }
+        drop(state);
+        self.shared.shutdown.cancel();
+    }
+
+    /// Whether this hub can deliver events now: false while it shuts down, and while its log
+    /// cannot (in a cluster: Redis lost, or this node's reader stuck), so a load balancer sends
+    /// new streams to another node.
+    pub fn is_ready(&self) -> bool {
+        !self.is_shutting_down() && self.shared.log.is_ready()
+    }
+
+    /// Whether [`Hub::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown.is_cancelled()
+    }
+
+    /// Connections ended since start, whatever ended them (cheap: one counter).
+    pub fn connections_closed(&self) -> u64 {
+        self.shared.counters.closed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_delivered(&self, events: u64) {
+        if events > 0 {
+            self.shared
+                .counters
+                .delivered
+                .fetch_add(events, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads the next replay batch for a resuming connection, under the state lock.
+    pub(crate) fn with_history<R>(&self, read: impl FnOnce(&History) -> R) -> R {
+        read(&self.state().history)
+    }
+}
+
+impl Shared {
+    /// The hub's lock. Every mutation of `State` completes before the guard drops, so a poisoned
+    /// lock still holds consistent data: every user of the state goes through here.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Trims history to its limits and tells the log what it dropped ("trim, then tell the log",
+    /// written once).
+    fn trim(&self, state: &mut State, now: Instant) {
+        if let Some(through) = state.history.trim(now) {
+            self.log.trimmed(through);
+            let first = state.history.first_seq().unwrap_or(u64::MAX);
+            state.closed.retain(|_, closed_at| *closed_at >= first);
+        }
+    }
+
+    /// What this node holds no longer joins up with the log: forget it, so every resume says
+    /// `resumed: false`, and end every stream so its client reconnects and reloads.
+    pub(crate) fn reset_history(&self) {
+        let mut state = self.state();
+        state.history = History::new(self.config.history.clone());
+        state.closed.clear();
+        for entry in state.fanout.entries() {
+            entry.client.end(EndReason::HistoryGap, false);
+        }
+    }
+}
+
+/// Rebuilds history from the durable log's entries, oldest first.
+fn restore(history: &mut History, recovered: Vec<RecoveredEntry>) {
+    let now = Instant::now();
+    for RecoveredEntry {
+        seq,
+        entry,
+        recipients,
+        age,
+    } in recovered
+    {
+        let Entry {
+            target,
+            event,
+            kind,
+            ..
+        } = entry;
+        if history.len() == 0 {
+            history.skip_to(seq);
+        }
+        let id = event
+            .id
+            .as_deref()
+            .expect("a durable entry always has its id");
+        let draft = Draft {
+            id,
+            // Recovered ids keep their text; which kind they were does not matter any more.
+            is_publisher_id: true,
+            event: event.event.as_deref(),
+            data: &event.data,
+            kind,
+        };
+        let published_ms = history.ms_since_origin(now.checked_sub(age).unwrap_or(now));
+        let mut record = Record::new(seq, &draft, Audience::from_target(target), published_ms);
+        record.recipients = recipients;
+        history.append(record);
+    }
+}

@@ -1,0 +1,120 @@
+//! Polling: pages of history for clients that cannot hold a stream open.
+//!
+//! Owns the page shape ([`EventPage`]) and its cursor. Where a page starts and which events it
+//! holds follow the same rules as a resuming stream ([`crate::history::History::read_start`] and
+//! the record's audience matching), and a page costs what it returns, never a walk of the whole
+//! history. It never registers a connection.
+
+use super::Hub;
+use crate::{channel::ChannelName, history::ReadStart};
+use serde::Serialize;
+
+/// Most events one poll returns.
+pub const POLL_LIMIT_MAX: usize = 1000;
+
+/// One page of history for the polling endpoints.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage {
+    /// Matching events, oldest first.
+    pub events: Vec<PolledEvent>,
+    /// Pass as `after` to get the next page; `None` while history is empty.
+    pub cursor: Option<String>,
+    /// True when `after` was not found in history (unknown or expired): events may have been
+    /// missed, so reload state; the page starts at the oldest event in history.
+    pub reset: bool,
+    /// True when more matching events may follow this page right away.
+    pub has_more: bool,
+}
+
+/// One event as the polling endpoints return it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolledEvent {
+    /// Event id.
+    pub id: String,
+    /// The channel it was published to (the first requested one); `None` for a broadcast to all.
+    pub channel: Option<ChannelName>,
+    /// Event name; `None` is the default `message`.
+    pub event: Option<String>,
+    /// The payload: JSON as published, or a string.
+    pub data: serde_json::Value,
+    /// True for a channel's closing (its final event, if any, is this item).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub closed: bool,
+}
+
+impl Hub {
+    /// A page of history on `channels` (and broadcasts to all) after the event `after`.
+    /// `after = None` starts at the oldest event in history; `limit` is clamped to
+    /// 1..=[`POLL_LIMIT_MAX`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use herald_hub::{ChannelName, Hub, HubConfig};
+    ///
+    /// let hub = Hub::new(HubConfig::default());
+    /// hub.broadcast("news", "headline", &serde_json::json!({"n": 1}), None).await?;
+    /// hub.broadcast("news", "headline", &serde_json::json!({"n": 2}), None).await?;
+    /// let news = [ChannelName::new("news")?];
+    /// let page = hub.events_after(&news, None, 1);
+    /// assert_eq!(page.events[0].data, serde_json::json!({"n": 1}));
+    /// assert!(page.has_more);
+    /// let next = hub.events_after(&news, page.cursor.as_deref(), 10);
+    /// assert_eq!(next.events[0].data, serde_json::json!({"n": 2}));
+    /// assert!(!next.has_more);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn events_after(
+        &self,
+        channels: &[ChannelName],
+        after: Option<&str>,
+        limit: usize,
+    ) -> EventPage {
+        let limit = limit.clamp(1, POLL_LIMIT_MAX);
+        let state = self.state();
+        let history = &state.history;
+        let (start, reset) = match history.read_start(after) {
+            ReadStart::After(seq) => (seq, false),
+            ReadStart::Oldest => (history.before_oldest(), false),
+            ReadStart::Unknown => (history.before_oldest(), true),
+        };
+        let mut events = Vec::new();
+        let mut cursor = after.filter(|_| !reset).map(str::to_owned);
+        let mut has_more = false;
+        for record in history.after(start).into_iter().flatten() {
+            if events.len() == limit {
+                has_more = true;
+                break;
+            }
+            cursor = Some(record.id().to_owned());
+            let Some(channel) = record.audience.matches(None, channels) else {
+                continue;
+            };
+            let data = record.data();
+            let data = if record.is_json() {
+                serde_json::from_str(&data)
+                    .unwrap_or_else(|_| serde_json::Value::String(data.into_owned()))
+            } else {
+                serde_json::Value::String(data.into_owned())
+            };
+            events.push(PolledEvent {
+                id: record.id().to_owned(),
+                channel: channel.cloned(),
+                event: record.event().map(str::to_owned),
+                data,
+                closed: record.is_close(),
+            });
+        }
+        if cursor.is_none() {
+            cursor = history.get(history.head_seq()).map(|r| r.id().to_owned());
+        }
+        EventPage {
+            events,
+            cursor,
+            reset,
+            has_more,
+        }
+    }
+}

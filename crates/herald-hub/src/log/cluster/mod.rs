@@ -1,0 +1,304 @@
+//! The cluster log: one Redis Stream that every hub node appends to and reads from.
+//!
+//! Owns the Redis side of `--redis-url`: its settings and errors, the connection for commands, and
+//! appending an event with the cross-node idempotency check. The reader (`reader`) feeds every
+//! entry, in stream order, to this node's hub; the registry (`registry`) lets any node answer for
+//! the whole cluster. A node's own publishes reach its subscribers through the stream too, never by
+//! a local shortcut, so every node sees one order. It never fans out itself and never holds the
+//! hub's lock.
+
+mod reader;
+mod registry;
+
+use crate::{
+    hub::{Precheck, PublishError, Published, Shared},
+    log::{Entry, Log, LogError, LogFuture, NodeClients, NodeStats, RegistryChange, StoredEntry},
+};
+use reader::{EntryId, ReaderState};
+use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Client};
+use registry::Registry;
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+/// Most time a request waits for Redis.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a cluster publish waits for this node to read its event back from Redis.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default prefix of every key Herald uses.
+pub const KEY_PREFIX_DEFAULT: &str = "herald";
+/// Default Redis URL.
+pub const REDIS_URL_DEFAULT: &str = "redis://127.0.0.1:6379/";
+
+/// Settings of the cluster log.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `redis://host:port/db`. Default [`REDIS_URL_DEFAULT`].
+    pub redis_url: String,
+    /// Prefix of every key Herald uses, so several hubs can share one Redis. Default
+    /// [`KEY_PREFIX_DEFAULT`].
+    pub key_prefix: String,
+    /// This node's name in stats; unique per node. Default: `node-` and 8 random characters.
+    pub node_id: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        let mut node_id = String::from("node-");
+        node_id.extend((0..8).map(|_| fastrand::alphanumeric().to_ascii_lowercase()));
+        Self {
+            redis_url: REDIS_URL_DEFAULT.to_owned(),
+            key_prefix: KEY_PREFIX_DEFAULT.to_owned(),
+            node_id,
+        }
+    }
+}
+
+/// Why the cluster log failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The URL is not a Redis URL.
+    #[error("invalid redis url")]
+    InvalidUrl(#[source] redis::RedisError),
+    /// Redis cannot be reached or answered with an error.
+    #[error("redis is unavailable")]
+    Unavailable(#[source] redis::RedisError),
+    /// Redis took the event but this node did not read it back in time (it may be lost to Redis
+    /// or just slow): retry with the same publisher id to be safe.
+    #[error("this node has not read the event back from redis in time")]
+    ReadBackTimeout,
+    /// Redis answered something Herald never asks for (another program uses its keys?).
+    #[error("redis answered unexpectedly: {0}")]
+    UnexpectedReply(String),
+}
+
+impl ClusterError {
+    /// Whether Redis could not serve the request now (retry later, maybe on another node).
+    pub fn is_unavailable(&self) -> bool {
+        !matches!(self, Self::InvalidUrl(_))
+    }
+
+    /// Whether the configured URL is not a Redis URL.
+    pub fn is_invalid_url(&self) -> bool {
+        matches!(self, Self::InvalidUrl(_))
+    }
+}
+
+/// Appends an event unless its publisher id was already used (within `ttl`), atomically.
+const APPEND_SCRIPT: &str = r#"
+if ARGV[1] ~= '' then
+  if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then
+    return false
+  end
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[4])
+"#;
+
+/// The cluster log the hub holds.
+#[derive(Debug)]
+pub(crate) struct ClusterLog {
+    redis: Redis,
+    /// What the reader has read, for publishers and resumes waiting on it.
+    reader: ReaderState,
+    registry: Registry,
+    max_len: usize,
+    idempotency_ttl: Duration,
+}
+
+/// The Redis client and the shared connection for commands.
+#[derive(Debug)]
+struct Redis {
+    client: Client,
+    key_prefix: String,
+    /// The connection for appends and registry commands; `None` until (re)connected.
+    command_conn: Mutex<Option<MultiplexedConnection>>,
+}
+
+/// A request for [`Redis::run`].
+enum Request {
+    Cmd(redis::Cmd),
+    Pipe(redis::Pipeline),
+}
+
+impl Redis {
+    fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.key_prefix)
+    }
+
+    async fn connect(
+        &self,
+        response_timeout: Duration,
+    ) -> Result<MultiplexedConnection, ClusterError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(response_timeout));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(ClusterError::Unavailable)
+    }
+
+    /// Runs one request on the shared connection, reconnecting once if the connection was lost.
+    async fn run<T: redis::FromRedisValue>(&self, request: &Request) -> Result<T, ClusterError> {
+        let mut attempt = 0;
+        loop {
+            let mut conn = {
+                let mut guard = self.command_conn.lock().await;
+                match guard.as_ref() {
+                    Some(conn) => conn.clone(),
+                    None => {
+                        let conn = self.connect(COMMAND_TIMEOUT).await?;
+                        *guard = Some(conn.clone());
+                        conn
+                    }
+                }
+            };
+            let result = match request {
+                Request::Cmd(cmd) => cmd.query_async::<T>(&mut conn).await,
+                Request::Pipe(pipe) => pipe.query_async::<T>(&mut conn).await,
+            };
+            match result {
+                Ok(value) => return Ok(value),
+                Err(err) => {
+                    *self.command_conn.lock().await = None;
+                    let is_lost = err.is_io_error()
+                        || err.is_connection_dropped()
+                        || err.is_connection_refusal();
+                    attempt += 1;
+                    if attempt == 2 || !is_lost {
+                        return Err(ClusterError::Unavailable(err));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ClusterLog {
+    pub(crate) fn new(
+        config: ClusterConfig,
+        max_len: usize,
+        idempotency_ttl: Duration,
+    ) -> Result<Self, ClusterError> {
+        let client = Client::open(config.redis_url.as_str()).map_err(ClusterError::InvalidUrl)?;
+        Ok(Self {
+            redis: Redis {
+                client,
+                key_prefix: config.key_prefix,
+                command_conn: Mutex::new(None),
+            },
+            reader: ReaderState::default(),
+            registry: Registry::new(config.node_id),
+            max_len: max_len.max(1),
+            idempotency_ttl,
+        })
+    }
+
+    /// Appends an entry. `Ok(None)`: its publisher id was already used in the cluster.
+    async fn push(&self, entry: &Entry) -> Result<Option<EntryId>, ClusterError> {
+        let payload = serde_json::to_string(&StoredEntry::from_entry(entry))
+            .expect("a stored entry is plain data and always serializes");
+        let id = entry.event.id.as_deref().unwrap_or("");
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(APPEND_SCRIPT)
+            .arg(2)
+            .arg(self.redis.key("log"))
+            .arg(self.redis.key(&format!("id:{id}")))
+            .arg(id)
+            .arg(u64::try_from(self.idempotency_ttl.as_millis().max(1)).unwrap_or(u64::MAX))
+            .arg(self.max_len)
+            .arg(&payload);
+        let id: Option<String> = self.redis.run(&Request::Cmd(eval)).await?;
+        match id {
+            None => Ok(None),
+            Some(id) => EntryId::parse(&id)
+                .map(Some)
+                .ok_or(ClusterError::UnexpectedReply(id)),
+        }
+    }
+
+    async fn publish(&self, hub: &Shared, entry: Entry) -> Result<Published, PublishError> {
+        let unavailable = |err: ClusterError| PublishError::Unavailable(LogError::Cluster(err));
+        // Lock 1: a duplicate here, or a client this node does not know.
+        match hub.precheck(&entry) {
+            Precheck::Duplicate(duplicate) => return Ok(duplicate),
+            Precheck::UnknownClient(id) => {
+                let is_known = self
+                    .registry
+                    .has_client(&self.redis, id.as_str())
+                    .await
+                    .map_err(unavailable)?;
+                if !is_known {
+                    return Err(PublishError::ClientNotFound(id));
+                }
+            }
+            Precheck::Fresh => {}
+        }
+        let appended = self.push(&entry).await.map_err(unavailable)?;
+        let id = match appended {
+            Some(entry_id) => {
+                // Lock 2 is the reader's, applying the entry on this node as on every other.
+                self.reader
+                    .wait_read(entry_id, APPLY_TIMEOUT)
+                    .await
+                    .map_err(unavailable)?;
+                entry.event.id.unwrap_or_else(|| entry_id.to_string())
+            }
+            None => entry
+                .event
+                .id
+                .expect("only a publisher id can be taken already"),
+        };
+        // Lock 3: the answer (recipients) as this node's reader recorded it.
+        Ok(hub.published_of(&id, appended.is_none()))
+    }
+}
+
+impl Log for ClusterLog {
+    fn append<'a>(
+        &'a self,
+        hub: &'a Shared,
+        entry: Entry,
+    ) -> LogFuture<'a, Result<Published, PublishError>> {
+        Box::pin(self.publish(hub, entry))
+    }
+
+    fn is_ready(&self) -> bool {
+        self.reader.is_current()
+    }
+
+    fn start(self: Arc<Self>, hub: Weak<Shared>, shutdown: CancellationToken) {
+        let history_len = self.max_len;
+        tokio::spawn(reader::read_loop(
+            self.clone(),
+            hub.clone(),
+            history_len,
+            shutdown.clone(),
+        ));
+        tokio::spawn(registry::report_loop(self, hub, shutdown));
+    }
+
+    fn catch_up(&self, last_event_id: &str) -> Option<LogFuture<'static, ()>> {
+        self.reader.catch_up(last_event_id)
+    }
+
+    fn node_id(&self) -> &str {
+        self.registry.node_id()
+    }
+
+    fn client_changed(&self, change: &dyn Fn() -> RegistryChange) {
+        self.registry.client_changed(change());
+    }
+
+    fn node_stats(&self) -> LogFuture<'_, Result<Option<Vec<NodeStats>>, LogError>> {
+        Box::pin(async move { Ok(Some(self.registry.node_stats(&self.redis).await?)) })
+    }
+
+    fn node_clients(&self) -> LogFuture<'_, Result<Option<Vec<NodeClients>>, LogError>> {
+        Box::pin(async move { Ok(Some(self.registry.node_clients(&self.redis).await?)) })
+    }
+}

@@ -1,0 +1,139 @@
+//! The log seam: the one trait every event log behind the hub implements, and its three
+//! implementations (memory, durable on redb, cluster on Redis).
+//!
+//! Owns what a log must do for the hub (append, tell what history trimmed, readiness, feed the hub
+//! entries it did not publish, help a resume catch up) and the one stored form of an event shared by
+//! the durable and cluster encodings (`entry`). It never fans out and never holds the hub's lock:
+//! a log reaches history only through [`crate::hub::Shared::apply`].
+//!
+//! The seam is an open trait rather than a closed enum so that a fourth backend (NATS JetStream,
+//! Postgres) is one new module implementing [`Log`], with no `match` to extend in the hub.
+
+pub(crate) mod cluster;
+pub(crate) mod durable;
+mod entry;
+pub(crate) mod memory;
+
+pub(crate) use entry::StoredEntry;
+
+use crate::{
+    event::NewEvent,
+    hub::{PublishError, Published, Shared},
+    record::{Record, RecordKind, Target},
+};
+pub use cluster::{ClusterConfig, ClusterError, KEY_PREFIX_DEFAULT, REDIS_URL_DEFAULT};
+pub use durable::{FsyncPolicy, StoreError, DATA_FILE_NAME};
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Weak},
+};
+use tokio_util::sync::CancellationToken;
+
+/// A future a log returns; boxed so the seam stays object-safe.
+pub(crate) type LogFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An event on its way into history.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) target: Target,
+    /// `event.id` is the publisher's id, if any.
+    pub(crate) event: NewEvent,
+    pub(crate) kind: RecordKind,
+    /// The id the log gave the event (the cluster's stream entry id); `None` when history gives
+    /// it one (`{epoch}-{seq}`). Subscribers see the publisher's id first, then this.
+    pub(crate) log_id: Option<String>,
+}
+
+/// Why the log behind the hub could not take or serve a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// Writing the durable log failed; nothing published since is acknowledged.
+    #[error("the durable log is not writable")]
+    DurableWrite(#[source] Arc<redb::Error>),
+    /// The durable log's writer is gone (the hub is stopping).
+    #[error("the durable log has stopped")]
+    DurableStopped,
+    /// The cluster log (Redis) failed.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+impl LogError {
+    /// Whether the cause is Redis being unreachable or failing (retry later, maybe elsewhere).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+}
+
+/// What a log does for the hub. The hub holds one `Arc<dyn Log>` and never asks which it is.
+///
+/// The one path of an event: [`crate::Hub::publish`] validates it and calls [`Log::append`]; the log
+/// gives it its position and id (memory, durable: in [`Shared::apply`], under the hub's lock;
+/// cluster: Redis orders it and the log's reader hands it to [`Shared::apply`] on every node), makes
+/// it durable or replicated, and answers once it is.
+pub(crate) trait Log: fmt::Debug + Send + Sync + 'static {
+    /// Appends one event and answers once it is recorded (applied here, on disk, or read back).
+    fn append<'a>(
+        &'a self,
+        hub: &'a Shared,
+        entry: Entry,
+    ) -> LogFuture<'a, Result<Published, PublishError>>;
+
+    /// Called under the hub's lock, in position order, right after history took `record`.
+    fn recorded(&self, _record: &Record) {}
+
+    /// History dropped every record at or below `seq`.
+    fn trimmed(&self, _through_seq: u64) {}
+
+    /// Whether the log can take and deliver events now (readiness).
+    fn is_ready(&self) -> bool {
+        true
+    }
+
+    /// Starts the log's background work, such as the reader that feeds the hub entries other
+    /// nodes published. Called once, when the hub starts.
+    fn start(self: Arc<Self>, _hub: Weak<Shared>, _shutdown: CancellationToken) {}
+
+    /// When `last_event_id` may name an entry this node has not read yet, a future that resolves
+    /// once it has (bounded); `None` when history already answers for it.
+    fn catch_up(&self, _last_event_id: &str) -> Option<LogFuture<'static, ()>> {
+        None
+    }
+
+    /// This node's name in stats.
+    fn node_id(&self) -> &str {
+        "standalone"
+    }
+
+    /// Tells other nodes about a change to this node's clients (`change` is only built by a log
+    /// that keeps a registry).
+    fn client_changed(&self, _change: &dyn Fn() -> RegistryChange) {}
+
+    /// Every live node's stats as they last reported them; `None` when this hub is alone and
+    /// answers for itself.
+    fn node_stats(&self) -> LogFuture<'_, Result<Option<Vec<NodeStats>>, LogError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Every live node's clients (as JSON documents); `None` when this hub is alone.
+    fn node_clients(&self) -> LogFuture<'_, Result<Option<Vec<NodeClients>>, LogError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+}
+
+/// A node's name and its stats as JSON.
+pub(crate) type NodeStats = (String, serde_json::Value);
+/// A node's name and its clients as JSON documents.
+pub(crate) type NodeClients = (String, Vec<serde_json::Value>);
+
+/// A change to this node's entry in the cluster's client registry.
+#[derive(Debug)]
+pub(crate) enum RegistryChange {
+    /// A connection opened, or its channels changed: `info` is its `ClientInfo` as JSON.
+    Upsert { id: String, info: String },
+    /// No connection on this node holds the id any more.
+    Remove { id: String },
+}

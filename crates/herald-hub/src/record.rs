@@ -1,0 +1,331 @@
+//! One event as history holds it, laid out once: the encoded frame is the only copy of its id, name
+//! and data.
+//!
+//! Owns the record's layout and what can be read back from it (id, name, data, kind, target) and
+//! what it costs ([`Record::cost_bytes`]). A record is built once, when history takes an event, and
+//! never changes after. It never decides retention (`history` does) and never fans out.
+//!
+//! Layout (64-bit): `seq` 8 B, `frame` 32 B, `target` 24 B, publish time 8 B, `recipients` 4 B,
+//! id length 2 B, name length 1 B, flags 1 B: 80 B, plus the frame's bytes and one slot of the id
+//! index. The frame is `id: {id}\n[event: {name}\n]data: …\n\n`, so the id starts at byte 4 and
+//! the rest follows from the lengths.
+
+use crate::{
+    channel::ChannelName,
+    event::{ClientId, EventData},
+    wire,
+};
+use bytes::Bytes;
+use std::borrow::Cow;
+
+/// Who an event is addressed to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Every connection subscribed to any of these channels (de-duplicated per connection).
+    Channels(Vec<ChannelName>),
+    /// One connection, by client id.
+    Client(ClientId),
+    /// Every connection, whatever its channels.
+    All,
+}
+
+/// A [`Target`] as a record keeps it: one channel needs no list of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Audience {
+    /// One channel.
+    Channel(ChannelName),
+    /// Several channels.
+    Channels(Box<[ChannelName]>),
+    /// One connection, by client id.
+    Client(ClientId),
+    /// Every connection.
+    All,
+}
+
+impl Audience {
+    pub(crate) fn from_target(target: Target) -> Self {
+        match target {
+            Target::Channels(mut channels) if channels.len() == 1 => {
+                Self::Channel(channels.pop().expect("one channel"))
+            }
+            Target::Channels(channels) => Self::Channels(channels.into_boxed_slice()),
+            Target::Client(id) => Self::Client(id),
+            Target::All => Self::All,
+        }
+    }
+
+    /// The channels addressed; empty for a client or everyone.
+    pub(crate) fn channels(&self) -> &[ChannelName] {
+        match self {
+            Self::Channel(channel) => std::slice::from_ref(channel),
+            Self::Channels(channels) => channels,
+            Self::Client(_) | Self::All => &[],
+        }
+    }
+
+    /// Whether a reader with this client id (`None` for a poll) and these channels is addressed,
+    /// and on which channel (`None` for a client or everyone). Resume and polling share this rule.
+    pub(crate) fn matches<'a>(
+        &'a self,
+        client: Option<&ClientId>,
+        channels: &[ChannelName],
+    ) -> Option<Option<&'a ChannelName>> {
+        match self {
+            Self::Channel(_) | Self::Channels(_) => self
+                .channels()
+                .iter()
+                .find(|c| channels.contains(c))
+                .map(Some),
+            Self::Client(id) => (Some(id) == client).then_some(None),
+            Self::All => Some(None),
+        }
+    }
+
+    /// Heap bytes this audience holds (channel names counted in full even when shared).
+    fn cost_bytes(&self) -> usize {
+        match self {
+            Self::Channel(channel) => channel.as_str().len(),
+            Self::Channels(channels) => channels
+                .iter()
+                .map(|c| c.as_str().len() + std::mem::size_of::<ChannelName>())
+                .sum(),
+            Self::Client(id) => id.as_str().len(),
+            Self::All => 0,
+        }
+    }
+}
+
+/// What a record stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RecordKind {
+    /// An ordinary event.
+    Event,
+    /// The end of a channel, with or without a final event subscribers receive.
+    Close { has_final_event: bool },
+}
+
+impl RecordKind {
+    /// The kind from its stored form: `None` for an event, `Some(has_final_event)` for a close.
+    pub(crate) fn from_close_flag(close: Option<bool>) -> Self {
+        match close {
+            None => Self::Event,
+            Some(has_final_event) => Self::Close { has_final_event },
+        }
+    }
+
+    /// The stored form of the kind; see [`RecordKind::from_close_flag`].
+    pub(crate) fn close_flag(self) -> Option<bool> {
+        match self {
+            Self::Event => None,
+            Self::Close { has_final_event } => Some(has_final_event),
+        }
+    }
+}
+
+const FLAG_JSON: u8 = 1;
+const FLAG_CLOSE: u8 = 2;
+const FLAG_FINAL_EVENT: u8 = 4;
+const FLAG_PUBLISHER_ID: u8 = 8;
+
+/// Bytes of the id index one record takes (its slot and control byte, at the table's load).
+const INDEX_SLOT_BYTES: usize = 16;
+/// Bytes the allocator and `Bytes` spend around one frame (allocation header, capacity slack and
+/// rounding, the shared count once it is cloned), measured with a million small events.
+const FRAME_OVERHEAD_BYTES: usize = 64;
+
+/// One event of history: its position, its encoded frame and what fan-out and polling need.
+#[derive(Clone, Debug)]
+pub(crate) struct Record {
+    /// Position in this node's history.
+    pub(crate) seq: u64,
+    /// `id: …\n[event: …\n]data: …\n\n`: the only copy of the id, the name and the data.
+    frame: Bytes,
+    pub(crate) audience: Audience,
+    /// When it was published, in ms since its history's origin.
+    pub(crate) published_ms: u64,
+    /// Connections the event was queued to when it was published.
+    pub(crate) recipients: u32,
+    id_len: u16,
+    event_len: u8,
+    flags: u8,
+}
+
+/// An event about to become a record: everything but its position.
+#[derive(Debug)]
+pub(crate) struct Draft<'a> {
+    /// The id subscribers see.
+    pub(crate) id: &'a str,
+    /// True when the publisher chose the id (false: derived from the position).
+    pub(crate) is_publisher_id: bool,
+    pub(crate) event: Option<&'a str>,
+    pub(crate) data: &'a EventData,
+    pub(crate) kind: RecordKind,
+}
+
+impl Record {
+    /// Encodes `draft` once. The id and name must be valid (checked by `event`).
+    pub(crate) fn new(seq: u64, draft: &Draft<'_>, audience: Audience, published_ms: u64) -> Self {
+        let frame = wire::encode_event(Some(draft.id), draft.event, draft.data.as_str());
+        let mut flags = 0;
+        if draft.data.is_json() {
+            flags |= FLAG_JSON;
+        }
+        if draft.is_publisher_id {
+            flags |= FLAG_PUBLISHER_ID;
+        }
+        if let RecordKind::Close { has_final_event } = draft.kind {
+            flags |= FLAG_CLOSE;
+            if has_final_event {
+                flags |= FLAG_FINAL_EVENT;
+            }
+        }
+        Self {
+            seq,
+            frame,
+            audience,
+            published_ms,
+            recipients: 0,
+            id_len: u16::try_from(draft.id.len()).expect("event ids are at most 256 bytes"),
+            event_len: draft.event.map_or(0, |e| {
+                u8::try_from(e.len()).expect("event names are at most 128 bytes")
+            }),
+            flags,
+        }
+    }
+
+    fn text(&self, range: std::ops::Range<usize>) -> &str {
+        std::str::from_utf8(&self.frame[range]).expect("a frame is encoded from text")
+    }
+
+    /// The id subscribers see.
+    pub(crate) fn id(&self) -> &str {
+        self.text(4..4 + usize::from(self.id_len))
+    }
+
+    /// Whether the publisher chose the id (as opposed to one derived from the position); kept
+    /// apart from the position so ids and idempotency scopes can change without a new layout.
+    #[allow(dead_code)]
+    pub(crate) fn is_publisher_id(&self) -> bool {
+        self.flags & FLAG_PUBLISHER_ID != 0
+    }
+
+    /// The event name; `None` is the default `message`.
+    pub(crate) fn event(&self) -> Option<&str> {
+        let start = 4 + usize::from(self.id_len) + 1 + "event: ".len();
+        (self.event_len > 0).then(|| self.text(start..start + usize::from(self.event_len)))
+    }
+
+    fn data_start(&self) -> usize {
+        let event = if self.event_len > 0 {
+            "event: ".len() + usize::from(self.event_len) + 1
+        } else {
+            0
+        };
+        4 + usize::from(self.id_len) + 1 + event + "data: ".len()
+    }
+
+    /// The payload as published (line ends normalized to LF, as every subscriber reads them).
+    pub(crate) fn data(&self) -> Cow<'_, str> {
+        let body = self.text(self.data_start()..self.frame.len() - 2);
+        if body.contains('\n') {
+            Cow::Owned(body.split("\ndata: ").collect::<Vec<_>>().join("\n"))
+        } else {
+            Cow::Borrowed(body)
+        }
+    }
+
+    pub(crate) fn is_json(&self) -> bool {
+        self.flags & FLAG_JSON != 0
+    }
+
+    pub(crate) fn kind(&self) -> RecordKind {
+        if self.flags & FLAG_CLOSE == 0 {
+            RecordKind::Event
+        } else {
+            RecordKind::Close {
+                has_final_event: self.flags & FLAG_FINAL_EVENT != 0,
+            }
+        }
+    }
+
+    pub(crate) fn is_close(&self) -> bool {
+        self.flags & FLAG_CLOSE != 0
+    }
+
+    /// The bytes subscribers receive: the frame, or nothing for a close without a final event.
+    pub(crate) fn delivered_frame(&self) -> Option<&Bytes> {
+        (self.flags & FLAG_CLOSE == 0 || self.flags & FLAG_FINAL_EVENT != 0).then_some(&self.frame)
+    }
+
+    /// Every byte this record holds: the struct, its frame, its target's names, its index slot.
+    pub(crate) fn cost_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.frame.len()
+            + FRAME_OVERHEAD_BYTES
+            + self.audience.cost_bytes()
+            + INDEX_SLOT_BYTES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, event: Option<&str>, data: &EventData, kind: RecordKind) -> Record {
+        let draft = Draft {
+            id,
+            is_publisher_id: true,
+            event,
+            data,
+            kind,
+        };
+        Record::new(1, &draft, Audience::All, 0)
+    }
+
+    #[test]
+    fn id_name_and_data_are_read_back_from_the_frame() {
+        let data = EventData::from_raw_json(r#"{"symbol":"HRLD", "price":12.5}"#).expect("valid");
+        let r = record("e-1", Some("tick"), &data, RecordKind::Event);
+        assert_eq!(r.id(), "e-1");
+        assert_eq!(r.event(), Some("tick"));
+        assert_eq!(r.data(), r#"{"symbol":"HRLD", "price":12.5}"#);
+        assert!(r.is_json());
+        let text = EventData::text("a\nb");
+        let r = record(
+            "x",
+            None,
+            &text,
+            RecordKind::Close {
+                has_final_event: true,
+            },
+        );
+        assert_eq!((r.event(), r.data().as_ref()), (None, "a\nb"));
+        assert_eq!(
+            r.kind(),
+            RecordKind::Close {
+                has_final_event: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_close_without_final_event_delivers_nothing() {
+        let empty = EventData::text("");
+        let r = record(
+            "x",
+            None,
+            &empty,
+            RecordKind::Close {
+                has_final_event: false,
+            },
+        );
+        assert!(r.delivered_frame().is_none());
+        assert_eq!(r.data(), "");
+    }
+
+    #[test]
+    fn a_record_stays_within_its_overhead_budget() {
+        let size = std::mem::size_of::<Record>();
+        assert!(size <= 80, "Record grew to {size} bytes");
+    }
+}
