@@ -3,6 +3,7 @@
 //! Only wiring lives here: parse flags, set up tracing, bind, and hand over to the `herald`
 //! library. Errors are reported with `anyhow` at this edge.
 
+mod cli_health;
 mod cli_publish;
 mod cli_tail;
 mod config;
@@ -31,6 +32,8 @@ enum Command {
     Tail(cli_tail::TailArgs),
     /// Publish one event to a channel.
     Publish(cli_publish::PublishArgs),
+    /// Probe a hub's /healthz: exit 0 when it answers 2xx, 1 otherwise (for health checks).
+    Health(cli_health::HealthArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Tail(args) => runtime.block_on(cli_tail::run(args)),
         Command::Publish(args) => runtime.block_on(cli_publish::run(args)),
+        Command::Health(args) => runtime.block_on(cli_health::run(args)),
     }
 }
 
