@@ -6,6 +6,10 @@
 //! never spawns a task: the whole loop lives inside the stream, so dropping the
 //! [`EventSource`] drops the request in flight and closes its connection. It never parses
 //! bytes itself ([`crate::parser`] does) and never decides delays ([`crate::backoff`] does).
+//!
+//! Longer than most files here (about 550 lines before its tests) on purpose: the builder, the
+//! public stream and the connection loop share one set of private fields and phases, and
+//! splitting them would widen those internals to the whole crate.
 
 use std::collections::VecDeque;
 use std::fmt;
