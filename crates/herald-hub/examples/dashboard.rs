@@ -120,7 +120,10 @@ pub fn app(hub: Hub, interval: Duration) -> Router {
         .route("/", get(page))
         .route("/stream", get(stream))
         .with_state(dashboard)
-        .nest("/herald", herald_hub::http::router(hub, HttpConfig::default()))
+        .nest(
+            "/herald",
+            herald_hub::http::router(hub, HttpConfig::default()),
+        )
 }
 
 async fn tick_every(interval: Duration, dashboard: Arc<Dashboard>) {

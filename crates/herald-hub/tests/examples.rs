@@ -14,8 +14,8 @@ mod notifications;
 use axum::Router;
 use bytes::Bytes;
 use futures_util::{stream::BoxStream, StreamExt};
-use herald_hub::{http::ServeOptions, Hub, HubConfig};
 use herald_client::{Event, Item, Parser};
+use herald_hub::{http::ServeOptions, Hub, HubConfig};
 use serde_json::{json, Value};
 use std::{
     collections::VecDeque,

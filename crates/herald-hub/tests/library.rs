@@ -8,11 +8,11 @@ use axum::{
     Router,
 };
 use futures_util::StreamExt;
+use herald_client::{Event, Item, Parser};
 use herald_hub::{
     http::LastEventId, hub::PublishError, ChannelName, ClientInfo, ClientOptions, ClientStream,
     ConnectError, Hub, HubConfig, SendError,
 };
-use herald_client::{Event, Item, Parser};
 use serde_json::json;
 use std::{
     sync::{Arc, Mutex},
