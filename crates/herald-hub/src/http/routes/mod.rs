@@ -9,6 +9,7 @@
 
 mod admin;
 mod health;
+mod openapi;
 mod poll;
 mod publish;
 mod streams;
@@ -86,6 +87,7 @@ const ROUTES: &[Route] = &[
         get(streams::stream_channel)
     }),
     Route::request("/healthz", || get(health::healthz)),
+    Route::request("/api/openapi.json", || get(openapi::document)),
     Route::request("/api/channels", || get(admin::list_channels)),
     Route::request("/api/channels/{channel}/events", || {
         post(publish::publish_to_channel).get(poll::poll_channel)
