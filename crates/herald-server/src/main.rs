@@ -92,9 +92,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(cors) = cors::layer(&config.cors_origins)? {
         router = router.layer(cors);
     }
+    let shutdown = shutdown_signal()?;
     // Tests and scripts read this line to learn the port when listening on port 0.
     tracing::info!(addr = %local, "herald listening on http://{local}");
-    herald_hub::http::serve(listener, router, hub, config.serve, shutdown_signal()).await?;
+    herald_hub::http::serve(listener, router, hub, config.serve, shutdown).await?;
     tracing::info!("herald stopped");
     Ok(())
 }
@@ -133,19 +134,17 @@ fn raise_open_files_limit() {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing a SIGTERM handler succeeds in a fresh process");
+/// A future that resolves on SIGINT or SIGTERM. The handlers are installed when this is called,
+/// not when the future is first polled, so a signal that comes right after the "listening" line
+/// already stops the hub gracefully instead of killing it.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    })
 }
