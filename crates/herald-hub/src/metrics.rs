@@ -171,6 +171,9 @@ pub(crate) struct Counters {
     published: [AtomicU64; PublishResult::ALL.len()],
     delivered: AtomicU64,
     replayed: AtomicU64,
+    /// Connections cut for a full queue, counted when cut (their stream ends once its writer
+    /// notices, which `closed` counts).
+    slow_consumer_cuts: AtomicU64,
     /// Streams that asked to resume: `[not resumed, resumed]`.
     resumes: [AtomicU64; 2],
     publish_latency: LatencyHistogram,
@@ -231,6 +234,13 @@ impl Counters {
         self.delivered.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn slow_consumers_cut(&self, connections: usize) {
+        if connections > 0 {
+            self.slow_consumer_cuts
+                .fetch_add(connections as u64, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn replayed(&self, events: u64) {
         self.replayed.fetch_add(events, Ordering::Relaxed);
     }
@@ -281,6 +291,7 @@ impl Counters {
                 .collect(),
             deliveries: load(&self.delivered),
             replayed_events: load(&self.replayed),
+            slow_consumer_cuts: load(&self.slow_consumer_cuts),
             resumes: [load(&self.resumes[0]), load(&self.resumes[1])],
             publish_latency: self.publish_latency.snapshot(),
             channels,
@@ -309,6 +320,9 @@ pub struct Metrics {
     pub deliveries: u64,
     /// Events written to resuming connections from history.
     pub replayed_events: u64,
+    /// Connections cut because their queue was full (counted at the cut; the stream itself is
+    /// counted in `streams_closed` with `slow_consumer` once its writer ends).
+    pub slow_consumer_cuts: u64,
     /// Streams that asked to resume with a `Last-Event-ID`: `[not resumed (the id was unknown or
     /// had left history), resumed]`.
     pub resumes: [u64; 2],

@@ -148,10 +148,11 @@ impl Shared {
         let mut record = Record::new(seq, &draft, Audience::from_target(target), now);
         if how != Apply::History {
             if let Some(frame) = record.delivered_frame() {
-                let delivered =
+                let (delivered, cut) =
                     state
                         .fanout
                         .deliver(&record.audience, seq, frame, self.config.queue_capacity);
+                self.counters.slow_consumers_cut(cut);
                 record.recipients = u32::try_from(delivered).unwrap_or(u32::MAX);
             }
             for channel in record.audience.channels() {

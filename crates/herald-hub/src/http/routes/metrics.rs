@@ -91,8 +91,18 @@ fn histogram(
 ) -> fmt::Result {
     let mut metric =
         encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
-    let mut buckets = histogram.buckets.clone();
-    buckets.push((f64::INFINITY, histogram.count));
+    // The encoder sums the buckets itself (and adds `+Inf`): hand it each bucket's own count.
+    let mut below = 0;
+    let mut buckets: Vec<(f64, u64)> = histogram
+        .buckets
+        .iter()
+        .map(|(bound, cumulative)| {
+            let own = cumulative.saturating_sub(below);
+            below = *cumulative;
+            (*bound, own)
+        })
+        .collect();
+    buckets.push((f64::INFINITY, histogram.count.saturating_sub(below)));
     metric.encode_histogram::<NoLabelSet>(histogram.sum_seconds, histogram.count, &buckets, None)
 }
 
@@ -127,7 +137,7 @@ impl Collector for Snapshot {
             e,
             "slow_consumer_cuts",
             "Streams cut because the client fell further behind than its queue (it resumes from history).",
-            m.closed(crate::CloseReason::SlowConsumer),
+            m.slow_consumer_cuts,
         )?;
         labeled_counter(
             e,
