@@ -520,3 +520,96 @@ async fn a_hub_started_with_defaults_prints_no_warning() {
         .collect();
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+#[tokio::test]
+async fn a_hub_on_loopback_without_auth_lets_loopback_pages_call_it_and_no_one_else() {
+    let hub = TestHub::start(&[]);
+    let allow_origin = |origin: &'static str| {
+        let url = hub.url("/api/channels");
+        async move {
+            let answer = http()
+                .get(url)
+                .header("origin", origin)
+                .send()
+                .await
+                .expect("answers");
+            answer
+                .headers()
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().expect("ascii").to_owned())
+        }
+    };
+    for origin in ["http://localhost:5173", "http://127.0.0.1:8000"] {
+        assert_eq!(allow_origin(origin).await.as_deref(), Some(origin));
+    }
+    for origin in ["https://evil.example", "http://localhost.evil.example:5173"] {
+        assert_eq!(allow_origin(origin).await, None, "{origin}");
+    }
+
+    // Listing origins replaces the default.
+    let listed = TestHub::start(&["--cors-origins", "https://app.example.com"]);
+    let answer = http()
+        .get(listed.url("/api/channels"))
+        .header("origin", "http://localhost:5173")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.headers().get("access-control-allow-origin"), None);
+}
+
+/// Metric names in `text`: `herald_` and the rest of the name, histogram suffixes removed.
+fn metric_names(text: &str) -> HashSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("herald_"))
+        .map(|word| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| word.strip_suffix(suffix))
+                .unwrap_or(word)
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_metric_is_documented_and_the_dashboard_uses_only_those() {
+    let operations_md = include_str!("../../../docs/operations.md");
+    let dashboard = include_str!("../../../deploy/grafana-dashboard.json");
+    let documented: HashSet<String> = operations_md
+        .lines()
+        .filter(|line| line.starts_with("| `herald_"))
+        .flat_map(metric_names)
+        .collect();
+    let data_dir = std::env::temp_dir().join(format!("herald-ops-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let hub = TestHub::start(&[
+        "--data-dir",
+        data_dir.to_str().expect("utf-8"),
+        "--metrics-channels",
+        "orders",
+    ]);
+    hub.publish("/api/channels/orders/events", json!({"data": 1}))
+        .await;
+    let (_, text) = scrape_with(&hub, None).await;
+    let exposed: HashSet<String> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        exposed.contains("herald_log_commit_duration_seconds"),
+        "{exposed:?}"
+    );
+    for name in &exposed {
+        assert!(documented.contains(name), "docs/operations.md lacks {name}");
+    }
+    for name in metric_names(dashboard) {
+        assert!(
+            documented.contains(&name),
+            "the dashboard uses {name}, which is not a metric"
+        );
+    }
+    drop(hub);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
