@@ -122,9 +122,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(cors) = cors::layer(&config.cors_origins, unlisted)? {
         router = router.layer(cors);
     }
+    let shutdown = shutdown_signal()?;
     // Tests and scripts read this line to learn the port when listening on port 0.
     tracing::info!(addr = %local, "herald listening on http://{local}");
-    herald_hub::http::serve(listener, router, hub, config.serve, shutdown_signal()).await?;
+    herald_hub::http::serve(listener, router, hub, config.serve, shutdown).await?;
     tracing::info!("herald stopped");
     Ok(())
 }
@@ -163,19 +164,23 @@ fn raise_open_files_limit() {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// A future that resolves on SIGINT or SIGTERM. The handlers are installed by this call, before
+/// the hub says it listens, so a signal sent as soon as the port is known is never missed.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing a SIGTERM handler succeeds in a fresh process");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
