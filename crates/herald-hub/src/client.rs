@@ -4,7 +4,7 @@
 //! full queue ends the connection (the client resumes from history). It never reads history and never
 //! touches a socket; [`crate::stream::ClientStream`] drains the queue into the response body.
 
-use crate::event::ClientId;
+use crate::{event::ClientId, metrics::CloseReason};
 use bytes::Bytes;
 use std::{
     collections::VecDeque,
@@ -46,6 +46,19 @@ pub(crate) enum EndReason {
 }
 
 impl EndReason {
+    /// The `reason` label of `herald_streams_closed_total`.
+    pub(crate) fn metric(self) -> CloseReason {
+        match self {
+            EndReason::Overflow => CloseReason::SlowConsumer,
+            EndReason::ChannelClosed => CloseReason::ChannelClosed,
+            EndReason::Shutdown => CloseReason::Shutdown,
+            EndReason::Removed => CloseReason::Removed,
+            EndReason::Replaced => CloseReason::Replaced,
+            EndReason::HistoryGap => CloseReason::HistoryGap,
+            EndReason::UserLimit => CloseReason::UserLimit,
+        }
+    }
+
     /// The final comment the client reads before the stream ends.
     pub(crate) fn comment(self) -> &'static str {
         match self {

@@ -148,14 +148,14 @@ impl Fanout {
 
     /// Queues `frame` (the event at `seq`) to every connection `target` addresses, each at most
     /// once. Connections whose queue overflows are ended and unregistered. Returns how many
-    /// connections it was queued to.
+    /// connections it was queued to, and how many it cut for a full queue.
     pub(crate) fn deliver(
         &mut self,
         audience: &Audience,
         seq: u64,
         frame: &Bytes,
         capacity: usize,
-    ) -> usize {
+    ) -> (usize, usize) {
         let mut recipients = 0;
         let mut overflowed = Vec::new();
         let mut push = |client: &Arc<ClientShared>| match client.push_event(seq, frame, capacity) {
@@ -180,10 +180,11 @@ impl Fanout {
             }
             Audience::All => self.entries.values().for_each(|entry| push(&entry.client)),
         }
+        let cut = overflowed.len();
         for key in overflowed {
             self.remove(key);
         }
-        recipients
+        (recipients, cut)
     }
 
     /// Ends every connection on `channel` after its final event: a single-channel stream ends,

@@ -12,6 +12,7 @@ use crate::{
     event::ClientId,
     history::ReadStart,
     log::RegistryChange,
+    metrics::CloseReason,
     stream::{ClientStream, Replay, Start},
     wire,
 };
@@ -129,6 +130,10 @@ impl Hub {
         }
         state.departed.remove(&client_id);
         drop(state);
+        self.shared.counters.stream_opened();
+        if catch_up.is_none() && last_event_id.is_some() {
+            self.shared.counters.resume(resume_after.is_some());
+        }
 
         let start = match catch_up {
             Some(wait) => Start::AwaitLog {
@@ -142,7 +147,15 @@ impl Hub {
                 self.opening(&client_id, channels.clone(), resume_after, head, &start_id)
             }
         };
-        tracing::debug!(client.id = %client_id, resumed = resume_after.is_some(), "client connected");
+        tracing::info!(
+            target: "herald::access",
+            client_id = %client.id,
+            peer = client.remote_addr.map(tracing::field::display),
+            user = client.user.as_deref(),
+            channels = channels.len(),
+            resumed = resume_after.is_some(),
+            "stream opened"
+        );
         let stream = ClientStream::new(
             self.clone(),
             client.clone(),
@@ -225,6 +238,9 @@ impl Hub {
             client.is_opened.store(true, Ordering::Relaxed);
             (after, state.history.head_seq(), start_id)
         };
+        if last_event_id.is_some() {
+            self.shared.counters.resume(resume_after.is_some());
+        }
         tracing::debug!(client.id = %client.id, resumed = resume_after.is_some(), "stream opened after the log caught up");
         (
             self.opening(&client.id, channels, resume_after, head, &start_id),
@@ -234,11 +250,21 @@ impl Hub {
 
     /// Unregisters a connection once its stream is gone, then tells the disconnect hooks.
     pub(crate) fn forget(&self, client: &ClientShared) {
-        self.shared.counters.closed.fetch_add(1, Ordering::Relaxed);
+        let end = client.lock_queue().end;
+        let reason = end.map_or(CloseReason::ClientGone, EndReason::metric);
+        self.shared.counters.stream_closed(reason);
+        let duration = client.connected_at.elapsed().unwrap_or_default();
+        tracing::info!(
+            target: "herald::access",
+            client_id = %client.id,
+            peer = client.remote_addr.map(tracing::field::display),
+            duration_ms = duration.as_secs_f64() * 1000.0,
+            reason = reason.as_str(),
+            "stream closed"
+        );
         let mut state = self.state();
         let entry = state.fanout.remove(client.key);
         if let Some(entry) = &entry {
-            tracing::debug!(client.id = %entry.client.id, "client disconnected");
             let id = entry.client.id.clone();
             if state.fanout.key_of(&id).is_none() {
                 state.departed.insert(id, Departed::of(&entry.client));

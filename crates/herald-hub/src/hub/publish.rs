@@ -8,6 +8,7 @@
 
 use super::{Hub, Shared, State};
 use super::{PublishError, SendError};
+use crate::metrics::PublishResult;
 use crate::{
     channel::ChannelName,
     event::{ClientId, EventData, NewEvent},
@@ -15,7 +16,7 @@ use crate::{
     record::{Audience, Draft, Record, RecordKind, Target},
 };
 use serde::Serialize;
-use std::{sync::atomic::Ordering, time::Instant};
+use std::time::Instant;
 
 /// The answer to a publish.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -147,11 +148,16 @@ impl Shared {
         let mut record = Record::new(seq, &draft, Audience::from_target(target), now);
         if how != Apply::History {
             if let Some(frame) = record.delivered_frame() {
-                let delivered =
+                let (delivered, cut) =
                     state
                         .fanout
                         .deliver(&record.audience, seq, frame, self.config.queue_capacity);
+                self.counters.slow_consumers_cut(cut);
                 record.recipients = u32::try_from(delivered).unwrap_or(u32::MAX);
+            }
+            for channel in record.audience.channels() {
+                self.counters
+                    .channel_event(channel.as_str(), u64::from(record.recipients));
             }
         }
         for channel in record.audience.channels() {
@@ -216,9 +222,16 @@ impl Hub {
         event: NewEvent,
         kind: RecordKind,
     ) -> Result<Published, PublishError> {
-        event.validate()?;
-        if matches!(&target, Target::Channels(channels) if channels.is_empty()) {
-            return Err(PublishError::NoChannel);
+        let valid = event
+            .validate()
+            .map_err(PublishError::from)
+            .and_then(|()| match &target {
+                Target::Channels(channels) if channels.is_empty() => Err(PublishError::NoChannel),
+                _ => Ok(()),
+            });
+        if let Err(err) = valid {
+            self.shared.counters.published(PublishResult::Invalid, None);
+            return Err(err);
         }
         let entry = Entry {
             target,
@@ -226,14 +239,18 @@ impl Hub {
             kind,
             log_id: None,
         };
-        let published = self.shared.log.append(&self.shared, entry).await?;
-        if !published.duplicate {
-            self.shared
-                .counters
-                .published
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(published)
+        let started = Instant::now();
+        let answer = self.shared.log.append(&self.shared, entry).await;
+        let result = match &answer {
+            Ok(published) if published.duplicate => PublishResult::Duplicate,
+            Ok(_) => PublishResult::Accepted,
+            Err(err) if err.is_unavailable() => PublishResult::Unavailable,
+            Err(err) if err.is_client_not_found() => PublishResult::ClientNotFound,
+            Err(_) => PublishResult::Invalid,
+        };
+        let latency = answer.is_ok().then(|| started.elapsed());
+        self.shared.counters.published(result, latency);
+        answer
     }
 
     /// Publishes one event to `channel`. [`Hub::publish`] is the general form.

@@ -11,6 +11,7 @@ use crate::{
     history::unix_ms,
     hub::{Apply, PublishError, Published, Shared},
     log::{Entry, Log, LogError, LogFuture, StoredEntry},
+    metrics::{LatencyHistogram, LogHealth},
     record::Record,
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -109,6 +110,8 @@ pub(crate) struct DurableLog {
     /// `Sync` and is never contended.
     ops_tx: Mutex<mpsc::Sender<WriteOp>>,
     durable_rx: watch::Receiver<Durable>,
+    /// Time each commit (write and fsync) took, for `/metrics`.
+    commit_latency: Arc<LatencyHistogram>,
 }
 
 /// One event found on disk at start, with its position.
@@ -178,9 +181,11 @@ impl DurableLog {
             failed: None,
         });
         let (ops_tx, ops_rx) = mpsc::channel();
+        let commit_latency = Arc::new(LatencyHistogram::default());
+        let observed = commit_latency.clone();
         std::thread::Builder::new()
             .name("herald-store".into())
-            .spawn(move || write_loop(db, ops_rx, durable_tx, fsync))
+            .spawn(move || write_loop(db, ops_rx, durable_tx, fsync, &observed))
             .map_err(|source| StoreError::Folder {
                 path: dir.to_owned(),
                 source,
@@ -188,6 +193,7 @@ impl DurableLog {
         let log = Self {
             ops_tx: Mutex::new(ops_tx),
             durable_rx,
+            commit_latency,
         };
         Ok((log, records))
     }
@@ -218,6 +224,19 @@ impl DurableLog {
 }
 
 impl Log for DurableLog {
+    fn is_ready(&self) -> bool {
+        self.durable_rx.borrow().failed.is_none()
+    }
+
+    fn health(&self) -> LogHealth {
+        LogHealth {
+            backend: "durable",
+            is_ready: self.is_ready(),
+            commit_latency: Some(self.commit_latency.snapshot()),
+            ..LogHealth::default()
+        }
+    }
+
     fn append<'a>(
         &'a self,
         hub: &'a Shared,
@@ -247,6 +266,7 @@ fn write_loop(
     ops_rx: mpsc::Receiver<WriteOp>,
     durable_tx: watch::Sender<Durable>,
     fsync: FsyncPolicy,
+    commit_latency: &LatencyHistogram,
 ) {
     let mut through_seq = durable_tx.borrow().through_seq;
     let mut last_commit = Instant::now();
@@ -260,7 +280,10 @@ fn write_loop(
         }
         let mut ops = vec![first];
         ops.extend(ops_rx.try_iter());
-        match commit(&db, &ops) {
+        let started = Instant::now();
+        let committed = commit(&db, &ops);
+        commit_latency.observe(started.elapsed());
+        match committed {
             Ok(Some(seq)) => through_seq = through_seq.max(seq),
             Ok(None) => {}
             Err(err) => {

@@ -19,6 +19,7 @@ pub(crate) use entry::StoredEntry;
 use crate::{
     event::NewEvent,
     hub::{PublishError, Published, Shared},
+    metrics::LogHealth,
     record::{Record, RecordKind, Target},
 };
 pub use cluster::{ClusterConfig, ClusterError, KEY_PREFIX_DEFAULT, REDIS_URL_DEFAULT};
@@ -91,6 +92,15 @@ pub(crate) trait Log: fmt::Debug + Send + Sync + 'static {
     /// Whether the log can take and deliver events now (readiness).
     fn is_ready(&self) -> bool {
         true
+    }
+
+    /// The log's health for `/metrics`: its kind, readiness and backend-specific figures.
+    fn health(&self) -> LogHealth {
+        LogHealth {
+            backend: "memory",
+            is_ready: self.is_ready(),
+            ..LogHealth::default()
+        }
     }
 
     /// Starts the log's background work, such as the reader that feeds the hub entries other

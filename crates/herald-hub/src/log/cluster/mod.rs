@@ -271,6 +271,17 @@ impl Log for ClusterLog {
         self.reader.is_current()
     }
 
+    fn health(&self) -> crate::metrics::LogHealth {
+        let (is_reading, since_last_read) = self.reader.read_health();
+        crate::metrics::LogHealth {
+            backend: "cluster",
+            is_ready: self.is_ready(),
+            redis_reachable: Some(is_reading),
+            since_last_read,
+            ..Default::default()
+        }
+    }
+
     fn start(self: Arc<Self>, hub: Weak<Shared>, shutdown: CancellationToken) {
         let history_len = self.max_len;
         tokio::spawn(reader::read_loop(

@@ -89,6 +89,15 @@ impl ReaderState {
                 <= READ_STALL_MAX_MS
     }
 
+    /// Whether the reader is connected to Redis, and the time since its last successful read
+    /// (`None` before the first).
+    pub(super) fn read_health(&self) -> (bool, Option<std::time::Duration>) {
+        let read_at_ms = self.read_ok_at_ms.load(Ordering::Relaxed);
+        let since = (read_at_ms > 0)
+            .then(|| std::time::Duration::from_millis(unix_ms().saturating_sub(read_at_ms)));
+        (self.is_reading.load(Ordering::Relaxed), since)
+    }
+
     fn mark_read(&self, through: Option<EntryId>, is_at_end: bool) {
         self.read_ok_at_ms.store(unix_ms(), Ordering::Relaxed);
         self.is_reading.store(true, Ordering::Relaxed);
