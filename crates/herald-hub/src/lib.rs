@@ -143,5 +143,5 @@ pub use log::{
     ClusterConfig, ClusterError, FsyncPolicy, LogError, StoreError, DATA_FILE_NAME,
     KEY_PREFIX_DEFAULT, REDIS_URL_DEFAULT,
 };
-pub use record::Target;
+pub use record::{Target, PUBLISH_CHANNELS_MAX};
 pub use stream::ClientStream;
