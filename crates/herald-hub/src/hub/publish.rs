@@ -433,3 +433,48 @@ fn new_event<T: Serialize + ?Sized>(
         id: id.map(str::to_owned),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::HubConfig, event::EventData};
+
+    fn entry(publisher_id: Option<&str>, log_id: &str, is_publisher_id_on_wire: bool) -> Entry {
+        Entry {
+            target: Target::All,
+            event: NewEvent {
+                event: None,
+                data: EventData::text("x"),
+                id: publisher_id.map(str::to_owned),
+            },
+            kind: RecordKind::Event,
+            log_id: Some(log_id.to_owned()),
+            is_publisher_id_on_wire,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shared_log_entry_is_applied_in_order_whatever_its_id() {
+        let hub = Hub::new(HubConfig::default());
+        let shared = &hub.shared;
+        // An entry whose publisher id has the shape of the next entry's id (as written before
+        // such ids were refused, or by another program), then that entry.
+        let forged = entry(Some("1700000000001-0"), "1700000000000-0", true);
+        shared.apply(forged, Apply::Replicated).expect("applied");
+        let next = entry(None, "1700000000001-0", false);
+        shared.apply(next, Apply::Replicated).expect("applied");
+        let state = shared.state();
+        assert_eq!(
+            state.history.len(),
+            2,
+            "no entry is skipped because of its id"
+        );
+        let newest = state.history.get(2).expect("held");
+        assert_eq!(
+            state.history.read_start(Some("1700000000001-0")),
+            crate::history::ReadStart::After(2),
+            "the wire id names the newest entry, the one resumes must find"
+        );
+        assert_eq!(newest.id(), "1700000000001-0");
+    }
+}
