@@ -95,13 +95,17 @@ pub(super) async fn publish_to_channels(
     Publisher(caller): Publisher,
     JsonBody(mut body): JsonBody<PublishBody>,
 ) -> Result<Response, ApiError> {
-    let mut names = body
+    let names = body
         .channels
         .take()
         .ok_or_else(|| ApiError::invalid_body("missing field `channels`"))?;
-    // Duplicates go first, then the count is bounded, before any name is checked or kept.
-    names.sort_unstable();
-    names.dedup();
+    // Duplicates go first (the publisher's order is kept for the answer), then the count is
+    // bounded, before any name is checked or kept.
+    let mut seen = std::collections::HashSet::with_capacity(names.len().min(1024));
+    let names: Vec<String> = names
+        .into_iter()
+        .filter(|name| seen.insert(name.clone()))
+        .collect();
     if names.len() > PUBLISH_CHANNELS_MAX {
         return Err(PublishError::TooManyChannels {
             max: PUBLISH_CHANNELS_MAX,
