@@ -253,18 +253,20 @@ async fn an_empty_poll_names_no_event_of_another_channel() {
     let hub = Hub::new(HubConfig::default());
     let mine = [channel("mine")];
     let first = hub.events_after(&mine, None, 10);
-    let other = publish(&hub, &["other"], text("elsewhere")).await;
+    let other = publish(&hub, &["other"], text("elsewhere").with_id("inv-99")).await;
     let page = hub.events_after(&mine, first.cursor.as_deref(), 10);
     assert!(page.events.is_empty() && !page.reset);
     let cursor = page.cursor.expect("a cursor to go on from");
-    assert_ne!(cursor, other.id, "the cursor names another channel's event");
+    assert_ne!(
+        cursor, other.id,
+        "the cursor names another channel's publisher id"
+    );
     let mine_event = publish(&hub, &["mine"], text("mine")).await;
     let next = hub.events_after(&mine, Some(&cursor), 10);
     assert_eq!(ids_of(&next), vec![mine_event.id.clone()]);
     assert!(!next.reset);
     let after_mine = hub.events_after(&mine, next.cursor.as_deref(), 10);
     assert!(after_mine.events.is_empty() && !after_mine.reset);
-    assert_eq!(after_mine.cursor.as_deref(), Some(mine_event.id.as_str()));
 }
 
 fn ids_of(page: &herald_hub::EventPage) -> Vec<String> {

@@ -19,8 +19,9 @@ pub struct EventPage {
     /// Matching events, oldest first.
     pub events: Vec<PolledEvent>,
     /// Pass as `after` to get the next page: the id of the page's last event; for an empty page,
-    /// the `after` it was asked with when that is still readable, else a position id naming
-    /// the hub's head (`{epoch}-{n}`), never an event of a channel the caller did not ask for.
+    /// the id that names the hub's head as a stream's `connected` event does (a hub-assigned id
+    /// or a position id `{epoch}-{n}`), never a publisher's id, so it tells nothing of the
+    /// events of channels the caller did not ask for. Always set.
     pub cursor: Option<String>,
     /// True when `after` was not found in history (unknown or expired): events may have been
     /// missed, so reload state; the page starts at the oldest event in history.
@@ -105,14 +106,15 @@ impl Hub {
                 }
             })
             .collect();
-        let cursor = match (events.last(), after) {
-            (Some(last), _) => Some(last.id.clone()),
-            (None, Some(after)) if !reset => Some(after.to_owned()),
-            (None, _) => Some(history.position_id(history.head_seq())),
+        // An empty page moves the cursor to the hub's head as a stream's opening names it: a
+        // hub-assigned id or a position id, never a publisher's id of a channel not asked for.
+        let cursor = match events.last() {
+            Some(last) => last.id.clone(),
+            None => history.start_id(),
         };
         EventPage {
             events,
-            cursor,
+            cursor: Some(cursor),
             reset,
             has_more,
         }
