@@ -144,7 +144,8 @@ pub(crate) struct ClusterLog {
     registry: Registry,
     max_len: usize,
     idempotency_ttl: Duration,
-    /// How long a client id stays bound to its owner after the last claim or event for it.
+    /// How long a client id stays bound to its owner after the last claim, event for it,
+    /// departure or refresh (live connections are refreshed every quarter of it).
     binding_ttl: Duration,
 }
 
