@@ -15,7 +15,6 @@ use crate::{
     stream::{ClientStream, Replay, Start},
     wire,
 };
-use bytes::Bytes;
 use std::{
     net::SocketAddr,
     sync::{atomic::Ordering, Arc},
@@ -246,10 +245,7 @@ impl Hub {
         let replay = resume_after
             .filter(|after| *after < head)
             .map(|after| Replay::new(after, head, channels));
-        Start::Open {
-            preamble: Bytes::from(preamble),
-            replay,
-        }
+        Start::Open { preamble, replay }
     }
 
     /// The opening of a stream that waited for the log to read as far as `last_event_id`:
