@@ -109,6 +109,8 @@ pub(crate) struct ClientShared {
     pub(crate) key: u64,
     pub(crate) id: ClientId,
     pub(crate) user: Option<Arc<str>>,
+    /// The identity the client id is bound to (`None`: anonymous): only it may take the id.
+    pub(crate) owner: Option<Arc<str>>,
     pub(crate) remote_addr: Option<SocketAddr>,
     pub(crate) connected_at: SystemTime,
     /// Position of the last event queued here; de-duplicates an event sent to several of this
@@ -124,12 +126,14 @@ impl ClientShared {
         key: u64,
         id: ClientId,
         user: Option<Arc<str>>,
+        owner: Option<Arc<str>>,
         remote_addr: Option<SocketAddr>,
     ) -> Self {
         Self {
             key,
             id,
             user,
+            owner,
             remote_addr,
             connected_at: SystemTime::now(),
             last_enqueued_seq: AtomicU64::new(0),
@@ -217,7 +221,7 @@ mod tests {
     use super::*;
 
     fn client() -> ClientShared {
-        ClientShared::new(1, ClientId::new("c1").expect("valid"), None, None)
+        ClientShared::new(1, ClientId::new("c1").expect("valid"), None, None, None)
     }
 
     #[test]

@@ -149,5 +149,5 @@ pub use metrics::{
     ChannelMetrics, CloseReason, Histogram, LogHealth, Metrics, PublishResult,
     LATENCY_BUCKETS_SECONDS,
 };
-pub use record::Target;
+pub use record::{Target, PUBLISH_CHANNELS_MAX};
 pub use stream::ClientStream;

@@ -16,7 +16,6 @@ use crate::{
     stream::{ClientStream, Replay, Start},
     wire,
 };
-use bytes::Bytes;
 use std::{
     net::SocketAddr,
     sync::{atomic::Ordering, Arc},
@@ -27,9 +26,19 @@ use std::{
 pub struct ClientOptions {
     /// Keep this client id (so events sent to it while it was away are replayed); `None`: a fresh
     /// random id. A live connection holding the same id is closed in favour of the new one.
+    ///
+    /// A client id is bound to the identity that created it ([`ClientOptions::owner`]) while a
+    /// connection holds it, while `client_linger` lasts after it ends, and while any event sent
+    /// to it is in history. Asked for by another identity, the id is not given: the stream gets
+    /// a fresh random id instead, exactly as if it had asked for none (its `connected` event
+    /// says which id it got), so the answer tells nothing about who holds which id.
     pub client_id: Option<ClientId>,
     /// The authenticated user, if any.
     pub user: Option<String>,
+    /// The identity the client id is bound to; `None`: [`ClientOptions::user`] (and with
+    /// neither, the id is anonymous: any anonymous caller may take it). Give a stable identity
+    /// for callers without a user, such as a hash of their credential.
+    pub owner: Option<String>,
     /// Channels to subscribe to. May be empty: the connection then gets only broadcasts to all and
     /// events sent to it.
     pub channels: Vec<ChannelName>,
@@ -77,14 +86,11 @@ impl Hub {
     /// [`ConnectError`] when the hub is shutting down or every channel asked for is closed.
     pub fn add_client(&self, options: ClientOptions) -> Result<ClientStream, ConnectError> {
         let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
-        let client_id = options.client_id.unwrap_or_else(ClientId::random);
+        let owner: Option<Arc<str>> = options
+            .owner
+            .or_else(|| options.user.clone())
+            .map(Arc::from);
         let user = options.user.map(Arc::from);
-        let client = Arc::new(ClientShared::new(
-            key,
-            client_id.clone(),
-            user,
-            options.remote_addr,
-        ));
         let mut channels = options.channels;
         channels.sort();
         channels.dedup();
@@ -93,6 +99,18 @@ impl Hub {
         if state.is_shutting_down {
             return Err(ConnectError::ShuttingDown);
         }
+        let client_id = match options.client_id {
+            Some(id) if state.may_claim(&id, owner.as_deref()) => id,
+            // Bound to someone else: answered as a fresh connection would be.
+            Some(_) | None => ClientId::random(),
+        };
+        let client = Arc::new(ClientShared::new(
+            key,
+            client_id.clone(),
+            user,
+            owner,
+            options.remote_addr,
+        ));
         let last_event_id = options.last_event_id.as_deref();
         let resume_after = match state.history.read_start(last_event_id) {
             ReadStart::After(seq) => Some(seq),
@@ -168,6 +186,41 @@ impl Hub {
         Ok(stream)
     }
 
+    /// The client id a new connection of `owner` gets when it asks for `requested`: that id when
+    /// it is free or already `owner`'s, here and (in a cluster) on every node, binding it to
+    /// `owner`; else a fresh random id, bound the same way. Pass the result as
+    /// [`ClientOptions::client_id`] with the same `owner`. When the cluster cannot be asked
+    /// (Redis lost), a requested id is not given.
+    pub async fn claim_client_id(
+        &self,
+        requested: Option<ClientId>,
+        owner: Option<&str>,
+    ) -> ClientId {
+        // In the cluster's binding, the anonymous identity is one more owner.
+        let cluster_owner = owner.unwrap_or("anonymous");
+        if let Some(id) = requested {
+            let is_free_here = self.state().may_claim(&id, owner);
+            if is_free_here
+                && self
+                    .shared
+                    .log
+                    .claim_client_id(id.as_str(), cluster_owner)
+                    .await
+                    .unwrap_or(false)
+            {
+                return id;
+            }
+        }
+        let fresh = ClientId::random();
+        // 128 random bits are nobody's yet; the binding makes them this owner's on every node.
+        let _ = self
+            .shared
+            .log
+            .claim_client_id(fresh.as_str(), cluster_owner)
+            .await;
+        fresh
+    }
+
     /// Ends the oldest connections of the new connection's user beyond the per-user limit.
     fn make_room_for(&self, state: &mut State, client: &ClientShared) {
         let per_user_max = self.shared.config.max_connections_per_user;
@@ -205,10 +258,7 @@ impl Hub {
         let replay = resume_after
             .filter(|after| *after < head)
             .map(|after| Replay::new(after, head, channels));
-        Start::Open {
-            preamble: Bytes::from(preamble),
-            replay,
-        }
+        Start::Open { preamble, replay }
     }
 
     /// The opening of a stream that waited for the log to read as far as `last_event_id`:

@@ -88,8 +88,9 @@ fn open_error(path: &Path, err: impl Into<redb::Error>) -> StoreError {
 /// What the writer thread is asked to do, in order.
 #[derive(Debug)]
 enum WriteOp {
-    /// Write this record, published at this Unix time.
-    Append(Record, u64),
+    /// Write this record (with its publisher's id when that is not its wire id), published at
+    /// this Unix time.
+    Append(Record, Option<Box<str>>, u64),
     /// Delete every event at or below this position (history trimmed it).
     ForgetThrough(u64),
 }
@@ -118,8 +119,10 @@ pub(crate) struct DurableLog {
 #[derive(Debug)]
 pub(crate) struct RecoveredEntry {
     pub(crate) seq: u64,
-    /// The event, with its id (always stored).
+    /// The event, with its wire id (always stored).
     pub(crate) entry: Entry,
+    /// The publisher's id when it is not the wire id.
+    pub(crate) publisher_id: Option<String>,
     /// Connections it was queued to when it was published.
     pub(crate) recipients: u32,
     /// How long ago it was published.
@@ -162,6 +165,7 @@ impl DurableLog {
             let is_contiguous = records.last().is_none_or(|last| last.seq + 1 == seq);
             let published = entry.published_unix_ms.unwrap_or(now_unix_ms);
             let recipients = entry.recipients.unwrap_or(0);
+            let publisher_id = entry.publisher_id.clone();
             let entry = match entry.into_entry() {
                 Some(entry) if is_contiguous && entry.event.id.is_some() => entry,
                 _ => return Err(StoreError::Invalid { path, seq }),
@@ -169,6 +173,7 @@ impl DurableLog {
             records.push(RecoveredEntry {
                 seq,
                 entry,
+                publisher_id,
                 recipients,
                 age: Duration::from_millis(now_unix_ms.saturating_sub(published)),
             });
@@ -251,8 +256,12 @@ impl Log for DurableLog {
         })
     }
 
-    fn recorded(&self, record: &Record) {
-        self.send(WriteOp::Append(record.clone(), unix_ms()));
+    fn recorded(&self, record: &Record, publisher_id: Option<&str>) {
+        self.send(WriteOp::Append(
+            record.clone(),
+            publisher_id.map(Box::from),
+            unix_ms(),
+        ));
     }
 
     fn trimmed(&self, through_seq: u64) {
@@ -311,8 +320,12 @@ fn commit(db: &Database, ops: &[WriteOp]) -> Result<Option<u64>, redb::Error> {
         let mut table = write.open_table(EVENTS)?;
         for op in ops {
             match op {
-                WriteOp::Append(record, published_unix_ms) => {
-                    let stored = StoredEntry::from_record(record, *published_unix_ms);
+                WriteOp::Append(record, publisher_id, published_unix_ms) => {
+                    let stored = StoredEntry::from_record(
+                        record,
+                        publisher_id.as_deref(),
+                        *published_unix_ms,
+                    );
                     let bytes = serde_json::to_vec(&stored)
                         .expect("a stored entry is plain data and always serializes");
                     table.insert(record.seq, bytes.as_slice())?;

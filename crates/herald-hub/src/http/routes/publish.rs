@@ -1,8 +1,8 @@
 //! The publish endpoints: to a channel, to several, to everyone, to a user, to one client, and
 //! closing a channel.
 //!
-//! Owns the publish body (`{"event", "data", "id"}`, plus `channels` for `POST /api/events`), the
-//! event size limit, and which publish right each target needs. It never encodes or stores an
+//! Owns the publish body (`{"event", "data", "id"}`, plus `channels` for `POST /api/events`:
+//! de-duplicated, at most [`PUBLISH_CHANNELS_MAX`]), the event size limit, and which publish right each target needs. It never encodes or stores an
 //! event: [`crate::Hub::publish`] does, and its errors map to answers in `error`.
 
 use super::Api;
@@ -13,7 +13,7 @@ use crate::{
         error::ApiError,
         extract::{ApiPath, JsonBody, OptionalJsonBody},
     },
-    ChannelName, ClientId, EventData, NewEvent, Target,
+    ChannelName, ClientId, EventData, NewEvent, PublishError, Target, PUBLISH_CHANNELS_MAX,
 };
 use axum::{
     extract::State,
@@ -99,6 +99,20 @@ pub(super) async fn publish_to_channels(
         .channels
         .take()
         .ok_or_else(|| ApiError::invalid_body("missing field `channels`"))?;
+    // Duplicates go first (the publisher's order is kept for the answer), then the count is
+    // bounded, before any name is checked or kept.
+    let mut seen = std::collections::HashSet::with_capacity(names.len().min(1024));
+    let names: Vec<String> = names
+        .into_iter()
+        .filter(|name| seen.insert(name.clone()))
+        .collect();
+    if names.len() > PUBLISH_CHANNELS_MAX {
+        return Err(PublishError::TooManyChannels {
+            max: PUBLISH_CHANNELS_MAX,
+            given: names.len(),
+        }
+        .into());
+    }
     let channels = names
         .iter()
         .map(|c| ChannelName::new(c))

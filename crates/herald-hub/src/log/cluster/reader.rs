@@ -304,6 +304,9 @@ fn apply_raw(
     how: Apply,
 ) -> Option<EntryId> {
     let entry_id = EntryId::parse(id)?;
+    let is_publisher_id_on_wire = fields
+        .iter()
+        .any(|(name, value)| name == "w" && value == "1");
     let Some((_, payload)) = fields.into_iter().find(|(name, _)| name == "e") else {
         tracing::warn!(entry = id, "skipping a cluster log entry without a payload");
         return Some(entry_id);
@@ -314,7 +317,8 @@ fn apply_raw(
     match entry {
         Some(mut entry) => {
             entry.log_id = Some(id.to_owned());
-            // A duplicate (already applied) is skipped inside `apply`.
+            entry.is_publisher_id_on_wire = is_publisher_id_on_wire;
+            // Applied whatever its id: only its position (after the last one read) decides.
             let _ = shared.apply(entry, how);
         }
         None => tracing::warn!(entry = id, "skipping an unreadable cluster log entry"),
