@@ -1,0 +1,753 @@
+//! `restart`: a deploy under load. The hub (or node 0 of a cluster) is killed with `SIGKILL` and
+//! started again on its address while its clients reconnect with `Last-Event-ID`, and a publisher
+//! keeps publishing throughout.
+//!
+//! Measures the time until the restarted hub serves again (its address printed, its first publish
+//! answered), the time until every cut client is back and has every event published before it
+//! came back, the hub's CPU over that storm, publish latency (request → answer) during the storm
+//! and over the whole run, and that every client ends with every acknowledged event (a bitmap per
+//! client). It compares the storm with the time the same clients took to connect fresh at the
+//! start. Before the clients connect, the hub's history is filled (`--history` events), so a
+//! restarted hub has that much to recover. It does not measure delivery latency (see `fanout`).
+
+use crate::{
+    api,
+    deployment::Deployment,
+    http::{self, ResponseReader},
+    latency::Latencies,
+    report::Report,
+    subscriber::Subscriber,
+};
+use anyhow::Context;
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+use tokio::{
+    io::AsyncWriteExt,
+    net::TcpStream,
+    sync::{watch, Semaphore},
+};
+
+/// Connections that fill the history, each pipelining its share.
+const FILL_CONNECTIONS: usize = 8;
+/// Requests written before their answers are read, per filling connection.
+const FILL_BATCH: u64 = 256;
+/// Pause before a publisher retries after a failed attempt.
+const PUBLISH_RETRY: Duration = Duration::from_millis(10);
+/// How long the last events get to reach every client at the end.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// The node that is killed and restarted.
+const KILLED_NODE: usize = 0;
+
+/// Flags of `herald-bench restart`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RestartArgs {
+    /// Streams open on the channel.
+    #[arg(long, default_value_t = 19_000)]
+    clients: usize,
+    /// Events put in the hub's history before the clients connect.
+    #[arg(long, default_value_t = 100_000)]
+    history: u64,
+    /// Events published per second throughout (one request at a time, retried until answered).
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Seconds of publishing before the kill.
+    #[arg(long, default_value_t = 2.0)]
+    before_secs: f64,
+    /// Seconds of publishing after every cut client has caught up.
+    #[arg(long, default_value_t = 2.0)]
+    after_secs: f64,
+    /// A cut client waits a delay spread over [0, this] before reconnecting, and this long
+    /// between failed attempts, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    retry_ms: u64,
+    /// Seconds the cut clients get to catch up before the run fails.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
+    /// The channel used.
+    #[arg(long, default_value = "bench")]
+    channel: String,
+    /// Stream handshakes in flight at once, at the start.
+    #[arg(long, default_value_t = crate::swarm::CONNECT_CONCURRENCY_DEFAULT)]
+    connect_concurrency: usize,
+}
+
+impl RestartArgs {
+    /// Streams this run opens.
+    pub(crate) fn clients(&self) -> usize {
+        self.clients
+    }
+}
+
+/// Shared between the publisher, the clients and the run.
+#[derive(Debug)]
+struct Shared {
+    epoch: Instant,
+    /// Events acknowledged so far; acknowledged events are numbered 0, 1, 2… in order.
+    acked: AtomicU64,
+    /// Set at the kill: clients whose stream ends from then on count as cut.
+    killed: AtomicBool,
+    /// Set when the run is over: clients stop.
+    stop: AtomicBool,
+    cut: AtomicUsize,
+    back: AtomicUsize,
+    caught_up: AtomicUsize,
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+/// What one client saw.
+#[derive(Debug, Default)]
+struct Client {
+    seen: Vec<u64>,
+    /// Every event below this one has arrived.
+    prefix: u64,
+    distinct: u64,
+    duplicates: u64,
+    last_id: Option<String>,
+    /// Events acknowledged when the client came back: what it must have to be caught up.
+    owed: Option<u64>,
+    was_cut: bool,
+    back_ns: u64,
+    caught_up_ns: u64,
+    /// Events received after coming back that were published before it.
+    replayed: u64,
+    failed_attempts: u64,
+    resumed_false: u64,
+}
+
+impl Client {
+    fn has(&self, seq: u64) -> bool {
+        self.seen
+            .get((seq / 64) as usize)
+            .is_some_and(|word| word & (1 << (seq % 64)) != 0)
+    }
+
+    /// Whether every event below `count` arrived; advances the known complete prefix.
+    fn has_all_below(&mut self, count: u64) -> bool {
+        while self.prefix < count && self.has(self.prefix) {
+            self.prefix += 1;
+        }
+        self.prefix >= count
+    }
+
+    fn record(&mut self, seq: u64, sent_ns: u64) {
+        let word = (seq / 64) as usize;
+        if self.seen.len() <= word {
+            self.seen.resize(word + 1, 0);
+        }
+        if self.seen[word] & (1 << (seq % 64)) != 0 {
+            self.duplicates += 1;
+            return;
+        }
+        self.seen[word] |= 1 << (seq % 64);
+        self.distinct += 1;
+        if self.back_ns > 0 && sent_ns < self.back_ns {
+            self.replayed += 1;
+        }
+    }
+}
+
+/// A small deterministic spread (splitmix64) for reconnect delays.
+fn spread(seed: u64, max: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) % max.max(1)
+}
+
+/// One client: reads its stream, and after a cut reconnects with `Last-Event-ID` to one of
+/// `addrs` (taking turns from `first`) until the run stops.
+async fn client(
+    index: usize,
+    addrs: Vec<SocketAddr>,
+    first: usize,
+    path: String,
+    retry: Duration,
+    shared: Arc<Shared>,
+    mut subscriber: Subscriber,
+    mut stop_rx: watch::Receiver<bool>,
+) -> Client {
+    let mut state = Client::default();
+    let mut attempt = first;
+    loop {
+        let mut lines_ok = true;
+        loop {
+            let read = tokio::select! {
+                read = subscriber.read() => read,
+                _ = stop_rx.changed() => { lines_ok = false; Ok(true) }
+            };
+            if !lines_ok || !matches!(read, Ok(true)) {
+                break;
+            }
+            let received_ns = shared.now_ns();
+            let _ = subscriber.drain_lines(&mut |line| {
+                if let Some(id) = line.strip_prefix(b"id: ") {
+                    state.last_id = Some(String::from_utf8_lossy(id).into_owned());
+                } else if let Some(data) = line.strip_prefix(b"data: ") {
+                    if data.starts_with(b"{") {
+                        if data.windows(15).any(|w| w == b"\"resumed\":false") {
+                            state.resumed_false += 1;
+                        }
+                    } else if let Some((seq, sent_ns)) = parse_data(data) {
+                        state.record(seq, sent_ns);
+                    }
+                }
+            });
+            if let Some(owed) = state.owed {
+                if state.caught_up_ns == 0 && state.has_all_below(owed) {
+                    state.caught_up_ns = received_ns;
+                    shared.caught_up.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if shared.stop.load(Ordering::Relaxed) {
+            return state;
+        }
+        // The stream was cut.
+        if shared.killed.load(Ordering::Relaxed) && !state.was_cut {
+            state.was_cut = true;
+            shared.cut.fetch_add(1, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_millis(spread(
+            index as u64,
+            retry.as_millis() as u64,
+        )))
+        .await;
+        let headers = state
+            .last_id
+            .as_ref()
+            .map(|id| format!("Last-Event-ID: {id}\r\n"))
+            .unwrap_or_default();
+        subscriber = loop {
+            if shared.stop.load(Ordering::Relaxed) {
+                return state;
+            }
+            let addr = addrs[attempt % addrs.len()];
+            attempt += 1;
+            match Subscriber::open(addr, &path, &headers).await {
+                Ok(subscriber) => break subscriber,
+                Err(_) => {
+                    state.failed_attempts += 1;
+                    tokio::time::sleep(retry).await;
+                }
+            }
+        };
+        if state.was_cut && state.back_ns == 0 {
+            state.back_ns = shared.now_ns();
+            let owed = shared.acked.load(Ordering::Acquire);
+            state.owed = Some(owed);
+            shared.back.fetch_add(1, Ordering::Relaxed);
+            if state.has_all_below(owed) {
+                state.caught_up_ns = state.back_ns;
+                shared.caught_up.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Parses `"<seq> <sent_ns>"`.
+fn parse_data(data: &[u8]) -> Option<(u64, u64)> {
+    let mut fields = std::str::from_utf8(data).ok()?.split(' ');
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+}
+
+/// Each acknowledged publish: when its last attempt was written, and how long its answer took.
+#[derive(Debug, Default)]
+struct PublishLog {
+    answers: Vec<(u64, u64)>,
+    failed_attempts: u64,
+}
+
+/// Publishes at `rate` to `addr`, one request at a time, each retried until answered 2xx, until
+/// `stop_publishing` is set.
+async fn publisher(
+    addr: SocketAddr,
+    path: String,
+    rate: f64,
+    shared: Arc<Shared>,
+    stop_publishing: Arc<AtomicBool>,
+) -> PublishLog {
+    let mut log = PublishLog::default();
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let start = tokio::time::Instant::now();
+    let mut connection: Option<ResponseReader<TcpStream>> = None;
+    let mut seq = 0u64;
+    while !stop_publishing.load(Ordering::Relaxed) {
+        let due = start + interval.mul_f64(seq as f64);
+        tokio::time::sleep_until(due).await;
+        loop {
+            let sent_ns = shared.now_ns();
+            let body = serde_json::json!({ "data": format!("{seq} {sent_ns}") });
+            let request = http::post_json_request(&path, body.to_string().as_bytes());
+            let answered = async {
+                if connection.is_none() {
+                    let socket = TcpStream::connect(addr).await?;
+                    socket.set_nodelay(true)?;
+                    connection = Some(ResponseReader::new(socket));
+                }
+                let reader = connection.as_mut().expect("connected above");
+                let (socket, _) = reader.parts_mut();
+                socket.write_all(&request).await?;
+                let (status, _) = reader.read_response().await?;
+                anyhow::Ok(status)
+            }
+            .await;
+            match answered {
+                Ok(status) if (200..300).contains(&status) => {
+                    log.answers.push((sent_ns, shared.now_ns() - sent_ns));
+                    shared.acked.store(seq + 1, Ordering::Release);
+                    break;
+                }
+                _ => {
+                    connection = None;
+                    log.failed_attempts += 1;
+                    tokio::time::sleep(PUBLISH_RETRY).await;
+                }
+            }
+        }
+        seq += 1;
+    }
+    log
+}
+
+/// Puts `count` events in the channel's history through `addr`, pipelined.
+async fn fill_history(addr: SocketAddr, path: &str, count: u64) -> anyhow::Result<()> {
+    let mut tasks = Vec::new();
+    for connection in 0..FILL_CONNECTIONS as u64 {
+        let path = path.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let socket = TcpStream::connect(addr).await?;
+            let mut reader = ResponseReader::new(socket);
+            let mine: Vec<u64> = (connection..count).step_by(FILL_CONNECTIONS).collect();
+            for batch in mine.chunks(FILL_BATCH as usize) {
+                let mut requests = Vec::new();
+                for seq in batch {
+                    let body = format!(r#"{{"data":"fill {seq}"}}"#);
+                    requests.extend(http::post_json_request(&path, body.as_bytes()));
+                }
+                reader.parts_mut().0.write_all(&requests).await?;
+                for _ in batch {
+                    let (status, body) = reader.read_response().await?;
+                    anyhow::ensure!(
+                        (200..300).contains(&status),
+                        "filling the history: {status} {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await.context("a filling task panicked")??;
+    }
+    Ok(())
+}
+
+/// Runs the restart benchmark.
+///
+/// # Errors
+/// When the deployment is not durable or a cluster of two or more, a stream fails to open at the
+/// start, the hub does not come back, or the clients do not catch up in time.
+pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        deployment.data_dir_bytes().is_some() || deployment.addrs().len() >= 2,
+        "restart needs a hub that keeps its history across a restart: --fsync POLICY, or a \
+         cluster of at least two nodes (--redis-nodes 2)"
+    );
+    let addrs = deployment.addrs();
+    let is_cluster = addrs.len() > 1;
+    let publish_addr = *addrs.last().expect("a deployment has a node");
+    let path = api::stream_path(&args.channel);
+    let publish_path = api::publish_path(&args.channel);
+
+    eprintln!("filling the history with {} events…", args.history);
+    let fill_started = Instant::now();
+    fill_history(publish_addr, &publish_path, args.history).await?;
+    let fill_time = fill_started.elapsed();
+
+    let shared = Arc::new(Shared {
+        epoch: Instant::now(),
+        acked: AtomicU64::new(0),
+        killed: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+        cut: AtomicUsize::new(0),
+        back: AtomicUsize::new(0),
+        caught_up: AtomicUsize::new(0),
+    });
+    let shares = deployment.spread(args.clients);
+    eprintln!("connecting {} clients…", args.clients);
+    let connect_started = Instant::now();
+    let permits = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
+    let mut opening = Vec::with_capacity(args.clients);
+    let mut index = 0;
+    for (node, &share) in shares.iter().enumerate() {
+        for _ in 0..share {
+            let (permits, path, addr) = (permits.clone(), path.clone(), addrs[node]);
+            opening.push((
+                index,
+                node,
+                tokio::spawn(async move {
+                    let _permit = permits.acquire_owned().await.expect("never closed");
+                    Subscriber::connect(addr, &path).await
+                }),
+            ));
+            index += 1;
+        }
+    }
+    let retry = Duration::from_millis(args.retry_ms);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut clients = Vec::with_capacity(args.clients);
+    for (index, node, task) in opening {
+        let subscriber = task.await.context("a connecting task panicked")??;
+        clients.push(tokio::spawn(client(
+            index,
+            addrs.clone(),
+            node,
+            path.clone(),
+            retry,
+            shared.clone(),
+            subscriber,
+            stop_rx.clone(),
+        )));
+    }
+    let connect_time = connect_started.elapsed();
+    for (&addr, &share) in addrs.iter().zip(&shares) {
+        api::wait_for_connections(addr, share as u64, Duration::from_secs(60)).await?;
+    }
+    let expected_cut = shares[KILLED_NODE];
+    eprintln!(
+        "connected in {:.2} s; publishing at {}/s, killing {} in {} s…",
+        connect_time.as_secs_f64(),
+        args.rate,
+        if is_cluster { "node 0" } else { "the hub" },
+        args.before_secs
+    );
+
+    let stop_publishing = Arc::new(AtomicBool::new(false));
+    let publishing = tokio::spawn(publisher(
+        publish_addr,
+        publish_path.clone(),
+        args.rate,
+        shared.clone(),
+        stop_publishing.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs_f64(args.before_secs)).await;
+
+    let other_cpu_before: Vec<_> = (0..addrs.len())
+        .filter(|&node| node != KILLED_NODE)
+        .map(|node| crate::proc::cpu_time(deployment.node_pid(node)))
+        .collect::<Result<_, _>>()?;
+    let bench_cpu_before = crate::proc::cpu_time(std::process::id())?;
+    shared.killed.store(true, Ordering::Relaxed);
+    let kill_ns = shared.now_ns();
+    deployment.kill_node(KILLED_NODE);
+    let acked_at_kill = shared.acked.load(Ordering::Acquire);
+    let started_ns = shared.now_ns();
+    tokio::task::block_in_place(|| deployment.restart_node(KILLED_NODE))?;
+    let listening_ns = shared.now_ns();
+    let new_pid = deployment.node_pid(KILLED_NODE);
+    eprintln!("restarted as pid {new_pid}; waiting for the clients…");
+    let first_answer_ns = first_publish_answer(addrs[KILLED_NODE], &shared).await?;
+
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    let mut all_back_ns = 0;
+    while shared.caught_up.load(Ordering::Relaxed) < expected_cut {
+        if all_back_ns == 0 && shared.back.load(Ordering::Relaxed) >= expected_cut {
+            all_back_ns = shared.now_ns();
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "after {} s, {} of {expected_cut} cut clients were back and {} caught up",
+            args.timeout_secs,
+            shared.back.load(Ordering::Relaxed),
+            shared.caught_up.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let caught_up_ns = shared.now_ns();
+    if all_back_ns == 0 {
+        all_back_ns = caught_up_ns;
+    }
+    let restarted_cpu = crate::proc::cpu_time(new_pid)?;
+    let other_cpu: Vec<_> = (0..addrs.len())
+        .filter(|&node| node != KILLED_NODE)
+        .zip(other_cpu_before)
+        .map(|(node, before)| {
+            crate::proc::cpu_time(deployment.node_pid(node)).map(|now| now.since(before))
+        })
+        .collect::<Result<_, _>>()?;
+    let bench_cpu = crate::proc::cpu_time(std::process::id())?.since(bench_cpu_before);
+    let restarted_memory = crate::proc::memory(new_pid)?;
+
+    tokio::time::sleep(Duration::from_secs_f64(args.after_secs)).await;
+    stop_publishing.store(true, Ordering::Relaxed);
+    let log = publishing.await.context("the publisher panicked")?;
+    let acked = shared.acked.load(Ordering::Acquire);
+    let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
+    while Instant::now() < drain_deadline {
+        let stats = deployment.stats().await?;
+        if stats.connections as usize >= args.clients {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    shared.stop.store(true, Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    let mut results = Vec::with_capacity(clients.len());
+    for task in clients {
+        results.push(task.await.context("a client panicked")?);
+    }
+    deployment.ensure_running()?;
+
+    let (mut missing, mut incomplete, mut duplicates, mut replayed) = (0u64, 0u64, 0u64, 0u64);
+    let (mut failed, mut resumed_false, mut cut) = (0u64, 0u64, 0u64);
+    let mut catch_up_ns = Vec::new();
+    for client in &results {
+        let lacking = (0..acked).filter(|&seq| !client.has(seq)).count() as u64;
+        missing += lacking;
+        incomplete += u64::from(lacking > 0);
+        duplicates += client.duplicates;
+        replayed += client.replayed;
+        failed += client.failed_attempts;
+        resumed_false += client.resumed_false;
+        if client.was_cut {
+            cut += 1;
+            catch_up_ns.push(client.caught_up_ns.saturating_sub(started_ns));
+        }
+    }
+    let storm: Vec<u64> = log
+        .answers
+        .iter()
+        .filter(|(sent, _)| (started_ns..=caught_up_ns).contains(sent))
+        .map(|&(_, latency)| latency)
+        .collect();
+    let gap_ns = log
+        .answers
+        .windows(2)
+        .map(|pair| pair[1].0 + pair[1].1 - (pair[0].0 + pair[0].1))
+        .max()
+        .unwrap_or(0);
+    let whole = Latencies::from_unsorted(log.answers.iter().map(|&(_, l)| l).collect());
+    let storm_count = storm.len() as u64;
+    let storm = Latencies::from_unsorted(storm);
+    let catch_up = Latencies::from_unsorted(catch_up_ns);
+    let secs = |ns: u64| ns as f64 / 1e9;
+
+    let mut report = Report::new("restart");
+    report.section("load");
+    report.add("clients", "clients", args.clients as u64, "");
+    report.add("clientsCut", "clients cut by the kill", cut, "");
+    report.add(
+        "historyEvents",
+        "events in history before",
+        args.history,
+        "",
+    );
+    report.add(
+        "fillSeconds",
+        "time to fill the history",
+        fill_time.as_secs_f64(),
+        "s",
+    );
+    report.add("rate", "publish rate", args.rate, "events/s");
+    report.add("acknowledged", "events acknowledged", acked, "");
+    report.add(
+        "acknowledgedAtKill",
+        "  of which before the kill",
+        acked_at_kill,
+        "",
+    );
+    report.add(
+        "freshConnectSeconds",
+        "time to connect every client fresh (start)",
+        connect_time.as_secs_f64(),
+        "s",
+    );
+
+    report.section("recovery (from the restarted process's start)");
+    report.add(
+        "killToStartMs",
+        "kill → new process started",
+        (started_ns - kill_ns) as f64 / 1e6,
+        "ms",
+    );
+    report.add(
+        "listeningSeconds",
+        "start → address printed",
+        secs(listening_ns - started_ns),
+        "s",
+    );
+    report.add(
+        "servingSeconds",
+        "start → first publish answered by it",
+        secs(first_answer_ns.saturating_sub(started_ns)),
+        "s",
+    );
+    report.add(
+        "allBackSeconds",
+        "start → every cut client reconnected",
+        secs(all_back_ns - started_ns),
+        "s",
+    );
+    report.add(
+        "caughtUpSeconds",
+        "start → every cut client has what it missed",
+        secs(caught_up_ns - started_ns),
+        "s",
+    );
+    report.add(
+        "caughtUpVsFresh",
+        "  ÷ time of the fresh connects",
+        secs(caught_up_ns - started_ns) / connect_time.as_secs_f64().max(1e-9),
+        "×",
+    );
+    report.add(
+        "catchUpP50Seconds",
+        "per client caught up, p50",
+        secs(catch_up.quantile_ns(0.5)),
+        "s",
+    );
+    report.add(
+        "catchUpP99Seconds",
+        "per client caught up, p99",
+        secs(catch_up.quantile_ns(0.99)),
+        "s",
+    );
+    report.add(
+        "replayedEvents",
+        "events replayed to cut clients",
+        replayed,
+        "",
+    );
+    report.add(
+        "resumedFalse",
+        "connected events with resumed:false",
+        resumed_false,
+        "",
+    );
+    report.add(
+        "failedAttempts",
+        "client connect attempts refused",
+        failed,
+        "",
+    );
+
+    report.section("CPU and memory, start → every client caught up");
+    report.add(
+        "restartedCpuSeconds",
+        "restarted hub CPU (all of its life)",
+        restarted_cpu.total().as_secs_f64(),
+        "s",
+    );
+    report.add(
+        "restartedUserSeconds",
+        "  of which user",
+        restarted_cpu.user.as_secs_f64(),
+        "s",
+    );
+    for time in &other_cpu {
+        report.add(
+            "otherNodeCpuSeconds",
+            "other node CPU",
+            time.total().as_secs_f64(),
+            "s",
+        );
+    }
+    report.add(
+        "benchCpuSeconds",
+        "load generator CPU",
+        bench_cpu.total().as_secs_f64(),
+        "s",
+    );
+    report.add(
+        "restartedRssKib",
+        "restarted hub VmRSS at catch-up",
+        restarted_memory.rss_kib,
+        "KiB",
+    );
+
+    report.section("publishes (request written → answer read)");
+    report.add(
+        "publishFailedAttempts",
+        "attempts failed (hub down)",
+        log.failed_attempts,
+        "",
+    );
+    report.add(
+        "publishGapSeconds",
+        "longest time between two answers",
+        secs(gap_ns),
+        "s",
+    );
+    report.add(
+        "stormPublishes",
+        "answered during the storm",
+        storm_count,
+        "",
+    );
+    report.add(
+        "stormP50Ms",
+        "storm p50",
+        storm.quantile_ns(0.5) as f64 / 1e6,
+        "ms",
+    );
+    report.add(
+        "stormP99Ms",
+        "storm p99",
+        storm.quantile_ns(0.99) as f64 / 1e6,
+        "ms",
+    );
+    report.add(
+        "stormMaxMs",
+        "storm max",
+        storm.quantile_ns(1.0) as f64 / 1e6,
+        "ms",
+    );
+    report.add(
+        "wholeP50Ms",
+        "whole run p50",
+        whole.quantile_ns(0.5) as f64 / 1e6,
+        "ms",
+    );
+    report.add(
+        "wholeP99Ms",
+        "whole run p99",
+        whole.quantile_ns(0.99) as f64 / 1e6,
+        "ms",
+    );
+
+    report.section("nothing lost (every client, every acknowledged event)");
+    report.add("missing", "missing", missing, "");
+    report.add(
+        "incompleteClients",
+        "clients missing events",
+        incomplete,
+        "",
+    );
+    report.add("duplicates", "duplicates", duplicates, "");
+    report.add(
+        "hubLogProblems",
+        "hub WARN/ERROR log lines",
+        deployment.problems(),
+        "",
+    );
+    Ok(report)
+}
+
+/// Publishes to a channel nobody reads on `addr` until it answers 2xx; returns when.
+async fn first_publish_answer(addr: SocketAddr, shared: &Shared) -> anyhow::Result<u64> {
+    api::wait_until_publishing(addr, Duration::from_secs(30)).await?;
+    Ok(shared.now_ns())
+}
