@@ -10,15 +10,22 @@
 //! start. Before the clients connect, the hub's history is filled (`--history` events), so a
 //! restarted hub has that much to recover. It does not measure delivery latency (see `fanout`).
 
+//!
+//! # Layout
+//! - `client`: one client's stream, bitmap and reconnects, and the state all share.
+//! - `publisher`: the steady publisher and the filling of the history.
+//!
+//! This file is over 500 lines because the report lists every figure by name, one call each.
+
+mod client;
+mod publisher;
+
 use crate::{
-    api,
-    deployment::Deployment,
-    http::{self, ResponseReader},
-    latency::Latencies,
-    report::Report,
-    subscriber::Subscriber,
+    api, deployment::Deployment, latency::Latencies, report::Report, subscriber::Subscriber,
 };
 use anyhow::Context;
+use client::{client, Shared};
+use publisher::{fill_history, publisher};
 use std::{
     net::SocketAddr,
     sync::{
@@ -27,18 +34,8 @@ use std::{
     },
     time::{Duration, Instant},
 };
-use tokio::{
-    io::AsyncWriteExt,
-    net::TcpStream,
-    sync::{watch, Semaphore},
-};
+use tokio::sync::{watch, Semaphore};
 
-/// Connections that fill the history, each pipelining its share.
-const FILL_CONNECTIONS: usize = 8;
-/// Requests written before their answers are read, per filling connection.
-const FILL_BATCH: u64 = 256;
-/// Pause before a publisher retries after a failed attempt.
-const PUBLISH_RETRY: Duration = Duration::from_millis(10);
 /// How long the last events get to reach every client at the end.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// The node that is killed and restarted.
@@ -82,276 +79,6 @@ impl RestartArgs {
     pub(crate) fn clients(&self) -> usize {
         self.clients
     }
-}
-
-/// Shared between the publisher, the clients and the run.
-#[derive(Debug)]
-struct Shared {
-    epoch: Instant,
-    /// Events acknowledged so far; acknowledged events are numbered 0, 1, 2… in order.
-    acked: AtomicU64,
-    /// Set at the kill: clients whose stream ends from then on count as cut.
-    killed: AtomicBool,
-    /// Set when the run is over: clients stop.
-    stop: AtomicBool,
-    cut: AtomicUsize,
-    back: AtomicUsize,
-    caught_up: AtomicUsize,
-}
-
-impl Shared {
-    fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
-    }
-}
-
-/// What one client saw.
-#[derive(Debug, Default)]
-struct Client {
-    seen: Vec<u64>,
-    /// Every event below this one has arrived.
-    prefix: u64,
-    distinct: u64,
-    duplicates: u64,
-    last_id: Option<String>,
-    /// Events acknowledged when the client came back: what it must have to be caught up.
-    owed: Option<u64>,
-    was_cut: bool,
-    back_ns: u64,
-    caught_up_ns: u64,
-    /// Events received after coming back that were published before it.
-    replayed: u64,
-    failed_attempts: u64,
-    resumed_false: u64,
-}
-
-impl Client {
-    fn has(&self, seq: u64) -> bool {
-        self.seen
-            .get((seq / 64) as usize)
-            .is_some_and(|word| word & (1 << (seq % 64)) != 0)
-    }
-
-    /// Whether every event below `count` arrived; advances the known complete prefix.
-    fn has_all_below(&mut self, count: u64) -> bool {
-        while self.prefix < count && self.has(self.prefix) {
-            self.prefix += 1;
-        }
-        self.prefix >= count
-    }
-
-    fn record(&mut self, seq: u64, sent_ns: u64) {
-        let word = (seq / 64) as usize;
-        if self.seen.len() <= word {
-            self.seen.resize(word + 1, 0);
-        }
-        if self.seen[word] & (1 << (seq % 64)) != 0 {
-            self.duplicates += 1;
-            return;
-        }
-        self.seen[word] |= 1 << (seq % 64);
-        self.distinct += 1;
-        if self.back_ns > 0 && sent_ns < self.back_ns {
-            self.replayed += 1;
-        }
-    }
-}
-
-/// A small deterministic spread (splitmix64) for reconnect delays.
-fn spread(seed: u64, max: u64) -> u64 {
-    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)) % max.max(1)
-}
-
-/// One client: reads its stream, and after a cut reconnects with `Last-Event-ID` to one of
-/// `addrs` (taking turns from `first`) until the run stops.
-async fn client(
-    index: usize,
-    addrs: Vec<SocketAddr>,
-    first: usize,
-    path: String,
-    retry: Duration,
-    shared: Arc<Shared>,
-    mut subscriber: Subscriber,
-    mut stop_rx: watch::Receiver<bool>,
-) -> Client {
-    let mut state = Client::default();
-    let mut attempt = first;
-    loop {
-        let mut lines_ok = true;
-        loop {
-            let read = tokio::select! {
-                read = subscriber.read() => read,
-                _ = stop_rx.changed() => { lines_ok = false; Ok(true) }
-            };
-            if !lines_ok || !matches!(read, Ok(true)) {
-                break;
-            }
-            let received_ns = shared.now_ns();
-            let _ = subscriber.drain_lines(&mut |line| {
-                if let Some(id) = line.strip_prefix(b"id: ") {
-                    state.last_id = Some(String::from_utf8_lossy(id).into_owned());
-                } else if let Some(data) = line.strip_prefix(b"data: ") {
-                    if data.starts_with(b"{") {
-                        if data.windows(15).any(|w| w == b"\"resumed\":false") {
-                            state.resumed_false += 1;
-                        }
-                    } else if let Some((seq, sent_ns)) = parse_data(data) {
-                        state.record(seq, sent_ns);
-                    }
-                }
-            });
-            if let Some(owed) = state.owed {
-                if state.caught_up_ns == 0 && state.has_all_below(owed) {
-                    state.caught_up_ns = received_ns;
-                    shared.caught_up.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        if shared.stop.load(Ordering::Relaxed) {
-            return state;
-        }
-        // The stream was cut.
-        if shared.killed.load(Ordering::Relaxed) && !state.was_cut {
-            state.was_cut = true;
-            shared.cut.fetch_add(1, Ordering::Relaxed);
-        }
-        tokio::time::sleep(Duration::from_millis(spread(
-            index as u64,
-            retry.as_millis() as u64,
-        )))
-        .await;
-        let headers = state
-            .last_id
-            .as_ref()
-            .map(|id| format!("Last-Event-ID: {id}\r\n"))
-            .unwrap_or_default();
-        subscriber = loop {
-            if shared.stop.load(Ordering::Relaxed) {
-                return state;
-            }
-            let addr = addrs[attempt % addrs.len()];
-            attempt += 1;
-            match Subscriber::open(addr, &path, &headers).await {
-                Ok(subscriber) => break subscriber,
-                Err(_) => {
-                    state.failed_attempts += 1;
-                    tokio::time::sleep(retry).await;
-                }
-            }
-        };
-        if state.was_cut && state.back_ns == 0 {
-            state.back_ns = shared.now_ns();
-            let owed = shared.acked.load(Ordering::Acquire);
-            state.owed = Some(owed);
-            shared.back.fetch_add(1, Ordering::Relaxed);
-            if state.has_all_below(owed) {
-                state.caught_up_ns = state.back_ns;
-                shared.caught_up.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-/// Parses `"<seq> <sent_ns>"`.
-fn parse_data(data: &[u8]) -> Option<(u64, u64)> {
-    let mut fields = std::str::from_utf8(data).ok()?.split(' ');
-    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
-}
-
-/// Each acknowledged publish: when its last attempt was written, and how long its answer took.
-#[derive(Debug, Default)]
-struct PublishLog {
-    answers: Vec<(u64, u64)>,
-    failed_attempts: u64,
-}
-
-/// Publishes at `rate` to `addr`, one request at a time, each retried until answered 2xx, until
-/// `stop_publishing` is set.
-async fn publisher(
-    addr: SocketAddr,
-    path: String,
-    rate: f64,
-    shared: Arc<Shared>,
-    stop_publishing: Arc<AtomicBool>,
-) -> PublishLog {
-    let mut log = PublishLog::default();
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let start = tokio::time::Instant::now();
-    let mut connection: Option<ResponseReader<TcpStream>> = None;
-    let mut seq = 0u64;
-    while !stop_publishing.load(Ordering::Relaxed) {
-        let due = start + interval.mul_f64(seq as f64);
-        tokio::time::sleep_until(due).await;
-        loop {
-            let sent_ns = shared.now_ns();
-            let body = serde_json::json!({ "data": format!("{seq} {sent_ns}") });
-            let request = http::post_json_request(&path, body.to_string().as_bytes());
-            let answered = async {
-                if connection.is_none() {
-                    let socket = TcpStream::connect(addr).await?;
-                    socket.set_nodelay(true)?;
-                    connection = Some(ResponseReader::new(socket));
-                }
-                let reader = connection.as_mut().expect("connected above");
-                let (socket, _) = reader.parts_mut();
-                socket.write_all(&request).await?;
-                let (status, _) = reader.read_response().await?;
-                anyhow::Ok(status)
-            }
-            .await;
-            match answered {
-                Ok(status) if (200..300).contains(&status) => {
-                    log.answers.push((sent_ns, shared.now_ns() - sent_ns));
-                    shared.acked.store(seq + 1, Ordering::Release);
-                    break;
-                }
-                _ => {
-                    connection = None;
-                    log.failed_attempts += 1;
-                    tokio::time::sleep(PUBLISH_RETRY).await;
-                }
-            }
-        }
-        seq += 1;
-    }
-    log
-}
-
-/// Puts `count` events in the channel's history through `addr`, pipelined.
-async fn fill_history(addr: SocketAddr, path: &str, count: u64) -> anyhow::Result<()> {
-    let mut tasks = Vec::new();
-    for connection in 0..FILL_CONNECTIONS as u64 {
-        let path = path.to_owned();
-        tasks.push(tokio::spawn(async move {
-            let socket = TcpStream::connect(addr).await?;
-            let mut reader = ResponseReader::new(socket);
-            let mine: Vec<u64> = (connection..count).step_by(FILL_CONNECTIONS).collect();
-            for batch in mine.chunks(FILL_BATCH as usize) {
-                let mut requests = Vec::new();
-                for seq in batch {
-                    let body = format!(r#"{{"data":"fill {seq}"}}"#);
-                    requests.extend(http::post_json_request(&path, body.as_bytes()));
-                }
-                reader.parts_mut().0.write_all(&requests).await?;
-                for _ in batch {
-                    let (status, body) = reader.read_response().await?;
-                    anyhow::ensure!(
-                        (200..300).contains(&status),
-                        "filling the history: {status} {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                }
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for task in tasks {
-        task.await.context("a filling task panicked")??;
-    }
-    Ok(())
 }
 
 /// Runs the restart benchmark.
