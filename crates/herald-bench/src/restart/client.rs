@@ -52,6 +52,8 @@ pub(crate) struct Client {
     /// Events received after coming back that were published before it.
     pub(crate) replayed: u64,
     pub(crate) failed_attempts: u64,
+    /// Why attempts failed, by the error's first line, with counts.
+    pub(crate) failures: std::collections::BTreeMap<String, u64>,
     pub(crate) resumed_false: u64,
 }
 
@@ -143,7 +145,9 @@ pub(crate) async fn client(
         if shared.stop.load(Ordering::Relaxed) {
             return state;
         }
-        // The stream was cut.
+        // The stream was cut: close its socket before opening another, so a client never
+        // holds two.
+        drop(subscriber);
         if shared.killed.load(Ordering::Relaxed) && !state.was_cut {
             state.was_cut = true;
             shared.cut.fetch_add(1, Ordering::Relaxed);
@@ -166,8 +170,14 @@ pub(crate) async fn client(
             attempt += 1;
             match Subscriber::open(addr, &path, &headers).await {
                 Ok(subscriber) => break subscriber,
-                Err(_) => {
+                Err(err) => {
                     state.failed_attempts += 1;
+                    let why = format!("{:#}", err);
+                    let why = why.lines().next().unwrap_or_default();
+                    *state
+                        .failures
+                        .entry(why.chars().take(120).collect())
+                        .or_default() += 1;
                     tokio::time::sleep(retry).await;
                 }
             }

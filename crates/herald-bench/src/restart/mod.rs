@@ -241,6 +241,7 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
     let (mut missing, mut incomplete, mut duplicates, mut replayed) = (0u64, 0u64, 0u64, 0u64);
     let (mut failed, mut resumed_false, mut cut) = (0u64, 0u64, 0u64);
     let mut catch_up_ns = Vec::new();
+    let mut failures: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for client in &results {
         let lacking = (0..acked).filter(|&seq| !client.has(seq)).count() as u64;
         missing += lacking;
@@ -248,6 +249,9 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
         duplicates += client.duplicates;
         replayed += client.replayed;
         failed += client.failed_attempts;
+        for (why, count) in &client.failures {
+            *failures.entry(why.clone()).or_default() += count;
+        }
         resumed_false += client.resumed_false;
         if client.was_cut {
             cut += 1;
@@ -366,10 +370,19 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
     );
     report.add(
         "failedAttempts",
-        "client connect attempts refused",
+        "client connect attempts failed",
         failed,
         "",
     );
+    let mut failures: Vec<(String, u64)> = failures.into_iter().collect();
+    failures.sort_by(|a, b| b.1.cmp(&a.1));
+    let why = failures
+        .iter()
+        .take(3)
+        .map(|(why, count)| format!("{count} × {why}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    report.add("failedAttemptsWhy", "  most common", why, "");
 
     report.section("CPU and memory, start → every client caught up");
     report.add(
