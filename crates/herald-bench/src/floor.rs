@@ -47,16 +47,25 @@ struct Floor {
 /// # Errors
 /// When the runtime cannot start or the address cannot be bound.
 pub(crate) fn serve(listen: SocketAddr) -> anyhow::Result<()> {
+    let listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+    eprintln!("floor listening on http://{}", listener.local_addr()?);
+    serve_on(listener)
+}
+
+/// Serves on a bound `listener` until killed.
+///
+/// # Errors
+/// When the runtime cannot start or accepting fails.
+fn serve_on(listener: std::net::TcpListener) -> anyhow::Result<()> {
+    listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
         .context("starting the floor's runtime")?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding {listen}"))?;
-        eprintln!("floor listening on http://{}", listener.local_addr()?);
+        let listener = TcpListener::from_std(listener)?;
         let floor = Rc::new(Floor::default());
         loop {
             let (socket, _) = listener.accept().await.context("accepting")?;
@@ -190,5 +199,53 @@ async fn read_request(
             Ok(0) | Err(_) => return None,
             Ok(read) => buf.extend_from_slice(&chunk[..read]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Reads from `socket` until `text` has arrived; everything read so far.
+    fn read_until(socket: &mut std::net::TcpStream, text: &str) -> String {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains(text) {
+            let read = socket.read(&mut buf).expect("the floor answers");
+            assert!(
+                read > 0,
+                "closed before {text:?}: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..read]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    #[test]
+    fn a_publish_reaches_a_stream_in_the_hubs_wire_format() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let addr = listener.local_addr().expect("bound");
+        std::thread::spawn(move || serve_on(listener));
+
+        let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+        stream
+            .write_all(b"GET /api/channels/a/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("sent");
+        let head = read_until(&mut stream, "event: connected\ndata: {}\n\n");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream"));
+
+        let mut publisher = std::net::TcpStream::connect(addr).expect("connects");
+        let body = br#"{"data":"7 123"}"#;
+        let request = format!(
+            "POST /api/channels/a/events HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        publisher.write_all(request.as_bytes()).expect("sent");
+        publisher.write_all(body).expect("sent");
+        let answer = read_until(&mut publisher, "}");
+        assert!(answer.contains(r#""recipients":1"#), "{answer}");
+        assert!(read_until(&mut stream, "data: 7 123\n\n").contains("id: 0\n"));
     }
 }

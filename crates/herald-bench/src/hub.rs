@@ -205,5 +205,9 @@ mod tests {
             Some("127.0.0.1:4321".parse().expect("valid"))
         );
         assert_eq!(parse_listening("INFO something else"), None);
+        assert_eq!(
+            parse_listening("floor listening on http://127.0.0.1:9"),
+            Some("127.0.0.1:9".parse().expect("valid"))
+        );
     }
 }

@@ -97,18 +97,27 @@ fn spread(seed: u64, max: u64) -> u64 {
     (z ^ (z >> 31)) % max.max(1)
 }
 
-/// One client: reads its stream, and after a cut reconnects with `Last-Event-ID` to one of
-/// `addrs` (taking turns from `first`) until the run stops.
+/// Where and how a client reconnects.
+#[derive(Debug, Clone)]
+pub(crate) struct Reconnect {
+    /// The nodes it may reconnect to, taking turns.
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// The stream's path.
+    pub(crate) path: String,
+    /// The longest first delay, and the pause between failed attempts.
+    pub(crate) retry: Duration,
+}
+
+/// One client (number `index`, first on node `first`): reads its stream, and after a cut
+/// reconnects with `Last-Event-ID` as `reconnect` says until the run stops.
 pub(crate) async fn client(
-    index: usize,
-    addrs: Vec<SocketAddr>,
-    first: usize,
-    path: String,
-    retry: Duration,
+    (index, first): (usize, usize),
+    reconnect: Reconnect,
     shared: Arc<Shared>,
     mut subscriber: Subscriber,
     mut stop_rx: watch::Receiver<bool>,
 ) -> Client {
+    let Reconnect { addrs, path, retry } = reconnect;
     let mut state = Client::default();
     let mut attempt = first;
     loop {
@@ -199,4 +208,29 @@ pub(crate) async fn client(
 fn parse_data(data: &[u8]) -> Option<(u64, u64)> {
     let mut fields = std::str::from_utf8(data).ok()?.split(' ');
     Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_caught_up_only_with_every_event_it_is_owed() {
+        let mut client = Client {
+            back_ns: 100,
+            ..Client::default()
+        };
+        client.record(0, 50);
+        client.record(2, 150);
+        client.record(2, 150);
+        assert!(client.has_all_below(1));
+        assert!(!client.has_all_below(3), "event 1 is missing");
+        client.record(1, 60);
+        assert!(client.has_all_below(3));
+        assert_eq!((client.distinct, client.duplicates), (3, 1));
+        assert_eq!(
+            client.replayed, 2,
+            "events 0 and 1 were published before it came back"
+        );
+    }
 }

@@ -24,7 +24,7 @@ use crate::{
     api, deployment::Deployment, latency::Latencies, report::Report, subscriber::Subscriber,
 };
 use anyhow::Context;
-use client::{client, Shared};
+use client::{client, Reconnect, Shared};
 use publisher::{fill_history, publisher};
 use std::{
     net::SocketAddr,
@@ -137,12 +137,14 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
     let mut clients = Vec::with_capacity(args.clients);
     for (index, node, task) in opening {
         let subscriber = task.await.context("a connecting task panicked")??;
-        clients.push(tokio::spawn(client(
-            index,
-            addrs.clone(),
-            node,
-            path.clone(),
+        let reconnect = Reconnect {
+            addrs: addrs.clone(),
+            path: path.clone(),
             retry,
+        };
+        clients.push(tokio::spawn(client(
+            (index, node),
+            reconnect,
             shared.clone(),
             subscriber,
             stop_rx.clone(),
@@ -375,7 +377,7 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
         "",
     );
     let mut failures: Vec<(String, u64)> = failures.into_iter().collect();
-    failures.sort_by(|a, b| b.1.cmp(&a.1));
+    failures.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
     let why = failures
         .iter()
         .take(3)
