@@ -14,8 +14,6 @@
 //! # Layout
 //! - `client`: one client's stream, bitmap and reconnects, and the state all share.
 //! - `publisher`: the steady publisher and the filling of the history.
-//!
-//! This file is over 500 lines because the report lists every figure by name, one call each.
 
 mod client;
 mod publisher;
