@@ -9,7 +9,6 @@
 //! client). It compares the storm with the time the same clients took to connect fresh at the
 //! start. Before the clients connect, the hub's history is filled (`--history` events), so a
 //! restarted hub has that much to recover. It does not measure delivery latency (see `fanout`).
-
 //!
 //! # Layout
 //! - `client`: one client's stream, bitmap and reconnects, and the state all share.
