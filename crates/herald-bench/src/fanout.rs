@@ -9,6 +9,10 @@
 //! on the hub's answer time as long as one connection's answers keep up with its share of the rate.
 //! In a cluster the subscribers are spread evenly over the nodes and the figures are summed over
 //! them (Redis's own CPU time is shown apart).
+//!
+//! One file on purpose (about 700 lines before its tests): the run's phases (connect, publish,
+//! drain, report) share the subscribers' bitmaps and the hub's readings, and reading it top to
+//! bottom is reading one run. The load tool is not part of the product.
 
 use crate::{
     api,

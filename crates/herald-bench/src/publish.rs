@@ -7,6 +7,10 @@
 //! the rate. Optional subscribers (spread over the nodes) count what they receive, so a run also
 //! shows whether anything acknowledged was lost. It does not measure delivery latency; `fanout`
 //! does.
+//!
+//! One file on purpose (about 570 lines before its tests): the closed-loop publishers, the
+//! optional subscribers and the report share one run's state. The load tool is not part of the
+//! product.
 
 use crate::{
     api,
