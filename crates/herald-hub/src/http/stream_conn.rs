@@ -4,15 +4,19 @@
 //! bytes and in time); when the request is a `GET` of one of the router's stream routes (the one
 //! list in `routes`), it routes it through the same axum router as every other request (so auth,
 //! CORS and limits are the same code), then writes the answer itself: the head once, then the body
-//! straight to the socket, delimited by `Connection: close` (and by `Content-Length` when its size
-//! is known). Such a connection holds no HTTP read or write buffer for its lifetime, which is most
-//! of what hyper keeps per connection (two 8 KiB buffers), and idle streams are most of a hub's
-//! connections. Any other request, or a head it does not take, goes to hyper with the bytes already
-//! read put back in front (`rewind`). It works on any socket (`AsyncRead + AsyncWrite`), plain TCP
-//! or TLS. It never interprets a route beyond asking whether a path is a stream's, never buffers
-//! a stream, and always writes an answer whole.
+//! straight to the socket, `chunked` (each piece of the stream is one chunk, written with one
+//! vectored write: no copy), with `Connection: close` (and `Content-Length` instead when its size
+//! is known). Every write of a stream has a deadline ([`STREAM_WRITE_TIMEOUT`]), and a write that
+//! is stuck ends at once when the hub has ended the stream (a full queue): a client that stops
+//! reading never keeps its socket or its slot. Such a connection holds no HTTP read or write buffer
+//! for its lifetime, which is most of what hyper keeps per connection (two 8 KiB buffers), and idle
+//! streams are most of a hub's connections. Any other request, or a head it does not take, goes to
+//! hyper with the bytes already read put back in front (`rewind`). It works on any socket
+//! (`AsyncRead + AsyncWrite`), plain TCP or TLS. It never interprets a route beyond asking whether
+//! a path is a stream's, never buffers a stream, and always writes an answer whole.
 
 use super::routes::is_stream_path;
+use crate::stream::EndSignal;
 use axum::{
     body::{Body, Bytes, HttpBody},
     extract::ConnectInfo,
@@ -22,9 +26,26 @@ use axum::{
     Router,
 };
 use futures_util::StreamExt;
-use std::{net::SocketAddr, time::Duration};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::{
+    io::{self, IoSlice},
+    net::SocketAddr,
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    time::Instant,
+};
 use tower::ServiceExt;
+
+/// Most time one write to an event stream may take: a client that stops reading for this long
+/// (its socket buffers full) is cut, and its slot freed. 30 s.
+pub const STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a write that waits on the client checks whether the hub has ended its stream (a
+/// queue that overflowed meanwhile): such a stream is cut within this time, not after
+/// [`STREAM_WRITE_TIMEOUT`].
+const STUCK_WRITE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// The last chunk of a chunked body.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// Largest request head read here; a longer one goes to hyper, which answers `431`.
 const HEAD_BYTES_MAX: usize = 16 * 1024;
@@ -43,11 +64,11 @@ pub(super) enum FirstRequest {
     Gone,
 }
 
-/// Reads the first request head, within `timeout`.
+/// Reads the first request head, until `deadline` (the whole head's, from the accept).
 pub(super) async fn read_first_request<S>(
     socket: &mut S,
     peer: SocketAddr,
-    timeout: Duration,
+    deadline: Instant,
 ) -> FirstRequest
 where
     S: AsyncRead + Unpin,
@@ -75,7 +96,7 @@ where
             }
         }
     };
-    match tokio::time::timeout(timeout, read).await {
+    match tokio::time::timeout_at(deadline, read).await {
         Ok(FirstRequest::Other(_)) => FirstRequest::Other(Bytes::from(buf)),
         Ok(first) => first,
         Err(_) => FirstRequest::Gone,
@@ -86,6 +107,16 @@ enum Parsed {
     Stream(Box<Request<Body>>),
     Other,
     Partial,
+}
+
+/// Runs the stream path's head parser on `bytes` (the `fuzzing` feature's entry point).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_parse(bytes: &[u8]) {
+    let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+    if let Parsed::Stream(request) = parse_stream_request(bytes, peer) {
+        assert_eq!(request.method(), Method::GET);
+        assert!(is_stream_path(request.uri().path()));
+    }
 }
 
 fn parse_stream_request(buf: &[u8], peer: SocketAddr) -> Parsed {
@@ -125,7 +156,8 @@ fn parse_stream_request(buf: &[u8], peer: SocketAddr) -> Parsed {
 }
 
 /// Routes a stream request and writes the answer whole: an answer of known size with its
-/// `Content-Length`; any other body (an event stream) chunk by chunk until either side ends it.
+/// `Content-Length`; any other body (an event stream) `chunked`, chunk by chunk until either side
+/// ends it.
 pub(super) async fn serve_stream<S>(mut socket: S, request: Box<Request<Body>>, router: Router)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -134,28 +166,48 @@ where
         Ok(response) => response,
         Err(never) => match never {},
     };
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    let end = parts.extensions.remove::<EndSignal>();
     let has_body = parts.status != StatusCode::NO_CONTENT
         && parts.status != StatusCode::NOT_MODIFIED
         && !parts.status.is_informational();
     let body = if has_body { body } else { Body::empty() };
     let known_len = body.size_hint().exact().filter(|_| has_body);
-    let head = encode_head(&parts, known_len);
-    if known_len.is_some() || !has_body {
-        write_answer(&mut socket, head, body).await;
-        let _ = socket.shutdown().await;
+    let framing = match known_len {
+        Some(len) => Framing::Length(len),
+        None if has_body => Framing::Chunked,
+        None => Framing::Empty,
+    };
+    let head = encode_head(&parts, framing);
+    if framing != Framing::Chunked {
+        let _ = tokio::time::timeout(STREAM_WRITE_TIMEOUT, async {
+            write_answer(&mut socket, head, body).await;
+            socket.shutdown().await
+        })
+        .await;
         return;
     }
-    if write_whole(&mut socket, &head).await.is_err() {
+    let written = tokio::time::timeout(STREAM_WRITE_TIMEOUT, write_whole(&mut socket, &head)).await;
+    if !matches!(written, Ok(Ok(()))) {
         return;
     }
     drop(head);
-    pump(socket, body).await;
+    pump(socket, body, end).await;
 }
 
-/// The response head, its body delimited by `Connection: close`, and by `Content-Length` when
-/// `known_len` gives it.
-fn encode_head(parts: &Parts, known_len: Option<u64>) -> Vec<u8> {
+/// How an answer's body is delimited (besides `Connection: close`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body (`204`, `304`).
+    Empty,
+    /// `Content-Length`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`: an event stream.
+    Chunked,
+}
+
+/// The response head, its body delimited by `Connection: close` and `framing`.
+fn encode_head(parts: &Parts, framing: Framing) -> Vec<u8> {
     let mut head = Vec::with_capacity(256);
     head.extend_from_slice(
         format!(
@@ -177,8 +229,12 @@ fn encode_head(parts: &Parts, known_len: Option<u64>) -> Vec<u8> {
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    if let Some(len) = known_len {
-        head.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
+    match framing {
+        Framing::Length(len) => {
+            head.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
+        }
+        Framing::Chunked => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Empty => {}
     }
     head.extend_from_slice(b"connection: close\r\n\r\n");
     head
@@ -218,8 +274,8 @@ async fn write_whole<S: AsyncWrite + Unpin>(socket: &mut S, bytes: &[u8]) -> std
 }
 
 /// Writes each chunk of a body of unknown length (an event stream) as it comes, and watches the
-/// socket for the client leaving.
-async fn pump<S>(mut socket: S, body: Body)
+/// socket for the client leaving. Ends the body, then the connection, with the last chunk.
+async fn pump<S>(mut socket: S, body: Body, end: Option<EndSignal>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -228,8 +284,10 @@ where
     loop {
         tokio::select! {
             chunk = chunks.next() => match chunk {
+                // An empty chunk would read as the body's end.
+                Some(Ok(bytes)) if bytes.is_empty() => {}
                 Some(Ok(bytes)) => {
-                    if write_whole(&mut socket, &bytes).await.is_err() {
+                    if write_chunk_within(&mut socket, &bytes, end.as_ref()).await.is_err() {
                         return;
                     }
                 }
@@ -244,7 +302,72 @@ where
             },
         }
     }
-    let _ = socket.shutdown().await;
+    // The stream's slot is free from here.
+    drop(chunks);
+    let _ = tokio::time::timeout(STREAM_WRITE_TIMEOUT, async {
+        write_whole(&mut socket, LAST_CHUNK).await?;
+        socket.shutdown().await
+    })
+    .await;
+}
+
+/// Writes one chunk of a stream within [`STREAM_WRITE_TIMEOUT`]; gives up sooner when the hub
+/// ends the stream while the write waits on the client (its queue overflowed meanwhile).
+///
+/// # Errors
+/// The socket's error; `TimedOut` when the deadline passed or the stream was ended meanwhile.
+async fn write_chunk_within<S: AsyncWrite + Unpin>(
+    socket: &mut S,
+    bytes: &[u8],
+    end: Option<&EndSignal>,
+) -> io::Result<()> {
+    let write = write_chunk(socket, bytes);
+    tokio::pin!(write);
+    // A write that completes at once (the usual case) arms no timer.
+    let mut waited = Duration::ZERO;
+    loop {
+        match tokio::time::timeout(STUCK_WRITE_CHECK_INTERVAL, &mut write).await {
+            Ok(written) => return written,
+            Err(_) => waited += STUCK_WRITE_CHECK_INTERVAL,
+        }
+        if waited >= STREAM_WRITE_TIMEOUT || end.is_some_and(EndSignal::is_ended) {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+    }
+}
+
+/// Writes `bytes` as one chunk (`{len:x}\r\n`, the bytes, `\r\n`) with vectored writes, so the
+/// bytes are never copied, and flushes it.
+async fn write_chunk<S: AsyncWrite + Unpin>(socket: &mut S, bytes: &[u8]) -> io::Result<()> {
+    let mut size_line = [0u8; 2 * std::mem::size_of::<usize>() + 2];
+    let size_line = chunk_size_line(bytes.len(), &mut size_line);
+    let mut parts: [&[u8]; 3] = [size_line, bytes, b"\r\n"];
+    while parts.iter().any(|part| !part.is_empty()) {
+        let slices = parts.map(IoSlice::new);
+        let mut written = socket.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        for part in &mut parts {
+            let taken = written.min(part.len());
+            *part = &part[taken..];
+            written -= taken;
+        }
+    }
+    socket.flush().await
+}
+
+/// `len` in hex followed by CRLF, written into `buf`.
+fn chunk_size_line(len: usize, buf: &mut [u8; 2 * std::mem::size_of::<usize>() + 2]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
+    for (i, slot) in buf[..digits].iter_mut().enumerate() {
+        let shift = 4 * (digits - 1 - i);
+        *slot = HEX[(len >> shift) & 0xf];
+    }
+    buf[digits] = b'\r';
+    buf[digits + 1] = b'\n';
+    &buf[..digits + 2]
 }
 
 #[cfg(test)]
@@ -372,8 +495,74 @@ mod tests {
         let (head, body) = get_raw(addr, "/api/channels/x/stream", false).await;
         assert!(!head.contains("content-length"), "{head}");
         assert!(head.contains("connection: close"), "{head}");
+        assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        let (body, chunk_sizes) = dechunk(&body);
         assert_eq!(body.len(), expected.len());
         assert_eq!(body, expected);
+        assert_eq!(
+            chunk_sizes,
+            vec![4096; 100],
+            "one chunk per piece of the stream"
+        );
+    }
+
+    /// A chunked body's bytes and chunk sizes; panics unless it is well formed and complete.
+    fn dechunk(mut body: &[u8]) -> (Vec<u8>, Vec<usize>) {
+        let (mut data, mut sizes) = (Vec::new(), Vec::new());
+        loop {
+            let line_end = body
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("a chunk size line");
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&body[..line_end]).expect("ASCII"), 16)
+                    .expect("a hex size");
+            body = &body[line_end + 2..];
+            if size == 0 {
+                assert_eq!(body, b"\r\n", "the body ends with the last chunk");
+                return (data, sizes);
+            }
+            data.extend_from_slice(&body[..size]);
+            assert_eq!(&body[size..size + 2], b"\r\n");
+            body = &body[size + 2..];
+            sizes.push(size);
+        }
+    }
+
+    #[test]
+    fn chunk_sizes_are_lower_case_hex() {
+        let mut buf = [0u8; 2 * std::mem::size_of::<usize>() + 2];
+        for (len, line) in [
+            (0, &b"0\r\n"[..]),
+            (9, b"9\r\n"),
+            (10, b"a\r\n"),
+            (255, b"ff\r\n"),
+            (65536, b"10000\r\n"),
+            (usize::MAX, b"ffffffffffffffff\r\n"),
+        ] {
+            assert_eq!(chunk_size_line(len, &mut buf), line, "{len}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_stops_reading_is_cut_after_the_write_timeout() {
+        let (server, _client) = tokio::io::duplex(1024);
+        let endless = futures_util::stream::repeat_with(|| {
+            Ok::<_, std::convert::Infallible>(Bytes::from_static(&[b'x'; 512]))
+        });
+        let started = Instant::now();
+        let pumped = tokio::time::timeout(
+            STREAM_WRITE_TIMEOUT * 2,
+            pump(server, Body::from_stream(endless), None),
+        )
+        .await;
+        assert!(pumped.is_ok(), "the pump never gave up on a stuck write");
+        let waited = started.elapsed();
+        assert!(
+            waited >= STREAM_WRITE_TIMEOUT
+                && waited < STREAM_WRITE_TIMEOUT + Duration::from_secs(1),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test]

@@ -91,10 +91,17 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
         }),
         (None, None) => Backend::Memory,
     };
+    let listen: SocketAddr = settings
+        .listen
+        .unwrap_or_else(|| LISTEN_DEFAULT.parse().expect("the default address parses"));
+    let cors_origins = settings.cors_origins.unwrap_or_default();
+    let allowed_hosts = settings.allowed_hosts.unwrap_or_default();
+    // Without auth, on loopback, a page that rebinds its own name to 127.0.0.1 could otherwise
+    // reach the hub as if from this machine.
+    let is_open_on_loopback = !auth.is_jwt() && listen.ip().is_loopback();
+    let allowed_hosts = (is_open_on_loopback || !allowed_hosts.is_empty()).then_some(allowed_hosts);
     let config = ServeConfig {
-        listen: settings
-            .listen
-            .unwrap_or_else(|| LISTEN_DEFAULT.parse().expect("the default address parses")),
+        listen,
         hub: HubConfig {
             retry_interval: settings
                 .retry_interval
@@ -142,6 +149,8 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
             },
             auth,
             trusted_proxies: settings.trusted_proxies.unwrap_or_default(),
+            allowed_origins: cors_origins.clone(),
+            allowed_hosts,
         },
         serve: ServeOptions {
             header_read_timeout: settings
@@ -150,8 +159,9 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
             shutdown_grace: settings
                 .shutdown_grace
                 .unwrap_or(serve_defaults.shutdown_grace),
+            pending_heads_max: serve_defaults.pending_heads_max,
         },
-        cors_origins: settings.cors_origins.unwrap_or_default(),
+        cors_origins,
         backend,
     };
     anyhow::ensure!(
@@ -289,6 +299,30 @@ mod tests {
             !format!("{err:#}").contains("short\""),
             "the secret is not echoed: {err:#}"
         );
+    }
+
+    #[test]
+    fn hosts_are_checked_without_auth_on_loopback_or_when_listed() {
+        let open = args(None, Settings::default()).resolve().expect("valid");
+        assert_eq!(open.http.allowed_hosts, Some(Vec::new()));
+        let public = Settings {
+            listen: Some("0.0.0.0:8080".parse().expect("an address")),
+            ..Settings::default()
+        };
+        let public = args(None, public).resolve().expect("valid");
+        assert_eq!(public.http.allowed_hosts, None);
+        let listed = Settings {
+            listen: Some("0.0.0.0:8080".parse().expect("an address")),
+            allowed_hosts: Some(vec!["hub.internal".into()]),
+            cors_origins: Some(vec!["https://app.example.com".into()]),
+            ..Settings::default()
+        };
+        let listed = args(None, listed).resolve().expect("valid");
+        assert_eq!(
+            listed.http.allowed_hosts,
+            Some(vec!["hub.internal".to_owned()])
+        );
+        assert_eq!(listed.http.allowed_origins, ["https://app.example.com"]);
     }
 
     #[test]

@@ -170,6 +170,12 @@ settings! {
         /// [default: none].
         #[arg(long, env = "HERALD_TRUSTED_PROXIES", value_delimiter = ',')]
         trusted_proxies: Vec<IpAddr>,
+        /// `Host` names answered besides loopback ones, comma-separated (e.g. `hub.internal`
+        /// for a proxy that forwards its own `Host`); with `--auth none` on a loopback address
+        /// any other `Host` is refused, against DNS rebinding. A list given applies in every
+        /// mode [default: none].
+        #[arg(long, env = "HERALD_ALLOWED_HOSTS", value_delimiter = ',')]
+        allowed_hosts: Vec<String>,
     }
 }
 
