@@ -7,8 +7,8 @@
 //! straight to the socket, `chunked` (each piece of the stream is one chunk, written with one
 //! vectored write: no copy), with `Connection: close` (and `Content-Length` instead when its size
 //! is known). Every write of a stream has a deadline ([`STREAM_WRITE_TIMEOUT`]), and a write that
-//! is stuck ends at once when the hub has ended the stream (a full queue): a client that stops
-//! reading never keeps its socket or its slot. Such a connection holds no HTTP read or write buffer
+//! is stuck gives the stream's slot back at once when the hub has ended the stream (a full
+//! queue): a client that stops reading never keeps its slot, nor its socket past the deadline. Such a connection holds no HTTP read or write buffer
 //! for its lifetime, which is most of what hyper keeps per connection (two 8 KiB buffers), and idle
 //! streams are most of a hub's connections. Any other request, or a head it does not take, goes to
 //! hyper with the bytes already read put back in front (`rewind`). It works on any socket
@@ -18,14 +18,14 @@
 use super::routes::is_stream_path;
 use crate::stream::EndSignal;
 use axum::{
-    body::{Body, Bytes, HttpBody},
+    body::{Body, BodyDataStream, Bytes, HttpBody},
     extract::ConnectInfo,
     http::{
         header, response::Parts, HeaderName, HeaderValue, Method, Request, StatusCode, Version,
     },
     Router,
 };
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use std::{
     io::{self, IoSlice},
     net::SocketAddr,
@@ -116,6 +116,11 @@ pub(crate) fn fuzz_parse(bytes: &[u8]) {
     if let Parsed::Stream(request) = parse_stream_request(bytes, peer) {
         assert_eq!(request.method(), Method::GET);
         assert!(is_stream_path(request.uri().path()));
+        // A head is taken only once complete: any shorter prefix is still being read.
+        assert!(matches!(
+            parse_stream_request(&bytes[..bytes.len() - 1], peer),
+            Parsed::Partial
+        ));
     }
 }
 
@@ -279,15 +284,15 @@ async fn pump<S>(mut socket: S, body: Body, end: Option<EndSignal>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut chunks = body.into_data_stream();
+    let mut chunks = Some(body.into_data_stream());
     let mut probe = [0u8; 16];
-    loop {
+    while let Some(stream) = chunks.as_mut() {
         tokio::select! {
-            chunk = chunks.next() => match chunk {
+            chunk = stream.next() => match chunk {
                 // An empty chunk would read as the body's end.
                 Some(Ok(bytes)) if bytes.is_empty() => {}
                 Some(Ok(bytes)) => {
-                    if write_chunk_within(&mut socket, &bytes, end.as_ref()).await.is_err() {
+                    if !write_chunk_within(&mut socket, &bytes, end.as_ref(), &mut chunks).await {
                         return;
                     }
                 }
@@ -311,29 +316,68 @@ where
     .await;
 }
 
-/// Writes one chunk of a stream within [`STREAM_WRITE_TIMEOUT`]; gives up sooner when the hub
-/// ends the stream while the write waits on the client (its queue overflowed meanwhile).
+/// Writes one chunk of a stream within [`STREAM_WRITE_TIMEOUT`]; `false` when the connection is
+/// over (an error, the deadline, or the stream ended while this write waited).
 ///
-/// # Errors
-/// The socket's error; `TimedOut` when the deadline passed or the stream was ended meanwhile.
+/// When the hub ends the stream while the write waits on the client (its queue overflowed
+/// meanwhile), the stream is dropped at once, which frees its slot and its registration; what it
+/// still had to say (the closing comment) follows the pending write, and the connection is
+/// closed, all within what is left of the deadline: a client that reads again learns why.
 async fn write_chunk_within<S: AsyncWrite + Unpin>(
     socket: &mut S,
     bytes: &[u8],
     end: Option<&EndSignal>,
-) -> io::Result<()> {
-    let write = write_chunk(socket, bytes);
-    tokio::pin!(write);
+    chunks: &mut Option<BodyDataStream>,
+) -> bool {
     // A write that completes at once (the usual case) arms no timer.
     let mut waited = Duration::ZERO;
-    loop {
-        match tokio::time::timeout(STUCK_WRITE_CHECK_INTERVAL, &mut write).await {
-            Ok(written) => return written,
-            Err(_) => waited += STUCK_WRITE_CHECK_INTERVAL,
-        }
-        if waited >= STREAM_WRITE_TIMEOUT || end.is_some_and(EndSignal::is_ended) {
-            return Err(io::ErrorKind::TimedOut.into());
+    let mut tail: Option<Vec<Bytes>> = None;
+    {
+        let write = write_chunk(socket, bytes);
+        tokio::pin!(write);
+        loop {
+            match tokio::time::timeout(STUCK_WRITE_CHECK_INTERVAL, &mut write).await {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => return false,
+                Err(_) => waited += STUCK_WRITE_CHECK_INTERVAL,
+            }
+            if waited >= STREAM_WRITE_TIMEOUT {
+                return false;
+            }
+            if tail.is_none() && end.is_some_and(EndSignal::is_ended) {
+                tail = Some(take_ready(chunks.take()));
+            }
         }
     }
+    let Some(tail) = tail else {
+        return true;
+    };
+    let left = STREAM_WRITE_TIMEOUT.saturating_sub(waited);
+    let _ = tokio::time::timeout(left, async {
+        for bytes in tail.iter().filter(|bytes| !bytes.is_empty()) {
+            write_chunk(socket, bytes).await?;
+        }
+        write_whole(socket, LAST_CHUNK).await?;
+        socket.shutdown().await
+    })
+    .await;
+    false
+}
+
+/// What an ended stream yields without waiting (its closing comment), then drops it.
+fn take_ready(chunks: Option<BodyDataStream>) -> Vec<Bytes> {
+    /// An ended stream has one comment left; never take more than a few pieces.
+    const TAIL_CHUNKS_MAX: usize = 4;
+    let mut tail = Vec::new();
+    if let Some(mut chunks) = chunks {
+        while tail.len() < TAIL_CHUNKS_MAX {
+            match chunks.next().now_or_never() {
+                Some(Some(Ok(bytes))) => tail.push(bytes),
+                _ => break,
+            }
+        }
+    }
+    tail
 }
 
 /// Writes `bytes` as one chunk (`{len:x}\r\n`, the bytes, `\r\n`) with vectored writes, so the
