@@ -283,6 +283,9 @@ fn app_events(client: Client, reports: &Reports, from: usize) -> Vec<Seen> {
         .collect()
 }
 
+/// An event to publish: channel, event name, data.
+type ToPublish = (&'static str, &'static str, Value);
+
 /// One published event, as the application should see it.
 #[derive(Clone, Debug)]
 struct Published {
@@ -471,7 +474,7 @@ async fn exercise(hub: &TestHub, reports: &Reports, verdict: &mut Verdict) {
     // 4. Three cuts in a row. The first misses one event; the second comes right after a resume
     //    that brought only that event and misses nothing; the third comes right after a resume
     //    that brought nothing new, and misses two events.
-    let cuts: [(&str, Vec<(&str, &'static str, Value)>); 3] = [
+    let cuts: [(&str, Vec<ToPublish>); 3] = [
         ("first", vec![("news", "missed", json!({"n": 1}))]),
         ("second", vec![]),
         (
