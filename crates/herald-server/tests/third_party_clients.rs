@@ -31,7 +31,8 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-/// The hub's `retry:` in these tests; far from every client's own default.
+/// The hub's `retry:` in these tests (`--retry-interval`); far from every client's own default.
+const RETRY_INTERVAL: &str = "2s";
 const RETRY_INTERVAL_MS: f64 = 2000.0;
 /// A reconnect sooner than this did not wait for the hub's `retry:` (jitter and timers allowed).
 const RETRY_HONOURED_MIN_MS: f64 = 1500.0;
@@ -359,7 +360,7 @@ async fn check_client(client: Client) -> Result<(), String> {
         "--heartbeat-interval",
         HEARTBEAT_INTERVAL,
         "--retry-interval",
-        "2s",
+        RETRY_INTERVAL,
     ]);
     let reports = client.start(&hub.url(STREAM_PATH));
     let mut verdict = Verdict {
