@@ -126,17 +126,10 @@ pub async fn serve(
             stopping.clone(),
         );
         let head_deadline = Instant::now() + options.header_read_timeout;
-        let mut waiting = pending.enter();
+        let pending = pending.clone();
         connections.spawn(async move {
             let mut socket = socket;
-            let first = tokio::select! {
-                first = stream_conn::read_first_request(&mut socket, peer, head_deadline) => first,
-                // An idle connection that has not sent a request yet: nothing to finish.
-                () = stopping.cancelled() => return,
-                // Too many connections wait for their first head, and this one waited longest.
-                () = waiting.evicted() => return,
-            };
-            drop(waiting);
+            let first = first_request(&mut socket, peer, head_deadline, &pending, &stopping).await;
             match first {
                 FirstRequest::Stream(request) => {
                     stream_conn::serve_stream(socket, request, router).await
@@ -173,6 +166,25 @@ pub async fn serve(
         tracing::warn!(grace = ?options.shutdown_grace, "connections still open after the grace period");
     }
     Ok(())
+}
+
+/// Reads a connection's first request head, as one of those waiting for theirs: nothing
+/// ([`FirstRequest::Gone`]) when it is closed to make room, or the server stops first.
+async fn first_request<S: AsyncRead + Unpin>(
+    socket: &mut S,
+    peer: SocketAddr,
+    head_deadline: Instant,
+    pending: &Arc<PendingHeads>,
+    stopping: &CancellationToken,
+) -> FirstRequest {
+    let mut waiting = pending.enter();
+    tokio::select! {
+        first = stream_conn::read_first_request(socket, peer, head_deadline) => first,
+        // An idle connection that has not sent a request yet: nothing to finish.
+        () = stopping.cancelled() => FirstRequest::Gone,
+        // Too many connections wait for their first head, and this one waited longest.
+        () = waiting.evicted() => FirstRequest::Gone,
+    }
 }
 
 /// Serves a connection's requests with hyper (everything but event streams opened first). The

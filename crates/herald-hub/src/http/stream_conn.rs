@@ -185,15 +185,18 @@ where
     };
     let head = encode_head(&parts, framing);
     if framing != Framing::Chunked {
-        let _ = tokio::time::timeout(STREAM_WRITE_TIMEOUT, async {
-            write_answer(&mut socket, head, body).await;
-            socket.shutdown().await
+        // Boxed, as every path but the stream's: an idle stream's task is not sized for them.
+        Box::pin(async {
+            let _ = tokio::time::timeout(STREAM_WRITE_TIMEOUT, async {
+                write_answer(&mut socket, head, body).await;
+                socket.shutdown().await
+            })
+            .await;
         })
         .await;
         return;
     }
-    let written = tokio::time::timeout(STREAM_WRITE_TIMEOUT, write_whole(&mut socket, &head)).await;
-    if !matches!(written, Ok(Ok(()))) {
+    if !write_within(ChunkWrite::raw(&mut socket, &head), None, &mut None).await {
         return;
     }
     drop(head);
@@ -292,7 +295,8 @@ where
                 // An empty chunk would read as the body's end.
                 Some(Ok(bytes)) if bytes.is_empty() => {}
                 Some(Ok(bytes)) => {
-                    if !write_chunk_within(&mut socket, &bytes, end.as_ref(), &mut chunks).await {
+                    let write = ChunkWrite::chunk(&mut socket, &bytes);
+                    if !write_within(write, end.as_ref(), &mut chunks).await {
                         return;
                     }
                 }
@@ -309,59 +313,72 @@ where
     }
     // The stream's slot is free from here.
     drop(chunks);
-    let _ = tokio::time::timeout(STREAM_WRITE_TIMEOUT, async {
-        write_whole(&mut socket, LAST_CHUNK).await?;
-        socket.shutdown().await
-    })
-    .await;
+    Box::pin(finish(&mut socket, Vec::new(), STREAM_WRITE_TIMEOUT)).await;
 }
 
-/// Writes one chunk of a stream within [`STREAM_WRITE_TIMEOUT`]; `false` when the connection is
-/// over (an error, the deadline, or the stream ended while this write waited).
+/// Completes one write to a stream within [`STREAM_WRITE_TIMEOUT`]; `false` when the connection
+/// is over (an error, the deadline, or the stream ended while this write waited).
 ///
-/// When the hub ends the stream while the write waits on the client (its queue overflowed
-/// meanwhile), the stream is dropped at once, which frees its slot and its registration; what it
-/// still had to say (the closing comment) follows the pending write, and the connection is
-/// closed, all within what is left of the deadline: a client that reads again learns why.
-async fn write_chunk_within<S: AsyncWrite + Unpin>(
-    socket: &mut S,
-    bytes: &[u8],
+/// A write the socket takes at once (the usual case) arms no timer and allocates nothing. One
+/// that waits on the client continues boxed, so an idle stream's task is not sized for it. When
+/// the hub ends the stream meanwhile (its queue overflowed), the stream is dropped at once, which
+/// frees its slot and its registration; what it still had to say (the closing comment) follows
+/// the pending write, and the connection is closed, all within what is left of the deadline: a
+/// client that reads again learns why.
+async fn write_within<S: AsyncWrite + Unpin>(
+    mut write: ChunkWrite<'_, S>,
     end: Option<&EndSignal>,
     chunks: &mut Option<BodyDataStream>,
 ) -> bool {
-    // A write that completes at once (the usual case) arms no timer.
+    match (&mut write).now_or_never() {
+        Some(written) => written.is_ok(),
+        None => Box::pin(wait_for_write(write, end, chunks)).await,
+    }
+}
+
+/// The slow path of [`write_within`].
+async fn wait_for_write<S: AsyncWrite + Unpin>(
+    mut write: ChunkWrite<'_, S>,
+    end: Option<&EndSignal>,
+    chunks: &mut Option<BodyDataStream>,
+) -> bool {
     let mut waited = Duration::ZERO;
     let mut tail: Option<Vec<Bytes>> = None;
-    {
-        let write = write_chunk(socket, bytes);
-        tokio::pin!(write);
-        loop {
-            match tokio::time::timeout(STUCK_WRITE_CHECK_INTERVAL, &mut write).await {
-                Ok(Ok(())) => break,
-                Ok(Err(_)) => return false,
-                Err(_) => waited += STUCK_WRITE_CHECK_INTERVAL,
-            }
-            if waited >= STREAM_WRITE_TIMEOUT {
-                return false;
-            }
-            if tail.is_none() && end.is_some_and(EndSignal::is_ended) {
-                tail = Some(take_ready(chunks.take()));
-            }
+    loop {
+        match tokio::time::timeout(STUCK_WRITE_CHECK_INTERVAL, &mut write).await {
+            Ok(Ok(())) => break,
+            Ok(Err(_)) => return false,
+            Err(_) => waited += STUCK_WRITE_CHECK_INTERVAL,
+        }
+        if waited >= STREAM_WRITE_TIMEOUT {
+            return false;
+        }
+        if tail.is_none() && end.is_some_and(EndSignal::is_ended) {
+            tail = Some(take_ready(chunks.take()));
         }
     }
     let Some(tail) = tail else {
         return true;
     };
-    let left = STREAM_WRITE_TIMEOUT.saturating_sub(waited);
-    let _ = tokio::time::timeout(left, async {
+    finish(
+        write.socket,
+        tail,
+        STREAM_WRITE_TIMEOUT.saturating_sub(waited),
+    )
+    .await;
+    false
+}
+
+/// Writes the stream's `tail` chunks and the last chunk, then closes, within `deadline`.
+async fn finish<S: AsyncWrite + Unpin>(socket: &mut S, tail: Vec<Bytes>, deadline: Duration) {
+    let _ = tokio::time::timeout(deadline, async {
         for bytes in tail.iter().filter(|bytes| !bytes.is_empty()) {
-            write_chunk(socket, bytes).await?;
+            ChunkWrite::chunk(&mut *socket, bytes).await?;
         }
-        write_whole(socket, LAST_CHUNK).await?;
+        ChunkWrite::raw(&mut *socket, LAST_CHUNK).await?;
         socket.shutdown().await
     })
     .await;
-    false
 }
 
 /// What an ended stream yields without waiting (its closing comment), then drops it.
@@ -380,29 +397,82 @@ fn take_ready(chunks: Option<BodyDataStream>) -> Vec<Bytes> {
     tail
 }
 
-/// Writes `bytes` as one chunk (`{len:x}\r\n`, the bytes, `\r\n`) with vectored writes, so the
-/// bytes are never copied, and flushes it.
-async fn write_chunk<S: AsyncWrite + Unpin>(socket: &mut S, bytes: &[u8]) -> io::Result<()> {
-    let mut size_line = [0u8; 2 * std::mem::size_of::<usize>() + 2];
-    let size_line = chunk_size_line(bytes.len(), &mut size_line);
-    let mut parts: [&[u8]; 3] = [size_line, bytes, b"\r\n"];
-    while parts.iter().any(|part| !part.is_empty()) {
-        let slices = parts.map(IoSlice::new);
-        let mut written = socket.write_vectored(&slices).await?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        for part in &mut parts {
-            let taken = written.min(part.len());
-            *part = &part[taken..];
-            written -= taken;
+/// Most bytes of a chunk size line: 16 hex digits and CRLF.
+const SIZE_LINE_BYTES_MAX: usize = 2 * std::mem::size_of::<usize>() + 2;
+
+/// One write of bytes to the socket, as they are or as one chunk (`{len:x}\r\n`, the bytes,
+/// `\r\n`), with vectored writes so the bytes are never copied, then a flush (a TLS socket holds
+/// what is written until flushed). It holds no reference into itself, so it can move (into a box)
+/// after it was first polled.
+struct ChunkWrite<'a, S> {
+    socket: &'a mut S,
+    size_line: [u8; SIZE_LINE_BYTES_MAX],
+    size_line_len: u8,
+    bytes: &'a [u8],
+    trailer: &'static [u8],
+    /// Bytes of size line, bytes and trailer written so far.
+    written: usize,
+}
+
+impl<'a, S: AsyncWrite + Unpin> ChunkWrite<'a, S> {
+    /// `bytes` as one chunk.
+    fn chunk(socket: &'a mut S, bytes: &'a [u8]) -> Self {
+        let mut size_line = [0u8; SIZE_LINE_BYTES_MAX];
+        let size_line_len = chunk_size_line(bytes.len(), &mut size_line).len() as u8;
+        Self {
+            socket,
+            size_line,
+            size_line_len,
+            bytes,
+            trailer: b"\r\n",
+            written: 0,
         }
     }
-    socket.flush().await
+
+    /// `bytes` as they are.
+    fn raw(socket: &'a mut S, bytes: &'a [u8]) -> Self {
+        Self {
+            socket,
+            size_line: [0; SIZE_LINE_BYTES_MAX],
+            size_line_len: 0,
+            bytes,
+            trailer: b"",
+            written: 0,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> std::future::Future for ChunkWrite<'_, S> {
+    type Output = io::Result<()>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        use std::task::{ready, Poll};
+        let this = self.get_mut();
+        let size_line = &this.size_line[..usize::from(this.size_line_len)];
+        let total = size_line.len() + this.bytes.len() + this.trailer.len();
+        while this.written < total {
+            let mut skip = this.written;
+            let parts = [size_line, this.bytes, this.trailer].map(|part| {
+                let taken = skip.min(part.len());
+                skip -= taken;
+                IoSlice::new(&part[taken..])
+            });
+            let socket = std::pin::Pin::new(&mut *this.socket);
+            match ready!(socket.poll_write_vectored(cx, &parts)) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(written) => this.written += written,
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+        std::pin::Pin::new(&mut *this.socket).poll_flush(cx)
+    }
 }
 
 /// `len` in hex followed by CRLF, written into `buf`.
-fn chunk_size_line(len: usize, buf: &mut [u8; 2 * std::mem::size_of::<usize>() + 2]) -> &[u8] {
+fn chunk_size_line(len: usize, buf: &mut [u8; SIZE_LINE_BYTES_MAX]) -> &[u8] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
     for (i, slot) in buf[..digits].iter_mut().enumerate() {
@@ -575,7 +645,7 @@ mod tests {
 
     #[test]
     fn chunk_sizes_are_lower_case_hex() {
-        let mut buf = [0u8; 2 * std::mem::size_of::<usize>() + 2];
+        let mut buf = [0u8; SIZE_LINE_BYTES_MAX];
         for (len, line) in [
             (0, &b"0\r\n"[..]),
             (9, b"9\r\n"),
