@@ -184,6 +184,8 @@ where
         None => Framing::Empty,
     };
     let head = encode_head(&parts, framing);
+    // The answer's headers and extensions are written: a stream does not keep them.
+    drop(parts);
     if framing != Framing::Chunked {
         // Boxed, as every path but the stream's: an idle stream's task is not sized for them.
         Box::pin(async {
