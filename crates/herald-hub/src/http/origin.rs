@@ -78,7 +78,7 @@ impl OriginPolicy {
                 .split_once("://")
                 .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
         });
-        if is_same_origin || self.origins.iter().any(|allowed| *allowed == origin) {
+        if is_same_origin || self.origins.contains(&origin) {
             return Ok(());
         }
         Err(ApiError::new(
