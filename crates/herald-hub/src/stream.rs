@@ -95,6 +95,19 @@ pub struct ClientStream {
     is_finished: bool,
 }
 
+/// Whether the hub has ended a connection (slow consumer, closed channel, removal, shutdown);
+/// see [`ClientStream::end_signal`].
+#[derive(Debug, Clone)]
+pub(crate) struct EndSignal(Arc<ClientShared>);
+
+impl EndSignal {
+    /// Whether the connection's end is decided: what is left of its stream is at most a final
+    /// comment.
+    pub(crate) fn is_ended(&self) -> bool {
+        self.0.lock_queue().end.is_some()
+    }
+}
+
 /// What one replay step produced.
 enum ReplayStep {
     /// Bytes to write; replay continues.
@@ -126,6 +139,13 @@ impl ClientStream {
     /// This connection's client id.
     pub fn client_id(&self) -> &ClientId {
         &self.client.id
+    }
+
+    /// A handle that tells whether the hub has ended this connection, asked without taking
+    /// anything from the stream (the HTTP layer cuts a connection whose socket write is stuck
+    /// once the hub has given up on it).
+    pub(crate) fn end_signal(&self) -> EndSignal {
+        EndSignal(self.client.clone())
     }
 
     /// Whether the connection resumed from a `Last-Event-ID` found in history (for a stream

@@ -101,6 +101,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
     }
     let is_auth_none = http.auth.algorithm().is_none();
+    let mut serve_options = config.serve;
+    serve_options.pending_heads_max = pending_heads_max(http.limits.connections_max);
     let hub = match config.backend {
         config::Backend::Cluster(cluster) => {
             tracing::info!(node = %cluster.node_id, "joining the cluster");
@@ -125,9 +127,20 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     // Tests and scripts read this line to learn the port when listening on port 0.
     tracing::info!(addr = %local, "herald listening on http://{local}");
-    herald_hub::http::serve(listener, router, hub, config.serve, shutdown).await?;
+    herald_hub::http::serve(listener, router, hub, serve_options, shutdown).await?;
     tracing::info!("herald stopped");
     Ok(())
+}
+
+/// Most connections waiting for their first request head: a quarter of the stream limit (itself
+/// fitted to the open-file limit), so silent sockets cannot use up the file descriptors; at least
+/// 16, at most the library's default.
+fn pending_heads_max(connections_max: usize) -> usize {
+    let default = herald_hub::http::PENDING_HEADS_MAX_DEFAULT;
+    if connections_max == 0 {
+        return default;
+    }
+    (connections_max / 4).clamp(16, default)
 }
 
 /// Says loudly when anyone who reaches the port may subscribe (and maybe publish).

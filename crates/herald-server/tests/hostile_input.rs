@@ -38,6 +38,10 @@ struct Case {
     body: Option<Vec<u8>>,
     status: u16,
     code: Option<&'static str>,
+    /// Extra request headers (such as a browser's `Origin`).
+    headers: Vec<(&'static str, &'static str)>,
+    /// The body's `Content-Type`; `None` sends none.
+    content_type: Option<&'static str>,
 }
 
 fn case(name: &'static str, method: &'static str, path: impl Into<String>) -> Case {
@@ -49,6 +53,8 @@ fn case(name: &'static str, method: &'static str, path: impl Into<String>) -> Ca
         body: None,
         status: 0,
         code: None,
+        headers: Vec::new(),
+        content_type: Some("application/json"),
     }
 }
 
@@ -70,6 +76,16 @@ impl Case {
     fn expect(mut self, status: u16, code: &'static str) -> Self {
         self.status = status;
         self.code = Some(code);
+        self
+    }
+
+    fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    fn content_type(mut self, content_type: Option<&'static str>) -> Self {
+        self.content_type = content_type;
         self
     }
 }
@@ -273,6 +289,52 @@ fn cases() -> Vec<Case> {
         )
         .token(subscriber.clone())
         .expect(400, "invalid_client_id"),
+        // Cross-site requests: a body a page could send without a preflight, a foreign origin.
+        case("publish as text/plain", "POST", publish)
+            .token(API_KEY)
+            .json(event.clone())
+            .content_type(Some("text/plain"))
+            .expect(415, "unsupported_media_type"),
+        case("publish as a form", "POST", "/api/broadcast")
+            .token(API_KEY)
+            .body("data=x")
+            .content_type(Some("application/x-www-form-urlencoded"))
+            .expect(415, "unsupported_media_type"),
+        case("publish without a content type", "POST", publish)
+            .token(API_KEY)
+            .json(event.clone())
+            .content_type(None)
+            .expect(415, "unsupported_media_type"),
+        case(
+            "subscribe a client as text/plain",
+            "POST",
+            "/api/clients/c1/subscriptions",
+        )
+        .token(API_KEY)
+        .json(json!({"channels": ["orders"]}))
+        .content_type(Some("text/plain"))
+        .expect(415, "unsupported_media_type"),
+        case("publish from a cross-site page", "POST", publish)
+            .token(API_KEY)
+            .json(event.clone())
+            .header("origin", "http://evil.example")
+            .expect(403, "origin_not_allowed"),
+        case(
+            "remove a client from a cross-site page",
+            "DELETE",
+            "/api/clients/c1",
+        )
+        .token(API_KEY)
+        .header("origin", "http://evil.example")
+        .expect(403, "origin_not_allowed"),
+        case(
+            "close a channel from a sandboxed page",
+            "POST",
+            "/api/channels/orders/close",
+        )
+        .token(API_KEY)
+        .header("origin", "null")
+        .expect(403, "origin_not_allowed"),
         // Records are bounded: a publish names at most 64 distinct channels.
         case("65 distinct channels in one publish", "POST", "/api/events")
             .token(publisher.clone())
@@ -303,6 +365,33 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Sends one case: its token, headers, and body with its content type.
+async fn send_case(hub: &common::TestHub, case: &Case) -> Answer {
+    let method = reqwest::Method::from_bytes(case.method.as_bytes()).expect("a valid method");
+    let mut request = common::http().request(method, hub.url(&case.path));
+    if let Some(token) = &case.token {
+        request = request.bearer_auth(token);
+    }
+    for (name, value) in &case.headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = &case.body {
+        if let Some(content_type) = case.content_type {
+            request = request.header("content-type", content_type);
+        }
+        request = request.body(body.clone());
+    }
+    let response = request.send().await.expect("the request reaches the hub");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    }
+}
+
 #[tokio::test]
 async fn hostile_requests_are_refused_and_publish_nothing() {
     let hub = hostile_hub();
@@ -318,12 +407,7 @@ async fn hostile_requests_are_refused_and_publish_nothing() {
 
     let mut failures = Vec::new();
     for case in cases() {
-        let auth = case.token.as_ref().map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = auth
-            .as_deref()
-            .map(|a| vec![("authorization", a)])
-            .unwrap_or_default();
-        let answer = send(&hub, case.method, &case.path, &headers, case.body.clone()).await;
+        let answer = send_case(&hub, &case).await;
         if answer.status != case.status || answer.code() != case.code {
             failures.push(format!(
                 "{}: expected {} {:?}, got {} {}",
@@ -441,6 +525,267 @@ async fn a_stream_is_not_cut_by_the_body_read_timeout() {
     .await;
     assert_eq!(sent.status, 200);
     assert_eq!(stream.next_event().await.data, "late");
+}
+
+/// A stream on a hub that allows `limit` streams, then a client that never reads, then enough
+/// events to fill its socket and overflow its queue.
+async fn stuck_reader_then_flood(hub: &common::TestHub) -> std::net::TcpStream {
+    let stuck = raw_connect(
+        hub,
+        b"GET /api/channels/orders/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    common::eventually("the reader is connected", || async {
+        hub.stats().await["connections"] == 1
+    })
+    .await;
+    let data = "x".repeat(60_000);
+    for _ in 0..300 {
+        hub.publish("/api/channels/orders/events", json!({ "data": data }))
+            .await;
+    }
+    stuck
+}
+
+#[tokio::test]
+async fn a_reader_that_stops_reading_loses_its_socket_and_its_slot_when_its_queue_overflows() {
+    let hub = common::TestHub::start(&["--max-connections", "3", "--queue-capacity", "8"]);
+    let mut stuck = stuck_reader_then_flood(&hub).await;
+    let flooded = Instant::now();
+    let _second = hub.stream("/api/channels/orders/stream").await;
+    let _third = hub.stream("/api/channels/orders/stream").await;
+    // The stuck reader's slot comes back at once, not after the write deadline.
+    let mut answered = 0;
+    while flooded.elapsed() < Duration::from_secs(3) {
+        answered = get(&hub, "/api/channels/orders/stream", None).await.status;
+        if answered == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        answered,
+        200,
+        "a third new stream was still refused after {:?}",
+        flooded.elapsed()
+    );
+    // Reading again, it learns why it was cut, and the stream ends.
+    let (read, closed) = read_until_closed(&mut stuck, Duration::from_secs(10));
+    assert!(closed, "the hub kept the stuck reader's socket open");
+    assert!(
+        read.ends_with(b"\r\n0\r\n\r\n"),
+        "the stream ends with its last chunk"
+    );
+    assert!(
+        String::from_utf8_lossy(&read).contains(": closed: slow consumer"),
+        "the reader is told why"
+    );
+}
+
+/// Opens a stream as if through the trusted proxy on loopback, with this `X-Forwarded-For`.
+async fn stream_forwarded_for(hub: &common::TestHub, forwarded_for: &str) -> Answer {
+    send(
+        hub,
+        "GET",
+        "/api/channels/orders/stream",
+        &[("x-forwarded-for", forwarded_for)],
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_malformed_or_loopback_forwarded_for_never_escapes_the_per_address_limit() {
+    let hub = common::TestHub::start(&[
+        "--max-connections-per-address",
+        "2",
+        "--trusted-proxies",
+        "127.0.0.1",
+    ]);
+    let _a = SseStream::open(
+        &hub.url("/api/channels/orders/stream"),
+        &[("x-forwarded-for", "garbage")],
+    )
+    .await;
+    let _b = SseStream::open(
+        &hub.url("/api/channels/orders/stream"),
+        &[("x-forwarded-for", "203.0.113.5:4000")],
+    )
+    .await;
+    for forwarded_for in [
+        "garbage",
+        "127.0.0.1",
+        "203.0.113.5:4000",
+        "198.51.100.7, ::1",
+        "",
+    ] {
+        let third = stream_forwarded_for(&hub, forwarded_for).await;
+        assert_eq!(
+            (third.status, third.code()),
+            (429, Some("too_many_connections")),
+            "X-Forwarded-For {forwarded_for:?}"
+        );
+    }
+    let other = stream_forwarded_for(&hub, "198.51.100.7").await;
+    assert_eq!(
+        other.status, 200,
+        "another client's address has its own count"
+    );
+}
+
+#[tokio::test]
+async fn silent_connections_cannot_keep_the_hub_from_answering() {
+    let hub = common::TestHub::start(&["--max-connections", "100", "--header-read-timeout", "5s"]);
+    // Few file descriptors, as on a host with a low `ulimit -n`.
+    let limited = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", hub.pid()))
+        .arg("--nofile=128:128")
+        .status()
+        .expect("prlimit runs");
+    assert!(limited.success());
+    let silent: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", hub.port)).expect("connects"))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let health = tokio::time::timeout(Duration::from_secs(10), get(&hub, "/healthz", None))
+        .await
+        .expect("/healthz answers");
+    assert_eq!(health.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "/healthz took {:?} behind silent sockets",
+        started.elapsed()
+    );
+    let accept_failures = hub
+        .log()
+        .iter()
+        .filter(|line| line.contains("accept failed"))
+        .count();
+    assert!(
+        accept_failures <= 1,
+        "{accept_failures} accept failures logged"
+    );
+    drop(silent);
+}
+
+#[tokio::test]
+async fn a_request_head_has_one_deadline_even_past_16_kib() {
+    let hub = common::TestHub::start(&["--header-read-timeout", "3s"]);
+    let line = format!("X-Pad: {}\r\n", "p".repeat(1000));
+    let started = Instant::now();
+    let mut slow = raw_connect(
+        &hub,
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n{}",
+            line.repeat(8)
+        )
+        .as_bytes(),
+    );
+    // Past 16 KiB late: the rest of the head goes to the general HTTP path.
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = slow.write_all(line.repeat(9).as_bytes());
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(100));
+        if slow.write_all(b"X-Slow: 1\r\n").is_err() {
+            break;
+        }
+    }
+    let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(8));
+    let elapsed = started.elapsed();
+    assert!(closed, "the head was never cut");
+    assert!(
+        elapsed >= Duration::from_millis(2800) && elapsed < Duration::from_millis(4000),
+        "cut after {elapsed:?}, expected about 3 s"
+    );
+}
+
+#[tokio::test]
+async fn a_hub_without_auth_on_loopback_answers_only_its_own_names_and_pages() {
+    let hub = common::TestHub::start(&["--allowed-hosts", "hub.internal"]);
+    let own_origin = format!("http://127.0.0.1:{}", hub.port);
+    let published_before = hub.stats().await["eventsPublished"].clone();
+    let broadcast =
+        |host: Option<&'static str>, origin: Option<String>, content_type: &'static str| {
+            let mut request = common::http()
+                .post(hub.url("/api/broadcast"))
+                .header("content-type", content_type)
+                .body(json!({"data": "x"}).to_string());
+            if let Some(host) = host {
+                request = request.header("host", host);
+            }
+            if let Some(origin) = origin {
+                request = request.header("origin", origin);
+            }
+            async move {
+                let answer = request.send().await.expect("reaches the hub");
+                let status = answer.status().as_u16();
+                let body: serde_json::Value = answer.json().await.unwrap_or_default();
+                (status, body["error"]["code"].as_str().map(str::to_owned))
+            }
+        };
+    let refused = [
+        (
+            broadcast(None, Some("http://evil.example".into()), "text/plain").await,
+            403,
+            "origin_not_allowed",
+        ),
+        (
+            broadcast(None, Some("http://evil.example".into()), "application/json").await,
+            403,
+            "origin_not_allowed",
+        ),
+        (
+            broadcast(None, None, "text/plain").await,
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            broadcast(Some("evil.example:8080"), None, "application/json").await,
+            421,
+            "host_not_allowed",
+        ),
+        (
+            broadcast(
+                Some("rebound.example"),
+                Some("http://rebound.example".into()),
+                "application/json",
+            )
+            .await,
+            421,
+            "host_not_allowed",
+        ),
+    ];
+    for ((status, code), want_status, want_code) in refused {
+        assert_eq!((status, code.as_deref()), (want_status, Some(want_code)));
+    }
+    assert_eq!(
+        hub.stats().await["eventsPublished"],
+        published_before,
+        "nothing was published"
+    );
+    let stream = common::http()
+        .get(hub.url("/api/channels/orders/stream"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .expect("reaches the hub");
+    assert_eq!(
+        stream.status().as_u16(),
+        421,
+        "a rebound page cannot read streams either"
+    );
+    for (host, origin) in [
+        (None, None),
+        (None, Some(own_origin)),
+        (Some("localhost:1234"), None),
+        (Some("hub.internal"), Some("http://hub.internal".to_owned())),
+    ] {
+        assert_eq!(
+            broadcast(host, origin, "application/json").await.0,
+            200,
+            "{host:?}"
+        );
+    }
 }
 
 /// Cases that need more than one request: each names the defect it guards (issue 11).

@@ -677,6 +677,44 @@ async fn error_codes_agree_between_api_md_the_document_and_the_hub() {
         provoked(&mut seen, &mut samples, method, &path, &answer);
     }
 
+    // Cross-site defences: a foreign page, a body that is not JSON, a rebound DNS name.
+    let answer = send(
+        &hub,
+        "POST",
+        "/api/channels/a/events",
+        &[("origin", "http://evil.example")],
+        publish(json!({"data": 1})),
+    )
+    .await;
+    provoked(
+        &mut seen,
+        &mut samples,
+        "POST",
+        "/api/channels/a/events",
+        &answer,
+    );
+    for (request, status) in [
+        (
+            &b"POST /api/channels/a/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n{\"data\":1}"[..],
+            "415",
+        ),
+        (
+            &b"GET /api/channels HTTP/1.1\r\nHost: rebound.example\r\nConnection: close\r\n\r\n"[..],
+            "421",
+        ),
+    ] {
+        let mut socket = raw_connect(&hub, request);
+        let (raw, _) = read_until_closed(&mut socket, Duration::from_secs(5));
+        let raw = String::from_utf8_lossy(&raw);
+        let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+        assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{raw}");
+        let body: Value = serde_json::from_str(body.trim()).expect("a JSON error");
+        seen.insert(
+            body["error"]["code"].as_str().expect("a code").to_owned(),
+            status.parse().expect("a status"),
+        );
+    }
+
     let secured = jwt_hub(&[]);
     for (method, path, token) in [
         ("GET", "/api/channels/a/events", None),
@@ -712,7 +750,7 @@ async fn error_codes_agree_between_api_md_the_document_and_the_hub() {
     );
     let mut slow = raw_connect(
         &full,
-        b"POST /api/channels/a/events HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{",
+        b"POST /api/channels/a/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{",
     );
     let (raw, _) = read_until_closed(&mut slow, Duration::from_secs(5));
     let raw = String::from_utf8_lossy(&raw);

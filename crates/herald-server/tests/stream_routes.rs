@@ -18,7 +18,7 @@ async fn open_raw(hub: &TestHub, path: &str, last_event_id: Option<&[u8]>) -> (S
     let mut socket = TcpStream::connect(("127.0.0.1", hub.port))
         .await
         .expect("connects");
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n").into_bytes();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n").into_bytes();
     if let Some(id) = last_event_id {
         request.extend_from_slice(b"Last-Event-ID: ");
         request.extend_from_slice(id);

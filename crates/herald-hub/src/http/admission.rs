@@ -1,9 +1,12 @@
 //! Whether one more event stream may open: the total and per-address connection limits.
 //!
 //! Owns the live-stream counts (in total and per client address) and how a client's address is
-//! found: the peer, or, when the peer is a trusted proxy, the nearest untrusted address of
-//! `X-Forwarded-For`. IPv6 addresses count per /64 (what one host usually holds); loopback clients
-//! (the operator's own proxies, tools and benchmarks) are not limited per address. It counts event
+//! found: the peer, or, when the peer is a trusted proxy, the rightmost `X-Forwarded-For` entry
+//! that is not a trusted proxy. IPv6 addresses count per /64 (what one host usually holds);
+//! loopback clients connecting directly (the operator's own tools and benchmarks) are not limited
+//! per address. A request through a trusted proxy is never exempt: when the entry found is
+//! malformed (`garbage`, `ip:port`), missing, or a loopback address, it counts against the
+//! proxy's own address. It counts event
 //! streams only, never publish or polling requests, and never closes anything: a stream's
 //! [`AdmissionGuard`] gives its slot back when the response body is dropped.
 
@@ -78,8 +81,8 @@ impl Admission {
     ) -> Result<AdmissionGuard, ApiError> {
         let address = peer
             .map(|peer| self.client_address(peer.ip(), headers))
-            .filter(|address| self.per_address_max > 0 && !address.is_loopback())
-            .map(address_key);
+            .filter(|client| self.per_address_max > 0 && !client.is_exempt)
+            .map(|client| address_key(client.address));
         let mut counts = self.counts();
         if self.total_max > 0 && counts.total >= self.total_max {
             return Err(ApiError::new(
@@ -111,27 +114,54 @@ impl Admission {
     }
 
     /// The client's address: the peer's, unless the peer is a trusted proxy; then the rightmost
-    /// `X-Forwarded-For` entry that is not itself a trusted proxy.
-    fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    /// `X-Forwarded-For` entry that is not itself a trusted proxy, or the proxy's own address
+    /// (never exempt) when that entry is malformed, missing or loopback.
+    fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> ClientAddress {
         let peer = canonical(peer);
         if !self.trusted_proxies.contains(&peer) {
-            return peer;
+            return ClientAddress {
+                address: peer,
+                is_exempt: peer.is_loopback(),
+            };
         }
-        let forwarded: Vec<IpAddr> = headers
+        let through_proxy = ClientAddress {
+            address: peer,
+            is_exempt: false,
+        };
+        let mut entries = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(|entry| entry.trim().parse::<IpAddr>().map(canonical))
-            .collect::<Result<_, _>>()
-            // A malformed list cannot be trusted: count the proxy itself.
-            .unwrap_or_default();
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|address| !self.trusted_proxies.contains(address))
-            .unwrap_or(peer)
+            .map(|value| value.to_str().ok())
+            .collect::<Vec<_>>();
+        entries.reverse();
+        for value in entries {
+            // A header that is not text is as malformed as a bad entry.
+            let Some(value) = value else {
+                return through_proxy;
+            };
+            for entry in value.rsplit(',') {
+                match entry.trim().parse::<IpAddr>().map(canonical) {
+                    Ok(address) if self.trusted_proxies.contains(&address) => {}
+                    Ok(address) if !address.is_loopback() && !address.is_unspecified() => {
+                        return ClientAddress {
+                            address,
+                            is_exempt: false,
+                        }
+                    }
+                    _ => return through_proxy,
+                }
+            }
+        }
+        through_proxy
     }
+}
+
+/// Who a stream counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClientAddress {
+    address: IpAddr,
+    /// A loopback peer connecting directly: not limited per address.
+    is_exempt: bool,
 }
 
 impl Drop for AdmissionGuard {
@@ -241,15 +271,52 @@ mod tests {
         );
         let from_proxy = admission.client_address(proxy, &headers);
         assert_eq!(
-            from_proxy,
+            from_proxy.address,
             "203.0.113.5".parse::<IpAddr>().expect("an address")
         );
+        assert!(!from_proxy.is_exempt);
         let direct: IpAddr = "192.0.2.1".parse().expect("an address");
-        assert_eq!(admission.client_address(direct, &headers), direct);
+        assert_eq!(admission.client_address(direct, &headers).address, direct);
+    }
+
+    #[test]
+    fn a_malformed_or_loopback_forwarded_for_counts_against_the_proxy_never_exempt() {
+        let proxy: IpAddr = "127.0.0.1".parse().expect("an address");
+        let admission = Admission::new(0, 1, vec![proxy]);
+        for value in [
+            "garbage",
+            "203.0.113.5:4000",
+            "203.0.113.5, garbage",
+            "127.0.0.1",
+            "203.0.113.5, ::1",
+            "0.0.0.0",
+            "",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-forwarded-for", HeaderValue::from_static(value));
+            let client = admission.client_address(proxy, &headers);
+            assert_eq!(client.address, proxy, "{value:?}");
+            assert!(!client.is_exempt, "{value:?} made the request exempt");
+        }
+        // An address on the left of a malformed entry is not believed either.
+        let mut headers = HeaderMap::new();
         headers.insert(
             "x-forwarded-for",
-            HeaderValue::from_static("not an address"),
+            HeaderValue::from_static("198.51.100.9, garbage, 127.0.0.1"),
         );
-        assert_eq!(admission.client_address(proxy, &headers), proxy);
+        assert_eq!(admission.client_address(proxy, &headers).address, proxy);
+        // Without the header, the proxy itself is counted, not exempt.
+        let client = admission.client_address(proxy, &HeaderMap::new());
+        assert!(!client.is_exempt);
+        let admission = Arc::new(admission);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
+        let _held = admission
+            .admit(Some(SocketAddr::new(proxy, 1)), &headers)
+            .expect("room");
+        let refused = admission
+            .admit(Some(SocketAddr::new(proxy, 2)), &headers)
+            .expect_err("the proxy's own address is limited");
+        assert_eq!(refused.code(), "too_many_connections");
     }
 }

@@ -1,4 +1,5 @@
-//! The HTTP layer's settings: request and connection limits, auth, and trusted proxies.
+//! The HTTP layer's settings: request and connection limits, auth, trusted proxies, and the
+//! origins and hosts it answers.
 //!
 //! Owns [`HttpConfig`] and [`HttpLimits`] with their defaults. It never enforces a limit itself:
 //! the extractors, the handlers and `admission` do.
@@ -67,6 +68,20 @@ pub struct HttpConfig {
     /// Peers (reverse proxies) whose `X-Forwarded-For` names the client for the per-address
     /// limit. Default: none, so the peer's own address counts.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Browser origins allowed to call the hub cross-origin (the list CORS allows; `*` is any).
+    /// A request that changes something (not `GET`, `HEAD` or `OPTIONS`) from a browser page of
+    /// another origin is `403 origin_not_allowed`; the hub's own origin always may. Default: none.
+    pub allowed_origins: Vec<String>,
+    /// `Host` names answered besides loopback ones (`localhost`, `*.localhost`, loopback
+    /// addresses, any port); another is `421 host_not_allowed`, which defeats DNS rebinding.
+    /// `None` answers any `Host`. The `herald` server sets it with `none` auth on a loopback
+    /// address. Default: `None`.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Pages served from a loopback origin (`localhost`, `*.localhost`, a loopback address, any
+    /// port, http or https) count as allowed origins, as the CORS layer allows them. The `herald`
+    /// server sets it with `none` auth on a loopback address and no `--cors-origins`, so a page a
+    /// developer serves locally works with a hub started with defaults. Default: false.
+    pub allow_loopback_origins: bool,
 }
 
 impl From<HttpLimits> for HttpConfig {

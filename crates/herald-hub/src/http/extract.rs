@@ -1,14 +1,14 @@
 //! Request extractors that answer bad input with [`ApiError`] instead of axum's plain-text rejections.
 //!
-//! Owns body parsing (`JsonBody`, read whole within a deadline), path parameters (`ApiPath`) and
-//! repeated query parameters (`QueryParams`). It never validates domain rules such as channel
+//! Owns body parsing (`JsonBody`, sent as `application/json` and read whole within a deadline),
+//! path parameters (`ApiPath`) and repeated query parameters (`QueryParams`). It never validates domain rules such as channel
 //! names; handlers do.
 
 use super::error::ApiError;
 use axum::{
     body::Bytes,
     extract::{rejection::BytesRejection, FromRef, FromRequest, FromRequestParts, Path, Request},
-    http::{request::Parts, StatusCode},
+    http::{header, request::Parts, HeaderMap, StatusCode},
 };
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -39,7 +39,29 @@ where
     }
 }
 
-/// A JSON body; a missing, oversized, slow or malformed body is a JSON error answer.
+/// Whether the request says its body is JSON: `Content-Type: application/json`, parameters
+/// (`; charset=utf-8`) allowed. A cross-site HTML form or a "simple" `fetch` cannot send this type
+/// without the browser asking the hub first (a CORS preflight), so requiring it keeps other
+/// sites' pages from publishing.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// 415 `unsupported_media_type`.
+fn not_json() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send the body as JSON, with `Content-Type: application/json`",
+    )
+}
+
+/// A JSON body sent as `application/json`; a missing, oversized, slow or malformed body, or
+/// another type, is a JSON error answer.
 #[derive(Debug)]
 pub(super) struct JsonBody<T>(pub T);
 
@@ -52,12 +74,16 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(not_json());
+        }
         let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }
 
-/// An optional JSON body: an empty body is `None`.
+/// An optional JSON body: an empty body (of any type, or none) is `None`; any other must be sent
+/// as `application/json`.
 #[derive(Debug)]
 pub(super) struct OptionalJsonBody<T>(pub Option<T>);
 
@@ -70,9 +96,13 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = is_json(req.headers());
         let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));
+        }
+        if !is_json {
+            return Err(not_json());
         }
         parse_json(&bytes).map(|value| Self(Some(value)))
     }
@@ -178,5 +208,32 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|info| info.0);
         Ok(Self(peer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn only_application_json_is_json() {
+        let typed = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+            is_json(&headers)
+        };
+        assert!(typed("application/json"));
+        assert!(typed("Application/JSON; charset=utf-8"));
+        for other in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+            "application/jsonx",
+            "json",
+        ] {
+            assert!(!typed(other), "{other}");
+        }
+        assert!(!is_json(&HeaderMap::new()), "no type is not JSON");
     }
 }

@@ -10,8 +10,9 @@
 //! - `config`: the layer's settings; `admission`: the connection limits.
 //! - `error`: the one error answer; `extract`: request extractors; `last_event_id`: where a
 //!   stream resumes; `sse`: the stream answer.
-//! - `serve`: the accept loop; `stream_conn`: the lean path for event streams; `rewind`: a socket
-//!   with bytes put back for hyper.
+//! - `origin`: which browser origins and `Host` names may call the hub.
+//! - `serve`: the accept loop; `pending`: connections yet to send a request; `stream_conn`: the
+//!   lean path for event streams; `rewind`: a socket with bytes put back for hyper.
 
 mod admission;
 mod auth;
@@ -19,6 +20,8 @@ mod config;
 mod error;
 mod extract;
 mod last_event_id;
+mod origin;
+mod pending;
 mod rewind;
 mod routes;
 mod serve;
@@ -38,4 +41,16 @@ pub use error::ApiError;
 pub use extract::QUERY_PARAMS_MAX;
 pub use last_event_id::LastEventId;
 pub use routes::router;
-pub use serve::{serve, ServeOptions, HEADER_READ_TIMEOUT_DEFAULT, SHUTDOWN_GRACE_DEFAULT};
+pub use serve::{
+    serve, ServeOptions, HEADER_READ_TIMEOUT_DEFAULT, PENDING_HEADS_MAX_DEFAULT,
+    SHUTDOWN_GRACE_DEFAULT,
+};
+pub use stream_conn::STREAM_WRITE_TIMEOUT;
+
+/// Runs the stream path's request-head parser on `bytes`, checking what it accepts (for the
+/// fuzz targets in `fuzz/`).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_stream_head(bytes: &[u8]) {
+    stream_conn::fuzz_parse(bytes);
+}

@@ -6,9 +6,15 @@
 //! `axum::serve` because SSE needs two things that does not expose: a header read timeout (a client
 //! that never finishes its headers must not hold a connection) and a shutdown that first ends every
 //! event stream (an SSE response never finishes on its own), then waits a bounded grace period.
+//!
+//! Before its first request, a connection is under two bounds: one deadline for its whole first
+//! head (from the accept, also when the head is handed to hyper half-read), and a most number of
+//! connections waiting for their first head (`pending`), past which the oldest is closed. Accept
+//! failures (out of file descriptors) back off and are logged once per interval.
 //! It never knows routes or the hub's rules.
 
 use super::{
+    pending::PendingHeads,
     rewind::Rewind,
     stream_conn::{self, FirstRequest},
 };
@@ -16,11 +22,15 @@ use crate::Hub;
 use axum::{extract::ConnectInfo, Router};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
 use std::{future::Future, net::SocketAddr, time::Duration};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpListener,
+    time::Instant,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt;
@@ -29,14 +39,28 @@ use tower::ServiceExt;
 pub const HEADER_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// Default time given to connections to finish once shutdown begins: 5 s.
 pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(5);
+/// Default most connections waiting for their first request head: 1024. Past it, the one that
+/// has waited longest is closed.
+pub const PENDING_HEADS_MAX_DEFAULT: usize = 1024;
+/// First pause after a failed accept; it doubles up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest pause after failed accepts.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Accept failures are logged at most once per this interval, with how many there were.
+const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Connection-level settings of [`serve`].
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Time a client has to send complete request headers. Default [`HEADER_READ_TIMEOUT_DEFAULT`].
+    /// Time a client has to send its complete first request head, from the accept (later
+    /// requests on a kept-alive connection get the same time each). Default
+    /// [`HEADER_READ_TIMEOUT_DEFAULT`].
     pub header_read_timeout: Duration,
     /// Time connections get to finish after shutdown begins. Default [`SHUTDOWN_GRACE_DEFAULT`].
     pub shutdown_grace: Duration,
+    /// Most connections waiting for their first request head; one more closes the one that has
+    /// waited longest. 0 is no limit. Default [`PENDING_HEADS_MAX_DEFAULT`].
+    pub pending_heads_max: usize,
 }
 
 impl Default for ServeOptions {
@@ -44,6 +68,7 @@ impl Default for ServeOptions {
         Self {
             header_read_timeout: HEADER_READ_TIMEOUT_DEFAULT,
             shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
+            pending_heads_max: PENDING_HEADS_MAX_DEFAULT,
         }
     }
 }
@@ -52,8 +77,9 @@ impl Default for ServeOptions {
 /// stream of `hub`, and waits up to the grace period for connections to finish.
 ///
 /// # Errors
-/// Never in practice; accept errors (such as running out of file descriptors) are logged and
-/// retried after a short pause.
+/// Never in practice; accept errors (such as running out of file descriptors) close the
+/// connection that has waited longest for its first head, back off, and are logged at most once
+/// per 10 s.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -69,15 +95,25 @@ pub async fn serve(
     // Every connection task, so shutdown can wait for event streams served off hyper too.
     let connections = TaskTracker::new();
     let stopping = CancellationToken::new();
+    let pending = Arc::new(PendingHeads::new(options.pending_heads_max));
+    let mut accept_errors = AcceptErrors::default();
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    accept_errors.succeeded();
+                    accepted
+                }
                 Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+                    // Out of file descriptors, most likely: free the one held longest by a
+                    // connection that has sent nothing yet.
+                    pending.evict_oldest();
+                    let pause = accept_errors.failed(&err);
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => continue,
+                        () = &mut shutdown => break,
+                    }
                 }
             },
             () = &mut shutdown => break,
@@ -89,19 +125,26 @@ pub async fn serve(
             graceful.watcher(),
             stopping.clone(),
         );
-        let header_read_timeout = options.header_read_timeout;
+        let head_deadline = Instant::now() + options.header_read_timeout;
+        let pending = pending.clone();
         connections.spawn(async move {
             let mut socket = socket;
-            let first = tokio::select! {
-                first = stream_conn::read_first_request(&mut socket, peer, header_read_timeout) => first,
-                // An idle connection that has not sent a request yet: nothing to finish.
-                () = stopping.cancelled() => return,
-            };
+            let first = first_request(&mut socket, peer, head_deadline, &pending, &stopping).await;
             match first {
-                FirstRequest::Stream(request) => stream_conn::serve_stream(socket, request, router).await,
+                FirstRequest::Stream(request) => {
+                    stream_conn::serve_stream(socket, request, router).await
+                }
                 FirstRequest::Other(prefix) => {
                     // Boxed, so a stream connection's task is not sized for hyper's state.
-                    Box::pin(serve_with_hyper(Rewind::new(prefix, socket), peer, router, &http, watcher)).await;
+                    Box::pin(serve_with_hyper(
+                        Rewind::new(prefix, socket),
+                        peer,
+                        router,
+                        &http,
+                        watcher,
+                        head_deadline,
+                    ))
+                    .await;
                 }
                 FirstRequest::Gone => {}
             }
@@ -125,26 +168,114 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves a connection's requests with hyper (everything but event streams opened first).
+/// Reads a connection's first request head, as one of those waiting for theirs: nothing
+/// ([`FirstRequest::Gone`]) when it is closed to make room, or the server stops first.
+async fn first_request<S: AsyncRead + Unpin>(
+    socket: &mut S,
+    peer: SocketAddr,
+    head_deadline: Instant,
+    pending: &Arc<PendingHeads>,
+    stopping: &CancellationToken,
+) -> FirstRequest {
+    let mut waiting = pending.enter();
+    tokio::select! {
+        first = stream_conn::read_first_request(socket, peer, head_deadline) => first,
+        // An idle connection that has not sent a request yet: nothing to finish.
+        () = stopping.cancelled() => FirstRequest::Gone,
+        // Too many connections wait for their first head, and this one waited longest.
+        () = waiting.evicted() => FirstRequest::Gone,
+    }
+}
+
+/// Serves a connection's requests with hyper (everything but event streams opened first). The
+/// first request's head must be complete by `head_deadline`, however much of it was read
+/// before hyper took over: hyper's own header timer starts only when it does.
 async fn serve_with_hyper<S>(
     io: Rewind<S>,
     peer: SocketAddr,
     router: Router,
     http: &hyper::server::conn::http1::Builder,
     watcher: hyper_util::server::graceful::Watcher,
+    head_deadline: Instant,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let is_head_read = Arc::new(AtomicBool::new(false));
+    let head_read = is_head_read.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        head_read.store(true, Ordering::Relaxed);
         request
             .extensions_mut()
             .insert(ConnectInfo::<SocketAddr>(peer));
         router.clone().oneshot(request)
     });
-    if let Err(err) = watcher
-        .watch(http.serve_connection(TokioIo::new(io), service))
-        .await
-    {
+    let serving = watcher.watch(http.serve_connection(TokioIo::new(io), service));
+    tokio::pin!(serving);
+    let served = tokio::select! {
+        served = &mut serving => served,
+        () = tokio::time::sleep_until(head_deadline) => {
+            if !is_head_read.load(Ordering::Relaxed) {
+                tracing::debug!(client.addr = %peer, "request head not complete in time");
+                return;
+            }
+            serving.await
+        }
+    };
+    if let Err(err) = served {
         tracing::debug!(client.addr = %peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// Failed accepts in a row: how long to pause, and when to say so in the log.
+#[derive(Debug, Default)]
+struct AcceptErrors {
+    /// Failures since the last accept that worked.
+    in_a_row: u32,
+    /// Failures not yet logged.
+    unlogged: u64,
+    last_logged: Option<Instant>,
+}
+
+impl AcceptErrors {
+    fn succeeded(&mut self) {
+        self.in_a_row = 0;
+    }
+
+    /// Records a failure; returns the pause before the next accept.
+    fn failed(&mut self, err: &std::io::Error) -> Duration {
+        self.unlogged += 1;
+        let now = Instant::now();
+        if self
+            .last_logged
+            .is_none_or(|at| now.duration_since(at) >= ACCEPT_ERROR_LOG_INTERVAL)
+        {
+            tracing::warn!(
+                error = %err,
+                failures = self.unlogged,
+                "accept failed; backing off (at most one such line per 10 s)"
+            );
+            self.unlogged = 0;
+            self.last_logged = Some(now);
+        }
+        let pause = ACCEPT_BACKOFF_MIN.saturating_mul(1 << self.in_a_row.min(10));
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        pause.min(ACCEPT_BACKOFF_MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_failures_back_off_up_to_a_second() {
+        let mut errors = AcceptErrors::default();
+        let err = std::io::Error::from_raw_os_error(24);
+        let pauses: Vec<Duration> = (0..12).map(|_| errors.failed(&err)).collect();
+        assert_eq!(pauses[0], ACCEPT_BACKOFF_MIN);
+        assert!(pauses.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(pauses[11], ACCEPT_BACKOFF_MAX);
+        errors.succeeded();
+        assert_eq!(errors.failed(&err), ACCEPT_BACKOFF_MIN);
     }
 }

@@ -7,7 +7,7 @@
 //! routes.
 
 use super::error::ApiError;
-use crate::{ClientStream, ConnectError};
+use crate::{stream::EndSignal, ClientStream, ConnectError};
 use axum::{
     body::Body,
     http::{header, HeaderValue, StatusCode},
@@ -16,12 +16,16 @@ use axum::{
 use futures_util::StreamExt;
 use std::convert::Infallible;
 
-/// Wraps a connection's byte stream in a `text/event-stream` response.
+/// Wraps a connection's byte stream in a `text/event-stream` response. `end` (an extension of
+/// the response) lets the lean stream path learn that the hub has ended the connection while a
+/// write is stuck.
 pub(crate) fn sse_response(
     stream: impl futures_util::Stream<Item = bytes::Bytes> + Send + 'static,
+    end: EndSignal,
 ) -> Response {
     let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
     let mut response = Response::new(body);
+    response.extensions_mut().insert(end);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -37,7 +41,8 @@ pub(crate) fn sse_response(
 /// pass each event on at once). The connection ends when the response body is dropped.
 impl IntoResponse for ClientStream {
     fn into_response(self) -> Response {
-        sse_response(self)
+        let end = self.end_signal();
+        sse_response(self, end)
     }
 }
 

@@ -4,27 +4,48 @@
 //! bytes and in time); when the request is a `GET` of one of the router's stream routes (the one
 //! list in `routes`), it routes it through the same axum router as every other request (so auth,
 //! CORS and limits are the same code), then writes the answer itself: the head once, then the body
-//! straight to the socket, delimited by `Connection: close` (and by `Content-Length` when its size
-//! is known). Such a connection holds no HTTP read or write buffer for its lifetime, which is most
-//! of what hyper keeps per connection (two 8 KiB buffers), and idle streams are most of a hub's
-//! connections. Any other request, or a head it does not take, goes to hyper with the bytes already
-//! read put back in front (`rewind`). It works on any socket (`AsyncRead + AsyncWrite`), plain TCP
-//! or TLS. It never interprets a route beyond asking whether a path is a stream's, never buffers
-//! a stream, and always writes an answer whole.
+//! straight to the socket, `chunked` (each piece of the stream is one chunk, written with one
+//! vectored write: no copy), with `Connection: close` (and `Content-Length` instead when its size
+//! is known). Every write of a stream has a deadline ([`STREAM_WRITE_TIMEOUT`]), and a write that
+//! is stuck gives the stream's slot back at once when the hub has ended the stream (a full
+//! queue): a client that stops reading never keeps its slot, nor its socket past the deadline. Such a connection holds no HTTP read or write buffer
+//! for its lifetime, which is most of what hyper keeps per connection (two 8 KiB buffers), and idle
+//! streams are most of a hub's connections. Any other request, or a head it does not take, goes to
+//! hyper with the bytes already read put back in front (`rewind`). It works on any socket
+//! (`AsyncRead + AsyncWrite`), plain TCP or TLS. It never interprets a route beyond asking whether
+//! a path is a stream's, never buffers a stream, and always writes an answer whole.
 
 use super::routes::is_stream_path;
+use crate::stream::EndSignal;
 use axum::{
-    body::{Body, Bytes, HttpBody},
+    body::{Body, BodyDataStream, Bytes, HttpBody},
     extract::ConnectInfo,
     http::{
         header, response::Parts, HeaderName, HeaderValue, Method, Request, StatusCode, Version,
     },
     Router,
 };
-use futures_util::StreamExt;
-use std::{net::SocketAddr, time::Duration};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_util::{FutureExt, StreamExt};
+use std::{
+    io::{self, IoSlice},
+    net::SocketAddr,
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    time::Instant,
+};
 use tower::ServiceExt;
+
+/// Most time one write to an event stream may take: a client that stops reading for this long
+/// (its socket buffers full) is cut, and its slot freed. 30 s.
+pub const STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a write that waits on the client checks whether the hub has ended its stream (a
+/// queue that overflowed meanwhile): such a stream is cut within this time, not after
+/// [`STREAM_WRITE_TIMEOUT`].
+const STUCK_WRITE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// The last chunk of a chunked body.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// Largest request head read here; a longer one goes to hyper, which answers `431`.
 const HEAD_BYTES_MAX: usize = 16 * 1024;
@@ -43,11 +64,11 @@ pub(super) enum FirstRequest {
     Gone,
 }
 
-/// Reads the first request head, within `timeout`.
+/// Reads the first request head, until `deadline` (the whole head's, from the accept).
 pub(super) async fn read_first_request<S>(
     socket: &mut S,
     peer: SocketAddr,
-    timeout: Duration,
+    deadline: Instant,
 ) -> FirstRequest
 where
     S: AsyncRead + Unpin,
@@ -75,7 +96,7 @@ where
             }
         }
     };
-    match tokio::time::timeout(timeout, read).await {
+    match tokio::time::timeout_at(deadline, read).await {
         Ok(FirstRequest::Other(_)) => FirstRequest::Other(Bytes::from(buf)),
         Ok(first) => first,
         Err(_) => FirstRequest::Gone,
@@ -86,6 +107,21 @@ enum Parsed {
     Stream(Box<Request<Body>>),
     Other,
     Partial,
+}
+
+/// Runs the stream path's head parser on `bytes` (the `fuzzing` feature's entry point).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_parse(bytes: &[u8]) {
+    let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+    if let Parsed::Stream(request) = parse_stream_request(bytes, peer) {
+        assert_eq!(request.method(), Method::GET);
+        assert!(is_stream_path(request.uri().path()));
+        // A head is taken only once complete: any shorter prefix is still being read.
+        assert!(matches!(
+            parse_stream_request(&bytes[..bytes.len() - 1], peer),
+            Parsed::Partial
+        ));
+    }
 }
 
 fn parse_stream_request(buf: &[u8], peer: SocketAddr) -> Parsed {
@@ -125,7 +161,8 @@ fn parse_stream_request(buf: &[u8], peer: SocketAddr) -> Parsed {
 }
 
 /// Routes a stream request and writes the answer whole: an answer of known size with its
-/// `Content-Length`; any other body (an event stream) chunk by chunk until either side ends it.
+/// `Content-Length`; any other body (an event stream) `chunked`, chunk by chunk until either side
+/// ends it.
 pub(super) async fn serve_stream<S>(mut socket: S, request: Box<Request<Body>>, router: Router)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -134,28 +171,53 @@ where
         Ok(response) => response,
         Err(never) => match never {},
     };
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    let end = parts.extensions.remove::<EndSignal>();
     let has_body = parts.status != StatusCode::NO_CONTENT
         && parts.status != StatusCode::NOT_MODIFIED
         && !parts.status.is_informational();
     let body = if has_body { body } else { Body::empty() };
     let known_len = body.size_hint().exact().filter(|_| has_body);
-    let head = encode_head(&parts, known_len);
-    if known_len.is_some() || !has_body {
-        write_answer(&mut socket, head, body).await;
-        let _ = socket.shutdown().await;
+    let framing = match known_len {
+        Some(len) => Framing::Length(len),
+        None if has_body => Framing::Chunked,
+        None => Framing::Empty,
+    };
+    let head = encode_head(&parts, framing);
+    // The answer's headers and extensions are written: a stream does not keep them.
+    drop(parts);
+    if framing != Framing::Chunked {
+        // Boxed, as every path but the stream's: an idle stream's task is not sized for them.
+        Box::pin(async {
+            let _ = tokio::time::timeout(STREAM_WRITE_TIMEOUT, async {
+                write_answer(&mut socket, head, body).await;
+                socket.shutdown().await
+            })
+            .await;
+        })
+        .await;
         return;
     }
-    if write_whole(&mut socket, &head).await.is_err() {
+    if !write_within(ChunkWrite::raw(&mut socket, &head), None, &mut None).await {
         return;
     }
     drop(head);
-    pump(socket, body).await;
+    pump(socket, body, end).await;
 }
 
-/// The response head, its body delimited by `Connection: close`, and by `Content-Length` when
-/// `known_len` gives it.
-fn encode_head(parts: &Parts, known_len: Option<u64>) -> Vec<u8> {
+/// How an answer's body is delimited (besides `Connection: close`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body (`204`, `304`).
+    Empty,
+    /// `Content-Length`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`: an event stream.
+    Chunked,
+}
+
+/// The response head, its body delimited by `Connection: close` and `framing`.
+fn encode_head(parts: &Parts, framing: Framing) -> Vec<u8> {
     let mut head = Vec::with_capacity(256);
     head.extend_from_slice(
         format!(
@@ -177,8 +239,12 @@ fn encode_head(parts: &Parts, known_len: Option<u64>) -> Vec<u8> {
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    if let Some(len) = known_len {
-        head.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
+    match framing {
+        Framing::Length(len) => {
+            head.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
+        }
+        Framing::Chunked => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Empty => {}
     }
     head.extend_from_slice(b"connection: close\r\n\r\n");
     head
@@ -218,18 +284,21 @@ async fn write_whole<S: AsyncWrite + Unpin>(socket: &mut S, bytes: &[u8]) -> std
 }
 
 /// Writes each chunk of a body of unknown length (an event stream) as it comes, and watches the
-/// socket for the client leaving.
-async fn pump<S>(mut socket: S, body: Body)
+/// socket for the client leaving. Ends the body, then the connection, with the last chunk.
+async fn pump<S>(mut socket: S, body: Body, end: Option<EndSignal>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut chunks = body.into_data_stream();
+    let mut chunks = Some(body.into_data_stream());
     let mut probe = [0u8; 16];
-    loop {
+    while let Some(stream) = chunks.as_mut() {
         tokio::select! {
-            chunk = chunks.next() => match chunk {
+            chunk = stream.next() => match chunk {
+                // An empty chunk would read as the body's end.
+                Some(Ok(bytes)) if bytes.is_empty() => {}
                 Some(Ok(bytes)) => {
-                    if write_whole(&mut socket, &bytes).await.is_err() {
+                    let write = ChunkWrite::chunk(&mut socket, &bytes);
+                    if !write_within(write, end.as_ref(), &mut chunks).await {
                         return;
                     }
                 }
@@ -244,7 +313,177 @@ where
             },
         }
     }
-    let _ = socket.shutdown().await;
+    // The stream's slot is free from here.
+    drop(chunks);
+    Box::pin(finish(&mut socket, Vec::new(), STREAM_WRITE_TIMEOUT)).await;
+}
+
+/// Completes one write to a stream within [`STREAM_WRITE_TIMEOUT`]; `false` when the connection
+/// is over (an error, the deadline, or the stream ended while this write waited).
+///
+/// A write the socket takes at once (the usual case) arms no timer and allocates nothing. One
+/// that waits on the client continues boxed, so an idle stream's task is not sized for it. When
+/// the hub ends the stream meanwhile (its queue overflowed), the stream is dropped at once, which
+/// frees its slot and its registration; what it still had to say (the closing comment) follows
+/// the pending write, and the connection is closed, all within what is left of the deadline: a
+/// client that reads again learns why.
+async fn write_within<S: AsyncWrite + Unpin>(
+    mut write: ChunkWrite<'_, S>,
+    end: Option<&EndSignal>,
+    chunks: &mut Option<BodyDataStream>,
+) -> bool {
+    match (&mut write).now_or_never() {
+        Some(written) => written.is_ok(),
+        None => Box::pin(wait_for_write(write, end, chunks)).await,
+    }
+}
+
+/// The slow path of [`write_within`].
+async fn wait_for_write<S: AsyncWrite + Unpin>(
+    mut write: ChunkWrite<'_, S>,
+    end: Option<&EndSignal>,
+    chunks: &mut Option<BodyDataStream>,
+) -> bool {
+    let mut waited = Duration::ZERO;
+    let mut tail: Option<Vec<Bytes>> = None;
+    loop {
+        match tokio::time::timeout(STUCK_WRITE_CHECK_INTERVAL, &mut write).await {
+            Ok(Ok(())) => break,
+            Ok(Err(_)) => return false,
+            Err(_) => waited += STUCK_WRITE_CHECK_INTERVAL,
+        }
+        if waited >= STREAM_WRITE_TIMEOUT {
+            return false;
+        }
+        if tail.is_none() && end.is_some_and(EndSignal::is_ended) {
+            tail = Some(take_ready(chunks.take()));
+        }
+    }
+    let Some(tail) = tail else {
+        return true;
+    };
+    finish(
+        write.socket,
+        tail,
+        STREAM_WRITE_TIMEOUT.saturating_sub(waited),
+    )
+    .await;
+    false
+}
+
+/// Writes the stream's `tail` chunks and the last chunk, then closes, within `deadline`.
+async fn finish<S: AsyncWrite + Unpin>(socket: &mut S, tail: Vec<Bytes>, deadline: Duration) {
+    let _ = tokio::time::timeout(deadline, async {
+        for bytes in tail.iter().filter(|bytes| !bytes.is_empty()) {
+            ChunkWrite::chunk(&mut *socket, bytes).await?;
+        }
+        ChunkWrite::raw(&mut *socket, LAST_CHUNK).await?;
+        socket.shutdown().await
+    })
+    .await;
+}
+
+/// What an ended stream yields without waiting (its closing comment), then drops it.
+fn take_ready(chunks: Option<BodyDataStream>) -> Vec<Bytes> {
+    /// An ended stream has one comment left; never take more than a few pieces.
+    const TAIL_CHUNKS_MAX: usize = 4;
+    let mut tail = Vec::new();
+    if let Some(mut chunks) = chunks {
+        while tail.len() < TAIL_CHUNKS_MAX {
+            match chunks.next().now_or_never() {
+                Some(Some(Ok(bytes))) => tail.push(bytes),
+                _ => break,
+            }
+        }
+    }
+    tail
+}
+
+/// Most bytes of a chunk size line: 16 hex digits and CRLF.
+const SIZE_LINE_BYTES_MAX: usize = 2 * std::mem::size_of::<usize>() + 2;
+
+/// One write of bytes to the socket, as they are or as one chunk (`{len:x}\r\n`, the bytes,
+/// `\r\n`), with vectored writes so the bytes are never copied, then a flush (a TLS socket holds
+/// what is written until flushed). It holds no reference into itself, so it can move (into a box)
+/// after it was first polled.
+struct ChunkWrite<'a, S> {
+    socket: &'a mut S,
+    size_line: [u8; SIZE_LINE_BYTES_MAX],
+    size_line_len: u8,
+    bytes: &'a [u8],
+    trailer: &'static [u8],
+    /// Bytes of size line, bytes and trailer written so far.
+    written: usize,
+}
+
+impl<'a, S: AsyncWrite + Unpin> ChunkWrite<'a, S> {
+    /// `bytes` as one chunk.
+    fn chunk(socket: &'a mut S, bytes: &'a [u8]) -> Self {
+        let mut size_line = [0u8; SIZE_LINE_BYTES_MAX];
+        let size_line_len = chunk_size_line(bytes.len(), &mut size_line).len() as u8;
+        Self {
+            socket,
+            size_line,
+            size_line_len,
+            bytes,
+            trailer: b"\r\n",
+            written: 0,
+        }
+    }
+
+    /// `bytes` as they are.
+    fn raw(socket: &'a mut S, bytes: &'a [u8]) -> Self {
+        Self {
+            socket,
+            size_line: [0; SIZE_LINE_BYTES_MAX],
+            size_line_len: 0,
+            bytes,
+            trailer: b"",
+            written: 0,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> std::future::Future for ChunkWrite<'_, S> {
+    type Output = io::Result<()>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        use std::task::{ready, Poll};
+        let this = self.get_mut();
+        let size_line = &this.size_line[..usize::from(this.size_line_len)];
+        let total = size_line.len() + this.bytes.len() + this.trailer.len();
+        while this.written < total {
+            let mut skip = this.written;
+            let parts = [size_line, this.bytes, this.trailer].map(|part| {
+                let taken = skip.min(part.len());
+                skip -= taken;
+                IoSlice::new(&part[taken..])
+            });
+            let socket = std::pin::Pin::new(&mut *this.socket);
+            match ready!(socket.poll_write_vectored(cx, &parts)) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(written) => this.written += written,
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+        std::pin::Pin::new(&mut *this.socket).poll_flush(cx)
+    }
+}
+
+/// `len` in hex followed by CRLF, written into `buf`.
+fn chunk_size_line(len: usize, buf: &mut [u8; SIZE_LINE_BYTES_MAX]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
+    for (i, slot) in buf[..digits].iter_mut().enumerate() {
+        let shift = 4 * (digits - 1 - i);
+        *slot = HEX[(len >> shift) & 0xf];
+    }
+    buf[digits] = b'\r';
+    buf[digits + 1] = b'\n';
+    &buf[..digits + 2]
 }
 
 #[cfg(test)]
@@ -372,8 +611,74 @@ mod tests {
         let (head, body) = get_raw(addr, "/api/channels/x/stream", false).await;
         assert!(!head.contains("content-length"), "{head}");
         assert!(head.contains("connection: close"), "{head}");
+        assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        let (body, chunk_sizes) = dechunk(&body);
         assert_eq!(body.len(), expected.len());
         assert_eq!(body, expected);
+        assert_eq!(
+            chunk_sizes,
+            vec![4096; 100],
+            "one chunk per piece of the stream"
+        );
+    }
+
+    /// A chunked body's bytes and chunk sizes; panics unless it is well formed and complete.
+    fn dechunk(mut body: &[u8]) -> (Vec<u8>, Vec<usize>) {
+        let (mut data, mut sizes) = (Vec::new(), Vec::new());
+        loop {
+            let line_end = body
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("a chunk size line");
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&body[..line_end]).expect("ASCII"), 16)
+                    .expect("a hex size");
+            body = &body[line_end + 2..];
+            if size == 0 {
+                assert_eq!(body, b"\r\n", "the body ends with the last chunk");
+                return (data, sizes);
+            }
+            data.extend_from_slice(&body[..size]);
+            assert_eq!(&body[size..size + 2], b"\r\n");
+            body = &body[size + 2..];
+            sizes.push(size);
+        }
+    }
+
+    #[test]
+    fn chunk_sizes_are_lower_case_hex() {
+        let mut buf = [0u8; SIZE_LINE_BYTES_MAX];
+        for (len, line) in [
+            (0, &b"0\r\n"[..]),
+            (9, b"9\r\n"),
+            (10, b"a\r\n"),
+            (255, b"ff\r\n"),
+            (65536, b"10000\r\n"),
+            (usize::MAX, b"ffffffffffffffff\r\n"),
+        ] {
+            assert_eq!(chunk_size_line(len, &mut buf), line, "{len}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_stops_reading_is_cut_after_the_write_timeout() {
+        let (server, _client) = tokio::io::duplex(1024);
+        let endless = futures_util::stream::repeat_with(|| {
+            Ok::<_, std::convert::Infallible>(Bytes::from_static(&[b'x'; 512]))
+        });
+        let started = Instant::now();
+        let pumped = tokio::time::timeout(
+            STREAM_WRITE_TIMEOUT * 2,
+            pump(server, Body::from_stream(endless), None),
+        )
+        .await;
+        assert!(pumped.is_ok(), "the pump never gave up on a stuck write");
+        let waited = started.elapsed();
+        assert!(
+            waited >= STREAM_WRITE_TIMEOUT
+                && waited < STREAM_WRITE_TIMEOUT + Duration::from_secs(1),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test]

@@ -100,10 +100,17 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
         }),
         (None, None) => Backend::Memory,
     };
+    let listen: SocketAddr = settings
+        .listen
+        .unwrap_or_else(|| LISTEN_DEFAULT.parse().expect("the default address parses"));
+    let cors_origins = settings.cors_origins.unwrap_or_default();
+    let allowed_hosts = settings.allowed_hosts.unwrap_or_default();
+    // Without auth, on loopback, a page that rebinds its own name to 127.0.0.1 could otherwise
+    // reach the hub as if from this machine.
+    let is_open_on_loopback = !auth.is_jwt() && listen.ip().is_loopback();
+    let allowed_hosts = (is_open_on_loopback || !allowed_hosts.is_empty()).then_some(allowed_hosts);
     let config = ServeConfig {
-        listen: settings
-            .listen
-            .unwrap_or_else(|| LISTEN_DEFAULT.parse().expect("the default address parses")),
+        listen,
         hub: HubConfig {
             retry_interval: settings
                 .retry_interval
@@ -152,6 +159,11 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
             },
             auth,
             trusted_proxies: settings.trusted_proxies.unwrap_or_default(),
+            allowed_origins: cors_origins.clone(),
+            allowed_hosts,
+            // The same rule as the CORS layer's default (`cors::Unlisted::Loopback`): CORS stays
+            // the one source of which pages may call the hub.
+            allow_loopback_origins: is_open_on_loopback && cors_origins.is_empty(),
         },
         serve: ServeOptions {
             header_read_timeout: settings
@@ -160,8 +172,9 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
             shutdown_grace: settings
                 .shutdown_grace
                 .unwrap_or(serve_defaults.shutdown_grace),
+            pending_heads_max: serve_defaults.pending_heads_max,
         },
-        cors_origins: settings.cors_origins.unwrap_or_default(),
+        cors_origins,
         is_connections_max_explicit: settings.max_connections.is_some(),
         log_format: settings.log_format.unwrap_or_default(),
         backend,
@@ -301,6 +314,30 @@ mod tests {
             !format!("{err:#}").contains("short\""),
             "the secret is not echoed: {err:#}"
         );
+    }
+
+    #[test]
+    fn hosts_are_checked_without_auth_on_loopback_or_when_listed() {
+        let open = args(None, Settings::default()).resolve().expect("valid");
+        assert_eq!(open.http.allowed_hosts, Some(Vec::new()));
+        let public = Settings {
+            listen: Some("0.0.0.0:8080".parse().expect("an address")),
+            ..Settings::default()
+        };
+        let public = args(None, public).resolve().expect("valid");
+        assert_eq!(public.http.allowed_hosts, None);
+        let listed = Settings {
+            listen: Some("0.0.0.0:8080".parse().expect("an address")),
+            allowed_hosts: Some(vec!["hub.internal".into()]),
+            cors_origins: Some(vec!["https://app.example.com".into()]),
+            ..Settings::default()
+        };
+        let listed = args(None, listed).resolve().expect("valid");
+        assert_eq!(
+            listed.http.allowed_hosts,
+            Some(vec!["hub.internal".to_owned()])
+        );
+        assert_eq!(listed.http.allowed_origins, ["https://app.example.com"]);
     }
 
     #[test]

@@ -179,6 +179,12 @@ settings! {
         /// number of series stays bounded [default: none].
         #[arg(long, env = "HERALD_METRICS_CHANNELS", value_delimiter = ',')]
         metrics_channels: Vec<String>,
+        /// `Host` names answered besides loopback ones, comma-separated (e.g. `hub.internal`
+        /// for a proxy that forwards its own `Host`); with `--auth none` on a loopback address
+        /// any other `Host` is refused, against DNS rebinding. A list given applies in every
+        /// mode [default: none].
+        #[arg(long, env = "HERALD_ALLOWED_HOSTS", value_delimiter = ',')]
+        allowed_hosts: Vec<String>,
     }
 }
 

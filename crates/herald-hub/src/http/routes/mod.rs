@@ -21,6 +21,7 @@ use super::{
     config::{HttpConfig, HttpLimits},
     error::ApiError,
     extract::BodyReadTimeout,
+    origin::{check_origin, OriginPolicy},
 };
 use crate::Hub;
 use axum::{
@@ -158,7 +159,14 @@ pub fn router(hub: Hub, config: impl Into<HttpConfig>) -> Router {
         limits,
         auth,
         trusted_proxies,
+        allowed_origins,
+        allowed_hosts,
+        allow_loopback_origins,
     } = config.into();
+    let origin_policy = Arc::new(
+        OriginPolicy::new(&allowed_origins, allowed_hosts.as_deref())
+            .with_loopback_origins(allow_loopback_origins),
+    );
     let body_limit = limits.body_bytes_max;
     let admission = Arc::new(Admission::new(
         limits.connections_max,
@@ -179,6 +187,10 @@ pub fn router(hub: Hub, config: impl Into<HttpConfig>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            origin_policy,
+            check_origin,
+        ))
         .with_state(Api {
             hub,
             limits,

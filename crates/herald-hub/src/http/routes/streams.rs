@@ -111,12 +111,13 @@ async fn open_stream(
     };
     match api.hub.add_client(options) {
         Ok(stream) => {
+            let end = stream.end_signal();
             // The stream's slot is held by its body and freed when the response ends.
             let stream = stream.map(move |chunk| {
                 let _slot = &slot;
                 chunk
             });
-            Ok(sse_response(stream))
+            Ok(sse_response(stream, end))
         }
         Err(refused) => Ok(refused.into_response()),
     }

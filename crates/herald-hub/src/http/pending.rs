@@ -1,0 +1,124 @@
+//! Connections that have not sent their first request head yet: how many may wait at once.
+//!
+//! Owns the bound on such connections (each holds a socket and a file descriptor while it sends
+//! nothing) and the choice of which to close past it: the one that has waited longest, so silent
+//! sockets cannot keep the hub from accepting the clients that do speak. It never reads a socket
+//! and never times anything out: the accept loop's head deadline does.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, MutexGuard},
+};
+use tokio::sync::oneshot;
+
+/// The connections waiting for their first request head, oldest first.
+#[derive(Debug)]
+pub(super) struct PendingHeads {
+    /// Most connections waiting at once; 0 is no limit.
+    max: usize,
+    inner: Mutex<Waiters>,
+}
+
+#[derive(Debug, Default)]
+struct Waiters {
+    next_ticket: u64,
+    /// Ticket (accept order) → what closes that connection when dropped.
+    by_ticket: BTreeMap<u64, oneshot::Sender<()>>,
+}
+
+/// One connection's place among those waiting; dropping it (the head arrived) leaves.
+#[derive(Debug)]
+pub(super) struct Waiting {
+    pending: Arc<PendingHeads>,
+    ticket: u64,
+    evicted_rx: oneshot::Receiver<()>,
+}
+
+impl PendingHeads {
+    pub(super) fn new(max: usize) -> Self {
+        Self {
+            max,
+            inner: Mutex::new(Waiters::default()),
+        }
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
+        // Plain bookkeeping: still consistent after a panic elsewhere.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a new connection; when the bound is reached, the one that has waited longest is
+    /// told to close.
+    pub(super) fn enter(self: &Arc<Self>) -> Waiting {
+        let (evict_tx, evicted_rx) = oneshot::channel();
+        let mut waiters = self.waiters();
+        if self.max > 0 && waiters.by_ticket.len() >= self.max {
+            waiters.by_ticket.pop_first();
+        }
+        let ticket = waiters.next_ticket;
+        waiters.next_ticket += 1;
+        waiters.by_ticket.insert(ticket, evict_tx);
+        drop(waiters);
+        Waiting {
+            pending: self.clone(),
+            ticket,
+            evicted_rx,
+        }
+    }
+
+    /// Tells the connection that has waited longest to close (to free its file descriptor).
+    pub(super) fn evict_oldest(&self) {
+        let evicted = self.waiters().by_ticket.pop_first();
+        drop(evicted);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.waiters().by_ticket.len()
+    }
+}
+
+impl Waiting {
+    /// Resolves when this connection must close to make room.
+    pub(super) async fn evicted(&mut self) {
+        let _ = (&mut self.evicted_rx).await;
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let left = self.pending.waiters().by_ticket.remove(&self.ticket);
+        drop(left);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn is_evicted(waiting: &mut Waiting) -> bool {
+        tokio::time::timeout(Duration::from_millis(10), waiting.evicted())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn past_the_bound_the_oldest_waiting_connection_is_closed() {
+        let pending = Arc::new(PendingHeads::new(2));
+        let mut first = pending.enter();
+        let mut second = pending.enter();
+        assert!(!is_evicted(&mut first).await);
+        let mut third = pending.enter();
+        assert!(is_evicted(&mut first).await, "the oldest makes room");
+        assert!(!is_evicted(&mut second).await);
+        assert!(!is_evicted(&mut third).await);
+        drop(second);
+        assert_eq!(pending.len(), 1, "a connection whose head arrived leaves");
+        pending.evict_oldest();
+        assert!(is_evicted(&mut third).await);
+        assert_eq!(pending.len(), 0);
+    }
+}
