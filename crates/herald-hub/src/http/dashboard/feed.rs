@@ -74,10 +74,12 @@ async fn figures(hub: &Hub) -> serde_json::Value {
     let (cluster, clients, cluster_error) = if is_cluster {
         match (hub.cluster_stats().await, hub.cluster_clients().await) {
             (Ok(cluster), Ok(clients)) => (Some(cluster), clients, None),
-            (Err(err), _) | (_, Err(err)) => (None, local_clients(hub), Some(err.to_string())),
+            (Err(err), _) | (_, Err(err)) => {
+                (None, local_clients(hub, &stats.node), Some(err.to_string()))
+            }
         }
     } else {
-        (None, local_clients(hub), None)
+        (None, local_clients(hub, &stats.node), None)
     };
     let clients_total = clients.len();
     let clients: Vec<_> = clients.into_iter().take(LISTED_MAX).collect();
@@ -92,13 +94,13 @@ async fn figures(hub: &Hub) -> serde_json::Value {
     })
 }
 
-fn local_clients(hub: &Hub) -> Vec<serde_json::Value> {
-    let node = hub.stats().node;
+/// This node's clients, each with its `node` as the cluster's list has it.
+fn local_clients(hub: &Hub, node: &str) -> Vec<serde_json::Value> {
     hub.clients()
         .into_iter()
         .filter_map(|client| serde_json::to_value(client).ok())
         .map(|mut client| {
-            client["node"] = serde_json::Value::String(node.clone());
+            client["node"] = serde_json::Value::String(node.to_owned());
             client
         })
         .collect()
