@@ -298,8 +298,10 @@ async fn the_page_follows_a_standalone_hub_and_its_buttons_act() {
     )
     .await;
     page.wait_for(
-        "three clients listed",
-        "document.querySelectorAll('#clients tbody tr').length === 3",
+        "three clients listed, with their address and age",
+        "(() => { const rows = [...document.querySelectorAll('#clients tbody tr')];
+           return rows.length === 3 && rows.every((r) =>
+             r.cells[3].textContent.startsWith('127.0.0.1:') && /^\\d+s$/.test(r.cells[5].textContent)); })()",
     )
     .await;
 
@@ -337,9 +339,12 @@ async fn the_page_follows_a_standalone_hub_and_its_buttons_act() {
     assert_eq!(refused, json!([403, "csrf"]));
 
     if std::env::var(SCREENSHOT_ENV).as_deref() == Ok("1") {
-        for n in 0..12 {
-            publish(&hub, if n % 3 == 0 { "news" } else { "orders" }, "tick").await;
-            tokio::time::sleep(Duration::from_millis(400)).await;
+        for n in 0..60u64 {
+            let channel = if n % 3 == 0 { "news" } else { "orders" };
+            for _ in 0..(n % 7) {
+                publish(&hub, channel, &format!("tick {n}")).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         page.wait_until_it_matches_the_api(&hub).await;
         page.screenshot(

@@ -6,6 +6,8 @@
 const $ = (id) => document.getElementById(id);
 /** Seconds of figures kept for the charts. */
 const CHART_SECONDS = 300;
+/** The shortest span a chart's width stands for, so a new page's lines are not all squeezed. */
+const CHART_SECONDS_MIN = 60;
 /** Most events the channel panel keeps. */
 const CHANNEL_EVENTS_MAX = 50;
 
@@ -188,9 +190,9 @@ function render(f) {
     cell(row, c.id);
     cell(row, c.user || "–");
     cell(row, c.channels.join(", "));
-    cell(row, c.remote_addr || "–");
+    cell(row, c.remoteAddr || "–");
     cell(row, c.node || node.node);
-    cell(row, duration((now - Date.parse(c.connected_at)) / 1000));
+    cell(row, duration((now - Date.parse(c.connectedAt)) / 1000));
     const actions = cell(row, "");
     if ((c.node || node.node) === node.node) {
       actions.appendChild(button("disconnect", "small danger", () => disconnect(c.id)));
@@ -222,7 +224,7 @@ function drawCharts() {
   }
 }
 
-/** A line over the last CHART_SECONDS, scaled to its own maximum. */
+/** A line over the last CHART_SECONDS (at least CHART_SECONDS_MIN wide), scaled to its maximum. */
 function drawChart(svg, values) {
   const ns = "http://www.w3.org/2000/svg";
   const width = 300;
@@ -244,7 +246,8 @@ function drawChart(svg, values) {
   label.textContent = "max " + (Number.isInteger(max) ? max : max.toFixed(1));
   svg.appendChild(label);
   if (values.length < 2) return;
-  const step = width / (CHART_SECONDS - 1);
+  const span = Math.min(CHART_SECONDS, Math.max(CHART_SECONDS_MIN, values.length));
+  const step = width / (span - 1);
   const start = width - (values.length - 1) * step;
   const points = values.map((v, i) =>
     (start + i * step).toFixed(1) + "," + (height - 2 - (v / max) * (height - 14)).toFixed(1));
@@ -351,6 +354,7 @@ function showEvent(block) {
   const list = $("channel-events");
   list.appendChild(item);
   while (list.children.length > CHANNEL_EVENTS_MAX) list.removeChild(list.firstChild);
+  list.scrollTop = list.scrollHeight;
 }
 
 start();
