@@ -217,6 +217,31 @@ async fn a_feed_without_a_session_says_signed_out_and_ends() {
     let figures: Value = serde_json::from_str(&event.data).expect("JSON figures");
     assert_eq!(figures["node"]["node"], "standalone");
     assert_eq!(figures["node"]["connections"], 0);
+    assert_eq!(
+        figures["retention"]["max_age"], "1h",
+        "the default history age"
+    );
+}
+
+#[tokio::test]
+async fn a_signed_in_feed_ends_when_the_hub_shuts_down() {
+    let mut hub = TestHub::start(&["--api-keys", API_KEY]);
+    let (cookie, _) = signed_in(&hub).await;
+    let mut feed = SseStream::open(&hub.url("/admin/feed"), &[("cookie", &cookie)]).await;
+    assert_eq!(feed.next_event().await.event, "figures");
+    let status = hub.signal_and_wait("TERM", Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the hub stops with a feed open: {status:?}"
+    );
+    assert!(
+        !hub.log()
+            .iter()
+            .any(|line| line.contains("still open after the grace period")),
+        "the feed ended by itself, before the grace period ran out"
+    );
+    feed.events_until_end().await;
+    assert!(feed.is_ended());
 }
 
 async fn admin_get(hub: &TestHub, path: &str) -> Value {

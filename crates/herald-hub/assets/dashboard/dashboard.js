@@ -144,6 +144,10 @@ function render(f) {
   $("stat-closed").textContent = fmt(node.connectionsClosed);
   $("stat-history").textContent = fmt(node.history.events) + " · " + bytes(node.history.bytes);
   $("stat-uptime").textContent = duration(node.uptimeSeconds);
+  const keep = f.retention;
+  $("stat-retention").textContent = keep
+    ? "keeps ≤ " + fmt(keep.max_events) + " events · " + bytes(keep.max_bytes) + " · " + keep.max_age
+    : "";
 
   const nodes = f.cluster ? f.cluster.nodes : [node];
   $("cluster").hidden = !f.cluster && !f.clusterError;

@@ -62,8 +62,8 @@ pub(in crate::http) async fn feed(
     sse_response(stream::once(async { first }).chain(ticks))
 }
 
-/// One update: this node's stats, the cluster's when there is one, channels ranked by
-/// subscribers, and the connected clients.
+/// One update: this node's stats and history retention, the cluster's stats when there is one,
+/// channels ranked by subscribers, and the connected clients.
 async fn figures(hub: &Hub) -> serde_json::Value {
     let stats = hub.stats();
     let is_cluster = stats.node != "standalone";
@@ -85,6 +85,7 @@ async fn figures(hub: &Hub) -> serde_json::Value {
     let clients: Vec<_> = clients.into_iter().take(LISTED_MAX).collect();
     serde_json::json!({
         "node": stats,
+        "retention": hub.config().history,
         "cluster": cluster,
         "clusterError": cluster_error,
         "channels": channels,
