@@ -74,6 +74,10 @@ pub(crate) struct Deployment {
     /// The durable log's folder, removed once the hub is gone.
     data_dir: Option<TempDir>,
     description: String,
+    /// How each node was started (binary, then its `serve` arguments after `--listen`), so it can
+    /// be started again on its address.
+    bin: PathBuf,
+    node_args: Vec<Vec<String>>,
 }
 
 impl Deployment {
@@ -117,6 +121,8 @@ impl Deployment {
                     redis: None,
                     data_dir: Some(data_dir),
                     description: format!("durable log (--data-dir, --fsync {policy})"),
+                    bin: bin.to_owned(),
+                    node_args: vec![node_args],
                 })
             }
             (None, None) => {
@@ -127,6 +133,8 @@ impl Deployment {
                     redis: None,
                     data_dir: None,
                     description: "standalone, history in memory".to_owned(),
+                    bin: bin.to_owned(),
+                    node_args: vec![hub_args.to_vec()],
                 })
             }
         }
@@ -141,6 +149,7 @@ impl Deployment {
         let redis = RedisProcess::spawn(&args.redis_server_bin)?;
         eprintln!("redis-server pid {} on {}", redis.pid(), redis.url());
         let mut nodes = Vec::with_capacity(count);
+        let mut all_args = Vec::with_capacity(count);
         for index in 0..count {
             let name = format!("node-{index}");
             let mut node_args = vec![
@@ -153,6 +162,7 @@ impl Deployment {
             let node = HubProcess::spawn(bin, &name, &node_args)?;
             eprintln!("{name} pid {} on http://{}", node.pid(), node.addr());
             nodes.push(node);
+            all_args.push(node_args);
         }
         for node in &nodes {
             api::wait_until_publishing(node.addr(), JOIN_TIMEOUT).await?;
@@ -166,7 +176,59 @@ impl Deployment {
             redis: Some(redis),
             data_dir: None,
             description,
+            bin: bin.to_owned(),
+            node_args: all_args,
         })
+    }
+
+    /// Starts the floor (`herald-bench floor-serve`, this same executable; see `floor`) as the one
+    /// node under test.
+    ///
+    /// # Errors
+    /// When this executable cannot be found or the floor does not start.
+    pub(crate) fn start_floor() -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("finding this executable")?;
+        let args = ["floor-serve", "--listen", "127.0.0.1:0"].map(str::to_owned);
+        let floor = HubProcess::spawn_command(&exe, "floor", &args)?;
+        eprintln!("floor pid {} on http://{}", floor.pid(), floor.addr());
+        Ok(Self {
+            nodes: vec![floor],
+            redis: None,
+            data_dir: None,
+            description: "the floor (herald-bench floor-serve: one thread, one write per delivery)"
+                .to_owned(),
+            bin: exe,
+            node_args: Vec::new(),
+        })
+    }
+
+    /// Kills node `index` with `SIGKILL`, as a crash or a `kill -9` would.
+    ///
+    /// # Panics
+    /// When there is no such node.
+    pub(crate) fn kill_node(&mut self, index: usize) {
+        self.nodes[index].kill();
+    }
+
+    /// Starts node `index` again, on its old address with its old arguments (the same data
+    /// folder, the same Redis, the same node id), and waits for its address.
+    ///
+    /// # Errors
+    /// When it does not start (its log says why).
+    pub(crate) fn restart_node(&mut self, index: usize) -> anyhow::Result<()> {
+        let args = self
+            .node_args
+            .get(index)
+            .context("this deployment cannot restart its nodes")?;
+        let addr = self.nodes[index].addr().to_string();
+        let name = format!("node-{index}");
+        self.nodes[index] = HubProcess::spawn_on(&self.bin, &name, &addr, args)?;
+        Ok(())
+    }
+
+    /// Node `index`'s process id.
+    pub(crate) fn node_pid(&self, index: usize) -> u32 {
+        self.nodes[index].pid()
     }
 
     /// What runs, in words, for the report.

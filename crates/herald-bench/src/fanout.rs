@@ -9,6 +9,10 @@
 //! on the hub's answer time as long as one connection's answers keep up with its share of the rate.
 //! In a cluster the subscribers are spread evenly over the nodes and the figures are summed over
 //! them (Redis's own CPU time is shown apart).
+//!
+//! One file on purpose (about 700 lines before its tests): the run's phases (connect, publish,
+//! drain, report) share the subscribers' bitmaps and the hub's readings, and reading it top to
+//! bottom is reading one run. The load tool is not part of the product.
 
 use crate::{
     api,
@@ -67,6 +71,10 @@ pub(crate) struct FanoutArgs {
     /// one publish per answer time (in a cluster, a round trip through Redis).
     #[arg(long, default_value_t = 1)]
     publish_connections: usize,
+    /// After the hub, run the same load against the floor (`herald-bench floor-serve`: one
+    /// thread, one `write` per delivery, nothing else) and report the hub/floor ratios.
+    #[arg(long)]
+    vs_floor: bool,
 }
 
 impl FanoutArgs {
@@ -74,6 +82,34 @@ impl FanoutArgs {
     pub(crate) fn subscribers(&self) -> usize {
         self.subscribers
     }
+
+    /// Whether the floor runs after the hub.
+    pub(crate) fn vs_floor(&self) -> bool {
+        self.vs_floor
+    }
+}
+
+/// The figures compared between the hub and the floor, with their labels.
+const FLOOR_FIGURES: [(&str, &str); 6] = [
+    ("hubCpuPerDeliveryUs", "CPU per delivered event"),
+    ("hubUserPerDeliveryUs", "  of which user"),
+    ("hubSystemPerDeliveryUs", "  of which system"),
+    ("latencyP50Ms", "latency p50"),
+    ("latencyP99Ms", "latency p99"),
+    ("deliveriesPerSecond", "deliveries per second"),
+];
+
+/// The hub's figures beside the floor's, as ratios (hub ÷ floor).
+pub(crate) fn floor_comparison(hub: &Report, floor: &Report) -> Report {
+    let mut report = Report::new("fanout --vs-floor");
+    report.section("hub ÷ floor, same load, same run");
+    for (key, label) in FLOOR_FIGURES {
+        if let (Some(h), Some(f)) = (hub.number(key), floor.number(key)) {
+            let ratio = if f > 0.0 { h / f } else { 0.0 };
+            report.add(key, label, format!("{h:.3} / {f:.3} = {ratio:.2}×"), "");
+        }
+    }
+    report
 }
 
 /// What one subscriber received.

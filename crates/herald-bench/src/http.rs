@@ -184,6 +184,11 @@ impl<R: AsyncRead + Unpin> ResponseReader<R> {
         Ok((head.status, body))
     }
 
+    /// The connection (to write the next request on it) and the bytes read and not yet used.
+    pub(crate) fn parts_mut(&mut self) -> (&mut R, &mut Vec<u8>) {
+        (&mut self.reader, &mut self.buf)
+    }
+
     /// The connection and the bytes read past the last head or body.
     pub(crate) fn into_parts(self) -> (R, Vec<u8>) {
         (self.reader, self.buf)

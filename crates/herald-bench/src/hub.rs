@@ -18,8 +18,9 @@ use std::{
     time::Duration,
 };
 
-/// The text before the address in the hub's start-up line.
-const LISTENING_MARKER: &str = "herald listening on http://";
+/// The text before the address in the start-up line of the hub (`herald listening on …`) and of
+/// the floor (`floor listening on …`).
+const LISTENING_MARKER: &str = " listening on http://";
 /// How long the hub gets to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -39,9 +40,32 @@ impl HubProcess {
     /// # Errors
     /// When the binary cannot be run, exits early, or prints no address within 10 s.
     pub(crate) fn spawn(bin: &Path, name: &str, extra_args: &[String]) -> anyhow::Result<Self> {
+        Self::spawn_on(bin, name, "127.0.0.1:0", extra_args)
+    }
+
+    /// As [`HubProcess::spawn`], on a given address (a restarted hub takes its old port).
+    ///
+    /// # Errors
+    /// As [`HubProcess::spawn`].
+    pub(crate) fn spawn_on(
+        bin: &Path,
+        name: &str,
+        listen: &str,
+        extra_args: &[String],
+    ) -> anyhow::Result<Self> {
+        let mut args = vec!["serve".to_owned(), "--listen".to_owned(), listen.to_owned()];
+        args.extend_from_slice(extra_args);
+        Self::spawn_command(bin, name, &args)
+    }
+
+    /// Runs `bin args…`, a server that prints `… listening on http://ADDR`, and waits for its
+    /// address.
+    ///
+    /// # Errors
+    /// As [`HubProcess::spawn`].
+    pub(crate) fn spawn_command(bin: &Path, name: &str, args: &[String]) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra_args)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -77,6 +101,12 @@ impl HubProcess {
     /// The address the hub listens on.
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Kills the hub at once (`SIGKILL`, as a crash or `kill -9` would) and reaps it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The hub's process id, for `/proc`.
@@ -175,5 +205,9 @@ mod tests {
             Some("127.0.0.1:4321".parse().expect("valid"))
         );
         assert_eq!(parse_listening("INFO something else"), None);
+        assert_eq!(
+            parse_listening("floor listening on http://127.0.0.1:9"),
+            Some("127.0.0.1:9".parse().expect("valid"))
+        );
     }
 }

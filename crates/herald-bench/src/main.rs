@@ -8,7 +8,10 @@
 //! suite; `docs/benchmarks.md` records runs.
 //!
 //! # Layout
-//! - `fanout`, `publish` and `idle`: the three modes, each with its flags and its measurements.
+//! - `fanout`, `publish` and `idle`: the three modes, each with its flags and its measurements;
+//!   `restart`: a hub killed and restarted (or a cluster node replaced) under its clients.
+//! - `floor`: the floor, a minimal server run as `herald-bench floor-serve`, which `fanout
+//!   --vs-floor` loads after the hub to give hub/floor ratios from one run.
 //! - `deployment`: what runs under test (standalone, durable, or a cluster) and its processes.
 //! - `hub`: a `herald serve` child process and its log; `redis`: a `redis-server` child process;
 //!   `temp_dir`: the folders they use, removed afterwards.
@@ -21,6 +24,7 @@
 mod api;
 mod deployment;
 mod fanout;
+mod floor;
 mod http;
 mod hub;
 mod idle;
@@ -29,6 +33,7 @@ mod proc;
 mod publish;
 mod redis;
 mod report;
+mod restart;
 mod subscriber;
 mod swarm;
 mod temp_dir;
@@ -72,10 +77,24 @@ enum Mode {
     Publish(publish::PublishArgs),
     /// N idle streams: hub memory per connection while open, and after they all close.
     Idle(idle::IdleArgs),
+    /// A deploy under load: the hub (with `--fsync`) or node 0 of a cluster (`--redis-nodes 2`)
+    /// is killed and started again while its clients reconnect with `Last-Event-ID`: time until
+    /// it serves, until every client has what it missed, CPU, publish latency, nothing lost.
+    Restart(restart::RestartArgs),
+    /// Runs the floor server (see `fanout --vs-floor`) until killed.
+    #[command(hide = true)]
+    FloorServe {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Mode::FloorServe { listen } = cli.mode {
+        return floor::serve(listen);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -88,11 +107,13 @@ fn main() -> anyhow::Result<()> {
         mode,
         ..
     } = cli;
-    let (mut report, setup) = runtime.block_on(async {
+    let (mut report, setup, floor) = runtime.block_on(async {
         let streams = match &mode {
             Mode::Fanout(args) => args.subscribers(),
             Mode::Publish(args) => args.subscribers(),
             Mode::Idle(args) => args.connections(),
+            Mode::Restart(args) => args.clients(),
+            Mode::FloorServe { .. } => 0,
         };
         proc::ensure_open_files(streams as u64 + SPARE_FILES)?;
         anyhow::ensure!(
@@ -101,15 +122,30 @@ fn main() -> anyhow::Result<()> {
         );
         let mut deployment =
             deployment::Deployment::start(&bin, &hub_args, &deployment_args).await?;
+        let setup_description = deployment.description().to_owned();
+        let mut floor = None;
         let report = match mode {
-            Mode::Fanout(args) => fanout::run(&mut deployment, &args).await,
+            Mode::Fanout(args) => {
+                let report = fanout::run(&mut deployment, &args).await?;
+                if args.vs_floor() {
+                    drop(deployment);
+                    eprintln!("the same load against the floor…");
+                    let mut floor_deployment = deployment::Deployment::start_floor()?;
+                    floor = Some(fanout::run(&mut floor_deployment, &args).await?);
+                    deployment = floor_deployment;
+                }
+                Ok(report)
+            }
             Mode::Publish(args) => publish::run(&mut deployment, args).await,
+            Mode::Restart(args) => restart::run(&mut deployment, &args).await,
             Mode::Idle(args) => {
                 let hub = deployment.single_node()?;
                 idle::run(hub, &args).await
             }
+            Mode::FloorServe { .. } => unreachable!("served before the runtime starts"),
         }?;
-        anyhow::Ok((report, deployment.description().to_owned()))
+        drop(deployment);
+        anyhow::Ok((report, setup_description, floor))
     })?;
     report.section("hub");
     report.add("hubSetup", "under test", setup, "");
@@ -117,10 +153,24 @@ fn main() -> anyhow::Result<()> {
     if !hub_args.is_empty() {
         report.add("hubArgs", "extra serve arguments", hub_args.join(" "), "");
     }
-    if json {
-        println!("{}", report.to_json());
-    } else {
-        print!("{}", report.to_table());
+    match floor {
+        None if json => println!("{}", report.to_json()),
+        None => print!("{}", report.to_table()),
+        Some(floor) => {
+            let comparison = fanout::floor_comparison(&report, &floor);
+            if json {
+                let all = serde_json::json!({
+                    "herald": report.to_json(),
+                    "floor": floor.to_json(),
+                    "ratios": comparison.to_json(),
+                });
+                println!("{all}");
+            } else {
+                print!("{}", report.to_table());
+                print!("\n--- floor ---\n{}", floor.to_table());
+                print!("\n--- ratios ---\n{}", comparison.to_table());
+            }
+        }
     }
     Ok(())
 }

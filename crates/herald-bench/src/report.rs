@@ -108,6 +108,14 @@ impl Report {
         }
     }
 
+    /// The number stored under `key`, if any.
+    pub(crate) fn number(&self, key: &str) -> Option<f64> {
+        self.items.iter().find_map(|item| match item {
+            Item::Figure { key: k, value, .. } if *k == key => value.as_f64(),
+            _ => None,
+        })
+    }
+
     /// One JSON object: `mode` plus every figure by key.
     pub(crate) fn to_json(&self) -> Value {
         let mut object = Map::new();

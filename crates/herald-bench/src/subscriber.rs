@@ -32,32 +32,7 @@ impl Subscriber {
     /// # Errors
     /// On a connection failure, another status or type, or a stream that ends first.
     pub(crate) async fn connect(addr: SocketAddr, path: &str) -> anyhow::Result<Self> {
-        let mut socket = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        socket.set_nodelay(true)?;
-        socket
-            .write_all(&http::get_request(path, "Accept: text/event-stream\r\n"))
-            .await?;
-        let mut reader = ResponseReader::new(socket);
-        let head = reader.read_head().await?;
-        if head.status != 200 || !head.content_type.starts_with("text/event-stream") {
-            let status = head.status;
-            let body = reader.read_body(head.framing).await.unwrap_or_default();
-            bail!(
-                "GET {path} answered {status} {:?}: {}",
-                head.content_type,
-                String::from_utf8_lossy(&body)
-            );
-        }
-        let framing = head.framing;
-        let (socket, leftover) = reader.into_parts();
-        let mut subscriber = Self {
-            socket,
-            dechunker: (framing == Framing::Chunked).then(Dechunker::default),
-            read_buf: leftover,
-            partial_line: Vec::new(),
-        };
+        let mut subscriber = Self::open(addr, path, "").await?;
         let mut in_connected_event = false;
         let mut is_connected = false;
         loop {
@@ -75,6 +50,48 @@ impl Subscriber {
                 bail!("stream ended before its connected event");
             }
         }
+    }
+
+    /// Opens `GET path` on `addr` with `extra_headers` (whole `Name: value\r\n` lines) and checks
+    /// it is a `200 text/event-stream`; every line of the body, `connected` event included, is
+    /// left to [`Subscriber::drain_lines`].
+    ///
+    /// # Errors
+    /// On a connection failure, or another status or type.
+    pub(crate) async fn open(
+        addr: SocketAddr,
+        path: &str,
+        extra_headers: &str,
+    ) -> anyhow::Result<Self> {
+        let mut socket = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        socket.set_nodelay(true)?;
+        socket
+            .write_all(&http::get_request(
+                path,
+                &format!("Accept: text/event-stream\r\n{extra_headers}"),
+            ))
+            .await?;
+        let mut reader = ResponseReader::new(socket);
+        let head = reader.read_head().await?;
+        if head.status != 200 || !head.content_type.starts_with("text/event-stream") {
+            let status = head.status;
+            let body = reader.read_body(head.framing).await.unwrap_or_default();
+            bail!(
+                "GET {path} answered {status} {:?}: {}",
+                head.content_type,
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let framing = head.framing;
+        let (socket, leftover) = reader.into_parts();
+        Ok(Self {
+            socket,
+            dechunker: (framing == Framing::Chunked).then(Dechunker::default),
+            read_buf: leftover,
+            partial_line: Vec::new(),
+        })
     }
 
     /// Waits for the next bytes from the hub; `false` when the stream has ended.

@@ -4,7 +4,7 @@
 //! full queue ends the connection (the client resumes from history). It never reads history and never
 //! touches a socket; [`crate::stream::ClientStream`] drains the queue into the response body.
 
-use crate::event::ClientId;
+use crate::{event::ClientId, metrics::CloseReason};
 use bytes::Bytes;
 use std::{
     collections::VecDeque,
@@ -46,6 +46,19 @@ pub(crate) enum EndReason {
 }
 
 impl EndReason {
+    /// The `reason` label of `herald_streams_closed_total`.
+    pub(crate) fn metric(self) -> CloseReason {
+        match self {
+            EndReason::Overflow => CloseReason::SlowConsumer,
+            EndReason::ChannelClosed => CloseReason::ChannelClosed,
+            EndReason::Shutdown => CloseReason::Shutdown,
+            EndReason::Removed => CloseReason::Removed,
+            EndReason::Replaced => CloseReason::Replaced,
+            EndReason::HistoryGap => CloseReason::HistoryGap,
+            EndReason::UserLimit => CloseReason::UserLimit,
+        }
+    }
+
     /// The final comment the client reads before the stream ends.
     pub(crate) fn comment(self) -> &'static str {
         match self {
@@ -96,6 +109,8 @@ pub(crate) struct ClientShared {
     pub(crate) key: u64,
     pub(crate) id: ClientId,
     pub(crate) user: Option<Arc<str>>,
+    /// The identity the client id is bound to (`None`: anonymous): only it may take the id.
+    pub(crate) owner: Option<Arc<str>>,
     pub(crate) remote_addr: Option<SocketAddr>,
     pub(crate) connected_at: SystemTime,
     /// Position of the last event queued here; de-duplicates an event sent to several of this
@@ -111,12 +126,14 @@ impl ClientShared {
         key: u64,
         id: ClientId,
         user: Option<Arc<str>>,
+        owner: Option<Arc<str>>,
         remote_addr: Option<SocketAddr>,
     ) -> Self {
         Self {
             key,
             id,
             user,
+            owner,
             remote_addr,
             connected_at: SystemTime::now(),
             last_enqueued_seq: AtomicU64::new(0),
@@ -204,7 +221,7 @@ mod tests {
     use super::*;
 
     fn client() -> ClientShared {
-        ClientShared::new(1, ClientId::new("c1").expect("valid"), None, None)
+        ClientShared::new(1, ClientId::new("c1").expect("valid"), None, None, None)
     }
 
     #[test]

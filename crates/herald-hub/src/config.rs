@@ -50,6 +50,9 @@ pub struct HubConfig {
     /// closes that user's oldest, as a new browser tab would expect; 0 turns the limit off.
     /// Connections without a user are not counted. Default [`CONNECTIONS_PER_USER_MAX_DEFAULT`].
     pub max_connections_per_user: usize,
+    /// Channels that get their own series in [`crate::Hub::metrics`] (and `/metrics`). Only listed
+    /// channels do, so the number of series stays bounded whatever publishers do. Default none.
+    pub metrics_channels: Vec<String>,
 }
 
 impl Default for HubConfig {
@@ -61,6 +64,7 @@ impl Default for HubConfig {
             history: HistoryConfig::default(),
             client_linger: CLIENT_LINGER_DEFAULT,
             max_connections_per_user: CONNECTIONS_PER_USER_MAX_DEFAULT,
+            metrics_channels: Vec::new(),
         }
     }
 }

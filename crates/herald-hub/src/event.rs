@@ -44,6 +44,27 @@ pub enum FieldError {
         /// The first refused character.
         found: char,
     },
+    /// An event id holds a character a browser cannot send back in `Last-Event-ID` unchanged
+    /// (a space, a control character, anything outside ASCII).
+    #[error(
+        "{field} holds {found:?}; an event id is printable ASCII without spaces (0x21 to 0x7E)"
+    )]
+    NotPrintable {
+        /// The field's name.
+        field: &'static str,
+        /// The first refused character.
+        found: char,
+    },
+    /// An event id has the shape of the hub's log positions (`123-4`, or twelve lower-case
+    /// letters or digits, `-` and digits), which only the hub assigns.
+    #[error(
+        "{field} has the shape of a log position (digits-digits, or 12 of [0-9a-z]-digits), \
+         which is reserved for the ids the hub assigns"
+    )]
+    ReservedShape {
+        /// The field's name.
+        field: &'static str,
+    },
 }
 
 fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), FieldError> {
@@ -67,12 +88,59 @@ pub fn validate_event_name(name: &str) -> Result<(), FieldError> {
     check_text("event", name, EVENT_NAME_LEN_MAX)
 }
 
-/// Checks a publisher-chosen event id: 1 to [`EVENT_ID_LEN_MAX`] bytes, no CR, LF or NUL.
+/// Checks a publisher-chosen event id: 1 to [`EVENT_ID_LEN_MAX`] bytes of printable ASCII
+/// without spaces (`0x21..=0x7E`: what a browser sends back in `Last-Event-ID` unchanged), and
+/// not shaped like a log position ([`is_position_shaped`]).
+///
+/// ```
+/// use herald_hub::validate_event_id;
+///
+/// assert!(validate_event_id("order-7.created").is_ok());
+/// assert!(validate_event_id(" order-7").is_err(), "a browser trims the space");
+/// assert!(validate_event_id("\u{fc}-1").is_err(), "not ASCII");
+/// assert!(validate_event_id("1700000000000-0").is_err(), "a Redis entry id's shape");
+/// ```
 ///
 /// # Errors
 /// [`FieldError`] naming the rule broken.
 pub fn validate_event_id(id: &str) -> Result<(), FieldError> {
-    check_text("id", id, EVENT_ID_LEN_MAX)
+    const FIELD: &str = "id";
+    check_text(FIELD, id, EVENT_ID_LEN_MAX)?;
+    if let Some(found) = id.chars().find(|c| !matches!(c, '\x21'..='\x7e')) {
+        return Err(FieldError::NotPrintable {
+            field: FIELD,
+            found,
+        });
+    }
+    if is_position_shaped(id) {
+        return Err(FieldError::ReservedShape { field: FIELD });
+    }
+    Ok(())
+}
+
+/// Whether some event could have `id` (hub-assigned or a publisher's): 1 to
+/// [`EVENT_ID_LEN_MAX`] bytes, no CR, LF or NUL. Looser than [`validate_event_id`], which also
+/// refuses the shapes only the hub assigns: a reader may name any event, a publisher may not.
+pub(crate) fn is_possible_event_id(id: &str) -> bool {
+    check_text("id", id, EVENT_ID_LEN_MAX).is_ok()
+}
+
+/// Whether `id` has the shape of a hub-assigned position: a Redis entry id (`<ms>-<n>`, digits
+/// on both sides) or a standalone position (`{epoch}-{n}`, the epoch being 12 of `[0-9a-z]`).
+/// Publisher ids never have it, so an id is never mistaken for a log position.
+pub(crate) fn is_position_shaped(id: &str) -> bool {
+    let Some((head, n)) = id.split_once('-') else {
+        return false;
+    };
+    let is_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !is_digits(n) {
+        return false;
+    }
+    is_digits(head)
+        || (head.len() == 12
+            && head
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()))
 }
 
 /// The id of one connection: hub-assigned (`c_…`) or chosen by the client to keep it across
@@ -100,11 +168,22 @@ impl ClientId {
         Ok(Self(Arc::from(id)))
     }
 
-    /// A fresh random id, `c_` followed by 16 base-36 characters.
+    /// A fresh random id: `c_` and 26 base-32 characters, 128 bits from the operating system's
+    /// cryptographic generator, so an id cannot be guessed from others.
+    ///
+    /// # Panics
+    /// When the operating system has no random source (`getrandom` fails).
     pub(crate) fn random() -> Self {
-        let mut id = String::with_capacity(18);
+        const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+        let mut bytes = [0u8; 16];
+        getrandom::getrandom(&mut bytes).expect("the operating system provides random bytes");
+        let mut bits = u128::from_le_bytes(bytes);
+        let mut id = String::with_capacity(28);
         id.push_str("c_");
-        id.extend((0..16).map(|_| fastrand::alphanumeric().to_ascii_lowercase()));
+        for _ in 0..26 {
+            id.push(char::from(BASE32[(bits & 31) as usize]));
+            bits >>= 5;
+        }
         Self(Arc::from(id))
     }
 
@@ -325,5 +404,35 @@ mod tests {
         let id = ClientId::random();
         assert!(ClientId::new(id.as_str()).is_ok());
         assert!(id.as_str().starts_with("c_"));
+        assert_eq!(id.as_str().len(), 28, "c_ and 26 base-32 characters");
+        assert_ne!(ClientId::random(), ClientId::random());
+    }
+
+    #[test]
+    fn publisher_ids_are_printable_ascii_and_never_shaped_like_positions() {
+        for good in [
+            "order-7",
+            "a",
+            "inv-99.created",
+            "x-1-2",
+            "ABCDEFGHIJKL-5",
+            "~!#$%",
+        ] {
+            assert_eq!(validate_event_id(good), Ok(()), "{good}");
+        }
+        for bad in [" x", "x ", "a b", "\u{fc}-1", "a\tb", "\u{7f}"] {
+            assert!(
+                matches!(validate_event_id(bad), Err(FieldError::NotPrintable { .. })),
+                "{bad:?}"
+            );
+        }
+        for reserved in ["1700000000000-0", "0-0", "mfx3k2a0abcd-17"] {
+            assert_eq!(
+                validate_event_id(reserved),
+                Err(FieldError::ReservedShape { field: "id" }),
+                "{reserved}"
+            );
+        }
+        assert!(validate_event_id(&"x".repeat(257)).is_err());
     }
 }

@@ -14,6 +14,15 @@ use crate::{
 use bytes::Bytes;
 use std::{collections::HashMap, sync::Arc};
 
+/// What one delivery did.
+#[derive(Debug)]
+pub(crate) struct Delivered {
+    /// Connections the event was queued to.
+    pub(crate) recipients: usize,
+    /// Connections cut because their queue was full, now unregistered.
+    pub(crate) overflowed: Vec<Arc<ClientShared>>,
+}
+
 /// One registered connection and its channels.
 #[derive(Debug)]
 pub(crate) struct Entry {
@@ -147,15 +156,15 @@ impl Fanout {
     }
 
     /// Queues `frame` (the event at `seq`) to every connection `target` addresses, each at most
-    /// once. Connections whose queue overflows are ended and unregistered. Returns how many
-    /// connections it was queued to.
+    /// once. Connections whose queue overflows are ended and unregistered (and returned, so the
+    /// hub records them as departed).
     pub(crate) fn deliver(
         &mut self,
         audience: &Audience,
         seq: u64,
         frame: &Bytes,
         capacity: usize,
-    ) -> usize {
+    ) -> Delivered {
         let mut recipients = 0;
         let mut overflowed = Vec::new();
         let mut push = |client: &Arc<ClientShared>| match client.push_event(seq, frame, capacity) {
@@ -180,10 +189,15 @@ impl Fanout {
             }
             Audience::All => self.entries.values().for_each(|entry| push(&entry.client)),
         }
-        for key in overflowed {
-            self.remove(key);
+        let overflowed = overflowed
+            .into_iter()
+            .filter_map(|key| self.remove(key))
+            .map(|entry| entry.client)
+            .collect();
+        Delivered {
+            recipients,
+            overflowed,
         }
-        recipients
     }
 
     /// Ends every connection on `channel` after its final event: a single-channel stream ends,
@@ -234,7 +248,13 @@ mod tests {
 
     fn connect(fanout: &mut Fanout, key: u64, user: &str) {
         let id = ClientId::new(&format!("c{key}")).expect("valid id");
-        let client = Arc::new(ClientShared::new(key, id, Some(Arc::from(user)), None));
+        let client = Arc::new(ClientShared::new(
+            key,
+            id,
+            Some(Arc::from(user)),
+            None,
+            None,
+        ));
         fanout.insert(client, Vec::new());
     }
 

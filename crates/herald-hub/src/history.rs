@@ -1,15 +1,17 @@
 //! The in-memory event history: an ordered, bounded ring that gives every event its position.
 //!
-//! Owns positions (`seq`), the id index used for resume, polling and idempotent publish, where a
-//! reader starts ([`History::read_start`], one rule for resume and polling) and trimming by count,
-//! bytes and age. Finding where to start is O(1): a hash of the id, then an index into the ring.
-//! It never fans out, never knows connections and never talks to a log backend: the hub tells the
-//! log what trimming dropped.
+//! Owns positions (`seq`), three indexes kept and trimmed with the records (wire id → position for
+//! resume and polling; publisher id and scope → position for idempotent publish; channel →
+//! positions, so a poll walks only the channels it asks for), where a reader starts
+//! ([`History::read_start`], one rule for resume and polling) and trimming by count, bytes and age.
+//! Finding where to start is O(1): a hash of the id, then an index into the ring. A wire id names
+//! exactly one record. It never fans out, never knows connections and never talks to a log
+//! backend: the hub tells the log what trimming dropped.
 
 use crate::{
     channel::ChannelName,
     config::HistoryConfig,
-    record::{Record, RecordKind},
+    record::{Audience, Record, RecordKind},
 };
 use hashbrown::HashTable;
 use std::{
@@ -22,8 +24,18 @@ use std::{
 #[derive(Debug)]
 pub(crate) struct History {
     records: VecDeque<Record>,
-    /// Positions by the hash of their record's id (the id itself lives in the frame).
+    /// Positions by the hash of their record's wire id (the id itself lives in the frame).
     index: HashTable<u64>,
+    /// Positions of records with a publisher id, by the hash of (audience, publisher id): the
+    /// scope idempotency works in.
+    by_publisher_id: HashTable<u64>,
+    /// The publisher ids of records whose wire id is their position id instead (another event
+    /// had that id on the wire already). Rare: only a publisher id reused across scopes.
+    renamed: HashMap<u64, Box<str>>,
+    /// Positions of the records addressed to each channel, oldest first.
+    by_channel: HashMap<ChannelName, VecDeque<u64>>,
+    /// Positions of the records addressed to every connection, oldest first.
+    to_all: VecDeque<u64>,
     hasher: std::collections::hash_map::RandomState,
     bytes: usize,
     limits: HistoryConfig,
@@ -53,6 +65,10 @@ impl History {
         Self {
             records: VecDeque::new(),
             index: HashTable::new(),
+            by_publisher_id: HashTable::new(),
+            renamed: HashMap::new(),
+            by_channel: HashMap::new(),
+            to_all: VecDeque::new(),
             hasher: Default::default(),
             bytes: 0,
             origin: now.checked_sub(limits.max_age).unwrap_or(now),
@@ -121,6 +137,30 @@ impl History {
         self.get(*seq)
     }
 
+    /// The record published with publisher id `publisher_id` to exactly `audience`, if still in
+    /// history: the scope a publisher id is idempotent in.
+    pub(crate) fn get_published(&self, audience: &Audience, publisher_id: &str) -> Option<&Record> {
+        let hash = self.hasher.hash_one((audience, publisher_id));
+        let seq = self.by_publisher_id.find(hash, |seq| {
+            self.get(*seq).is_some_and(|r| {
+                &r.audience == audience && self.publisher_id(r) == Some(publisher_id)
+            })
+        })?;
+        self.get(*seq)
+    }
+
+    /// The id the publisher gave `record`, if any (its wire id may be its position id instead).
+    pub(crate) fn publisher_id<'a>(&'a self, record: &'a Record) -> Option<&'a str> {
+        record
+            .is_publisher_id()
+            .then(|| publisher_id_in(&self.renamed, record))
+    }
+
+    /// The position id `{epoch}-{seq}` of this history.
+    pub(crate) fn position_id(&self, seq: u64) -> String {
+        format!("{}-{seq}", self.epoch)
+    }
+
     /// Where a reader that last saw `last_event_id` starts: the one rule for resume and polling.
     /// An id is either an event's id still in history, or a position id of this history
     /// (`{epoch}-{n}`, what [`Self::start_id`] hands out) whose position is still readable.
@@ -148,7 +188,7 @@ impl History {
         let head = self.head_seq();
         match self.get(head) {
             Some(record) if !record.is_publisher_id() => record.id().to_owned(),
-            _ => format!("{}-{head}", self.epoch),
+            _ => self.position_id(head),
         }
     }
 
@@ -191,22 +231,135 @@ impl History {
         Some(self.records.iter().skip(start))
     }
 
-    /// Appends a record whose `seq` is [`Self::next_seq`]. The caller trims after.
-    pub(crate) fn append(&mut self, record: Record) {
+    /// Appends a record whose `seq` is [`Self::next_seq`]; `publisher_id` is the id its
+    /// publisher gave when that is not its wire id. The caller trims after.
+    ///
+    /// A wire id names one record: when an older record still holds the same wire id (in a
+    /// cluster, only once the log forgot it, past history's age), the older one stops being
+    /// found by it.
+    pub(crate) fn append(&mut self, record: Record, publisher_id: Option<&str>) {
         debug_assert_eq!(
             record.seq, self.next_seq,
             "records are appended in position order"
         );
         self.next_seq = record.seq + 1;
         self.bytes += record.cost_bytes();
-        let hash = self.hasher.hash_one(record.id());
         let seq = record.seq;
+        let hash = self.hasher.hash_one(record.id());
+        let first = self.records.front().map_or(seq, |r| r.seq);
+        let records = &self.records;
+        if let Ok(stale) = self
+            .index
+            .find_entry(hash, |s| records[(*s - first) as usize].id() == record.id())
+        {
+            stale.remove();
+        }
+        if let Some(publisher_id) = publisher_id.filter(|id| *id != record.id()) {
+            self.renamed.insert(seq, publisher_id.into());
+        }
+        match &record.audience {
+            Audience::All => self.to_all.push_back(seq),
+            Audience::Client(_) => {}
+            channels => {
+                for channel in channels.channels() {
+                    self.by_channel
+                        .entry(channel.clone())
+                        .or_default()
+                        .push_back(seq);
+                }
+            }
+        }
+        let is_publisher_id = record.is_publisher_id();
         self.records.push_back(record);
-        let (records, hasher) = (&self.records, &self.hasher);
-        self.index.insert_unique(hash, seq, |seq| {
-            let first = records.front().map_or(0, |r| r.seq);
-            hasher.hash_one(records[(seq - first) as usize].id())
-        });
+        let (records, hasher, renamed) = (&self.records, &self.hasher, &self.renamed);
+        let first = records.front().map_or(0, |r| r.seq);
+        let at = |seq: u64| &records[(seq - first) as usize];
+        self.index
+            .insert_unique(hash, seq, |seq| hasher.hash_one(at(*seq).id()));
+        if is_publisher_id {
+            let record = at(seq);
+            let hash = hasher.hash_one((&record.audience, publisher_id_in(renamed, record)));
+            self.by_publisher_id.insert_unique(hash, seq, |seq| {
+                let r = at(*seq);
+                hasher.hash_one((&r.audience, publisher_id_in(renamed, r)))
+            });
+        }
+    }
+
+    /// Forgets the indexes' entries for `record`, the oldest record, as it leaves history.
+    fn unindex_front(&mut self, record: &Record) {
+        let seq = record.seq;
+        let hash = self.hasher.hash_one(record.id());
+        if let Ok(slot) = self.index.find_entry(hash, |s| *s == seq) {
+            slot.remove();
+        }
+        if record.is_publisher_id() {
+            let hash = self
+                .hasher
+                .hash_one((&record.audience, publisher_id_in(&self.renamed, record)));
+            if let Ok(slot) = self.by_publisher_id.find_entry(hash, |s| *s == seq) {
+                slot.remove();
+            }
+        }
+        self.renamed.remove(&seq);
+        match &record.audience {
+            Audience::All => {
+                if self.to_all.front() == Some(&seq) {
+                    self.to_all.pop_front();
+                }
+            }
+            Audience::Client(_) => {}
+            channels => {
+                for channel in channels.channels() {
+                    if let Some(seqs) = self.by_channel.get_mut(channel) {
+                        if seqs.front() == Some(&seq) {
+                            seqs.pop_front();
+                        }
+                        if seqs.is_empty() {
+                            self.by_channel.remove(channel);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The records after position `after` addressed to any of `channels` or to every
+    /// connection, oldest first, at most `limit` of them, and whether more follow. Walks only
+    /// those channels' positions: the cost is what it returns (and a binary search per channel).
+    pub(crate) fn on_channels_after(
+        &self,
+        channels: &[ChannelName],
+        after: u64,
+        limit: usize,
+    ) -> (Vec<&Record>, bool) {
+        let mut lists: Vec<std::iter::Peekable<std::collections::vec_deque::Iter<'_, u64>>> =
+            channels
+                .iter()
+                .filter_map(|c| self.by_channel.get(c))
+                .chain(std::iter::once(&self.to_all))
+                .map(|seqs| {
+                    let start = seqs.partition_point(|seq| *seq <= after);
+                    seqs.range(start..).peekable()
+                })
+                .collect();
+        let mut found = Vec::new();
+        loop {
+            let Some(next) = lists.iter_mut().filter_map(|l| l.peek().copied()).min() else {
+                return (found, false);
+            };
+            if found.len() == limit {
+                return (found, true);
+            }
+            for list in &mut lists {
+                if list.peek() == Some(&next) {
+                    list.next();
+                }
+            }
+            if let Some(record) = self.get(*next) {
+                found.push(record);
+            }
+        }
     }
 
     /// Drops the oldest records until every limit holds. Returns the position of the last record
@@ -223,17 +376,16 @@ impl History {
             {
                 break;
             }
-            let hash = self.hasher.hash_one(front.id());
-            let seq = front.seq;
-            if let Ok(slot) = self.index.find_entry(hash, |s| *s == seq) {
-                slot.remove();
-            }
             let front = self.records.pop_front().expect("front was just seen");
+            self.unindex_front(&front);
             self.bytes -= front.cost_bytes();
-            dropped = Some(seq);
+            dropped = Some(front.seq);
         }
         if self.records.is_empty() && self.index.capacity() > 1024 {
             self.index.shrink_to_fit(|_| 0);
+            self.by_publisher_id.shrink_to_fit(|_| 0);
+            self.to_all.shrink_to_fit();
+            self.by_channel.shrink_to_fit();
         }
         dropped
     }
@@ -245,6 +397,11 @@ impl History {
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
+}
+
+/// The publisher id of `record`, which has one: its wire id unless it was renamed.
+fn publisher_id_in<'a>(renamed: &'a HashMap<u64, Box<str>>, record: &'a Record) -> &'a str {
+    renamed.get(&record.seq).map_or(record.id(), |id| id)
 }
 
 /// A fresh epoch: the time in base 36 and four random characters.
@@ -295,7 +452,7 @@ mod tests {
             kind: RecordKind::Event,
         };
         let now = history.ms_since_origin(Instant::now());
-        history.append(Record::new(seq, &draft, Audience::All, now));
+        history.append(Record::new(seq, &draft, Audience::All, now), None);
         history.trim(Instant::now());
     }
 
@@ -434,7 +591,7 @@ mod tests {
             let now = history.ms_since_origin(Instant::now());
             let record = Record::new(seq, &draft, Audience::Channel(channel.clone()), now);
             frames += record.delivered_frame().map_or(0, bytes::Bytes::len);
-            history.append(record);
+            history.append(record, None);
         }
         let rss_per_event = (rss_bytes() - before) / EVENTS;
         let cost_per_event = history.bytes() / EVENTS;

@@ -103,6 +103,7 @@
 //! - `client` and `stream`: one connection's bounded queue, and the byte stream
 //!   ([`ClientStream`]) that drains it.
 //! - `wire`: SSE encoding, done once per event.
+//! - `metrics`: the lock-free counters behind [`Hub::metrics`] (and `GET /metrics`).
 //! - `channel`, `event`: validated names, ids and payloads ([`ChannelName`], [`EventData`]).
 //! - `config`: settings and their defaults ([`HubConfig`]).
 //! - [`http`] (feature `axum`, on by default): the HTTP API and the server loop.
@@ -118,6 +119,7 @@ mod history;
 mod hooks;
 mod hub;
 mod log;
+mod metrics;
 mod record;
 mod stream;
 mod wire;
@@ -143,5 +145,9 @@ pub use log::{
     ClusterConfig, ClusterError, FsyncPolicy, LogError, StoreError, DATA_FILE_NAME,
     KEY_PREFIX_DEFAULT, REDIS_URL_DEFAULT,
 };
-pub use record::Target;
+pub use metrics::{
+    ChannelMetrics, CloseReason, Histogram, LogHealth, Metrics, PublishResult,
+    LATENCY_BUCKETS_SECONDS,
+};
+pub use record::{Target, PUBLISH_CHANNELS_MAX};
 pub use stream::ClientStream;

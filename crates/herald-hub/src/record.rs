@@ -18,10 +18,15 @@ use crate::{
 use bytes::Bytes;
 use std::borrow::Cow;
 
+/// Most distinct channels one publish may name (duplicates are removed first). Every channel
+/// name a record holds is kept and indexed in history, so the count is bounded here.
+pub const PUBLISH_CHANNELS_MAX: usize = 64;
+
 /// Who an event is addressed to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     /// Every connection subscribed to any of these channels (de-duplicated per connection).
+    /// At most [`PUBLISH_CHANNELS_MAX`] distinct channels.
     Channels(Vec<ChannelName>),
     /// One connection, by client id.
     Client(ClientId),
@@ -29,8 +34,10 @@ pub enum Target {
     All,
 }
 
-/// A [`Target`] as a record keeps it: one channel needs no list of its own.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A [`Target`] as a record keeps it: one channel needs no list of its own. Channels are sorted
+/// and de-duplicated, so two publishes to the same set have equal audiences (the scope of a
+/// publisher id).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Audience {
     /// One channel.
     Channel(ChannelName),
@@ -48,7 +55,14 @@ impl Audience {
             Target::Channels(mut channels) if channels.len() == 1 => {
                 Self::Channel(channels.pop().expect("one channel"))
             }
-            Target::Channels(channels) => Self::Channels(channels.into_boxed_slice()),
+            Target::Channels(mut channels) => {
+                channels.sort_unstable();
+                channels.dedup();
+                if channels.len() == 1 {
+                    return Self::Channel(channels.pop().expect("one channel"));
+                }
+                Self::Channels(channels.into_boxed_slice())
+            }
             Target::Client(id) => Self::Client(id),
             Target::All => Self::All,
         }
@@ -81,16 +95,21 @@ impl Audience {
         }
     }
 
-    /// Heap bytes this audience holds (channel names counted in full even when shared).
+    /// Bytes this audience holds, and its entries in history's per-channel index: each name
+    /// in full (even when shared) with its allocation, its pointer in a list, its index slot.
     fn cost_bytes(&self) -> usize {
+        let name = |len: usize| len + NAME_ALLOCATION_BYTES + CHANNEL_INDEX_SLOT_BYTES;
         match self {
-            Self::Channel(channel) => channel.as_str().len(),
-            Self::Channels(channels) => channels
-                .iter()
-                .map(|c| c.as_str().len() + std::mem::size_of::<ChannelName>())
-                .sum(),
-            Self::Client(id) => id.as_str().len(),
-            Self::All => 0,
+            Self::Channel(channel) => name(channel.as_str().len()),
+            Self::Channels(channels) => {
+                LIST_ALLOCATION_BYTES
+                    + channels
+                        .iter()
+                        .map(|c| name(c.as_str().len()) + std::mem::size_of::<ChannelName>())
+                        .sum::<usize>()
+            }
+            Self::Client(id) => id.as_str().len() + NAME_ALLOCATION_BYTES,
+            Self::All => CHANNEL_INDEX_SLOT_BYTES,
         }
     }
 }
@@ -129,6 +148,13 @@ const FLAG_PUBLISHER_ID: u8 = 8;
 
 /// Bytes of the id index one record takes (its slot and control byte, at the table's load).
 const INDEX_SLOT_BYTES: usize = 16;
+/// Bytes around one shared name (`Arc<str>`): its two counts and the allocator's header and
+/// rounding.
+const NAME_ALLOCATION_BYTES: usize = 32;
+/// The allocator's header and rounding around a list of channels.
+const LIST_ALLOCATION_BYTES: usize = 16;
+/// One position in history's per-channel index (8 bytes, and the ring's spare capacity).
+const CHANNEL_INDEX_SLOT_BYTES: usize = 16;
 /// Bytes the allocator and `Bytes` spend around one frame (allocation header, capacity slack and
 /// rounding, the shared count once it is cloned), measured with a million small events.
 const FRAME_OVERHEAD_BYTES: usize = 64;
@@ -155,7 +181,8 @@ pub(crate) struct Record {
 pub(crate) struct Draft<'a> {
     /// The id subscribers see.
     pub(crate) id: &'a str,
-    /// True when the publisher chose the id (false: derived from the position).
+    /// True when the publisher gave the event an id (`id` is that id or, when it is another
+    /// event's wire id already, the position id).
     pub(crate) is_publisher_id: bool,
     pub(crate) event: Option<&'a str>,
     pub(crate) data: &'a EventData,
@@ -202,9 +229,8 @@ impl Record {
         self.text(4..4 + usize::from(self.id_len))
     }
 
-    /// Whether the publisher chose the id (as opposed to one derived from the position); kept
-    /// apart from the position so ids and idempotency scopes can change without a new layout.
-    #[allow(dead_code)]
+    /// Whether the publisher gave the event an id (its wire id is that id, or the position id
+    /// when another event in history already has it on the wire: see `History`).
     pub(crate) fn is_publisher_id(&self) -> bool {
         self.flags & FLAG_PUBLISHER_ID != 0
     }
@@ -257,13 +283,14 @@ impl Record {
         (self.flags & FLAG_CLOSE == 0 || self.flags & FLAG_FINAL_EVENT != 0).then_some(&self.frame)
     }
 
-    /// Every byte this record holds: the struct, its frame, its target's names, its index slot.
+    /// Every byte this record holds: the struct, its frame, its target's names and their
+    /// allocations, its slots in the id index, the publisher-id index and the per-channel index.
     pub(crate) fn cost_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.frame.len()
             + FRAME_OVERHEAD_BYTES
             + self.audience.cost_bytes()
-            + INDEX_SLOT_BYTES
+            + if self.is_publisher_id() { 2 } else { 1 } * INDEX_SLOT_BYTES
     }
 }
 

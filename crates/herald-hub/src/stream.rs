@@ -166,11 +166,13 @@ impl ClientStream {
                     left_channels.push(channel.clone());
                     if replay.channels.is_empty() {
                         self.hub.count_delivered(delivered);
+                        self.hub.count_replayed(delivered);
                         return ReplayStep::End(Some(chunk.freeze()), EndReason::ChannelClosed);
                     }
                 }
             }
             self.hub.count_delivered(delivered);
+            self.hub.count_replayed(delivered);
             let chunk = (!chunk.is_empty()).then(|| chunk.freeze());
             if replay.cursor >= replay.until {
                 ReplayStep::Done(chunk)

@@ -180,3 +180,99 @@ async fn a_client_resuming_on_a_node_that_has_not_read_its_id_yet_gets_exactly_w
     a.shutdown();
     b.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_publisher_id_on_two_channels_is_two_events_with_one_wire_id_each_on_every_node() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, "a"), node(&redis, "b"));
+    ready(&a).await;
+    ready(&b).await;
+    let mut sse = Sse::new(b.add_client(on(&["room", "billing"], None)).expect("open"));
+    sse.connected().await;
+
+    let first = publish(&a, "room", "order-7").await;
+    let second = publish(&b, "billing", "order-7").await;
+    assert!(!second.duplicate, "another channel's id is another event");
+    assert_eq!(
+        (first.id.as_str(), second.id.as_str()),
+        ("order-7", "order-7")
+    );
+    let again = publish(&b, "room", "order-7").await;
+    assert!(
+        again.duplicate,
+        "the same id on the same channel, from any node"
+    );
+
+    let seen = [sse.next_event().await, sse.next_event().await];
+    assert_eq!(seen[0].id, "order-7");
+    assert_ne!(seen[1].id, seen[0].id, "a wire id names one event");
+    // Every node shows the same ids: a poll on the other node agrees.
+    let asked = [channel("room"), channel("billing")];
+    let page = a.events_after(&asked, None, 10);
+    let polled: Vec<&str> = page.events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(polled, [seen[0].id.as_str(), seen[1].id.as_str()]);
+    a.shutdown();
+    b.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_bound_on_one_node_is_not_given_to_another_identity_on_another() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, "a"), node(&redis, "b"));
+    ready(&a).await;
+    ready(&b).await;
+    let tab = herald_hub::ClientId::new("tab-1").expect("valid");
+    let given = a
+        .claim_client_id(Some(tab.clone()), Some("user:alice"))
+        .await;
+    assert_eq!(given, tab);
+    let other = b
+        .claim_client_id(Some(tab.clone()), Some("user:mallory"))
+        .await;
+    assert_ne!(other, tab, "bound to alice on every node");
+    let again = b
+        .claim_client_id(Some(tab.clone()), Some("user:alice"))
+        .await;
+    assert_eq!(again, tab, "alice takes it on any node");
+    a.shutdown();
+    b.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_shaped_like_log_positions_are_refused_and_every_answered_event_is_delivered() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, "a"), node(&redis, "b"));
+    ready(&a).await;
+    ready(&b).await;
+    let mut sse = Sse::new(b.add_client(on(&["room"], None)).expect("open"));
+    sse.connected().await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    // Ids of the entries Redis is about to append: a node must never take them for positions.
+    for ms in now_ms..now_ms + 2_000 {
+        let forged = NewEvent::new(EventData::text("forged")).with_id(format!("{ms}-0"));
+        let refused = a
+            .publish(Target::Channels(vec![channel("room")]), forged)
+            .await;
+        assert!(refused.is_err_and(|err| err.is_invalid()));
+    }
+    let mut answered = Vec::new();
+    for n in 0..20 {
+        let event = NewEvent::new(EventData::text(format!("real-{n}")));
+        let published = a
+            .publish(Target::Channels(vec![channel("room")]), event)
+            .await
+            .expect("accepted");
+        answered.push(published.id);
+    }
+    let delivered = sse.events_through(answered.last().expect("20")).await;
+    assert_eq!(
+        ids(&delivered),
+        answered,
+        "every answered event reaches the subscriber"
+    );
+    a.shutdown();
+    b.shutdown();
+}

@@ -3,6 +3,7 @@
 //! Only wiring lives here: parse flags, set up tracing, bind, and hand over to the `herald`
 //! library. Errors are reported with `anyhow` at this edge.
 
+mod access_log;
 mod cli_health;
 mod cli_publish;
 mod cli_tail;
@@ -12,7 +13,7 @@ mod memory;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use config::ServeArgs;
+use config::{LogFormat, ServeArgs, ServeConfig};
 use herald_hub::Hub;
 use tracing_subscriber::EnvFilter;
 
@@ -38,27 +39,44 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // `serve` reads its settings before logging starts: the log format is one of them.
+    let command = match cli.command {
+        Command::Serve(args) => Ok(args.resolve()?),
+        other => Err(other),
+    };
+    init_logging(command.as_ref().map_or(LogFormat::Text, |c| c.log_format));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(*args)),
-        Command::Tail(args) => runtime.block_on(cli_tail::run(args)),
-        Command::Publish(args) => runtime.block_on(cli_publish::run(args)),
-        Command::Health(args) => runtime.block_on(cli_health::run(args)),
+    match command {
+        Ok(config) => runtime.block_on(serve(config)),
+        Err(Command::Tail(args)) => runtime.block_on(cli_tail::run(args)),
+        Err(Command::Publish(args)) => runtime.block_on(cli_publish::run(args)),
+        Err(Command::Health(args)) => runtime.block_on(cli_health::run(args)),
+        Err(Command::Serve(_)) => unreachable!("serve's settings are resolved above"),
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.resolve()?;
+/// Logs to stderr, filtered by `HERALD_LOG` (default `info`), as text or one JSON object a line.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     raise_open_files_limit();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -67,12 +85,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     warn_when_exposed(&config);
     let mut http = config.http;
     if let Some((open_files, connections_max)) = config::fit_to_open_file_limit(&mut http.limits) {
-        tracing::warn!(
-            open_files,
-            connections_max,
-            "the stream limit is lowered to fit the open-file limit; raise `ulimit -n` for more"
-        );
+        // The default is meant to fit; only a limit the operator chose is worth a warning.
+        if config.is_connections_max_explicit {
+            tracing::warn!(
+                open_files,
+                connections_max,
+                "max_connections is lowered to fit the open-file limit; raise `ulimit -n` for more"
+            );
+        } else {
+            tracing::debug!(
+                open_files,
+                connections_max,
+                "the stream limit fits the open-file limit"
+            );
+        }
     }
+    let is_auth_none = http.auth.algorithm().is_none();
     let hub = match config.backend {
         config::Backend::Cluster(cluster) => {
             tracing::info!(node = %cluster.node_id, "joining the cluster");
@@ -88,8 +116,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config::Backend::Memory => Hub::new(config.hub),
     };
     tokio::spawn(memory::release_after_disconnects(hub.clone()));
-    let mut router = herald_hub::http::router(hub.clone(), http);
-    if let Some(cors) = cors::layer(&config.cors_origins)? {
+    let mut router = herald_hub::http::router(hub.clone(), http)
+        .layer(axum::middleware::from_fn(access_log::log_request));
+    let unlisted = cors::Unlisted::of(config.listen, is_auth_none);
+    if let Some(cors) = cors::layer(&config.cors_origins, unlisted)? {
         router = router.layer(cors);
     }
     let shutdown = shutdown_signal()?;
@@ -134,17 +164,23 @@ fn raise_open_files_limit() {
     }
 }
 
-/// A future that resolves on SIGINT or SIGTERM. The handlers are installed when this is called,
-/// not when the future is first polled, so a signal that comes right after the "listening" line
-/// already stops the hub gracefully instead of killing it.
+/// A future that resolves on SIGINT or SIGTERM. The handlers are installed by this call, before
+/// the hub says it listens, so a signal sent as soon as the port is known is never missed.
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
-    let mut terminate = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
     })
 }

@@ -363,6 +363,38 @@ async fn stats_count_connections_events_and_the_oldest_connection() {
 }
 
 #[tokio::test]
+async fn an_unknown_field_is_named_with_the_fields_that_endpoint_takes() {
+    let hub = TestHub::start(&[]);
+    let (status, error) = hub
+        .post("/api/channels/a/events", json!({"data": 1, "foo": 2}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(error["error"]["code"], "invalid_body");
+    let message = error["error"]["message"].as_str().expect("a message");
+    assert!(
+        message.contains("foo") && message.contains("`data`"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("channels"),
+        "this endpoint takes no channels: {message}"
+    );
+    let (status, _) = hub
+        .post(
+            "/api/channels/a/events",
+            json!({"data": 1, "channels": ["b"]}),
+        )
+        .await;
+    assert_eq!(status, 400, "channels belong to POST /api/events only");
+    let (status, error) = hub.post("/api/events", json!({"data": 1, "foo": 2})).await;
+    assert_eq!(status, 400);
+    assert!(error["error"]["message"]
+        .as_str()
+        .expect("a message")
+        .contains("channels"));
+}
+
+#[tokio::test]
 async fn bad_input_gets_a_json_error_and_publishes_nothing() {
     let hub = TestHub::start(&[]);
     let mut watcher = hub.stream("/api/channels/orders/stream").await;

@@ -97,6 +97,38 @@ __SCRIPT__
 </html>
 "#;
 
+/// The README's first steps: a page served from this machine talks to a hub started with the
+/// defaults (loopback, `--auth none`), with no `--cors-origins`: it streams and it publishes
+/// (a JSON `fetch`, so a CORS preflight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_served_from_loopback_works_with_a_hub_started_with_defaults() {
+    run_browser_test(
+        "a_page_served_from_loopback_works_with_a_hub_started_with_defaults",
+        async {
+            let page_listener = PageListener::bind().await;
+            let hub = TestHub::start(&[]);
+            let script = r#"
+            const stream = watch("stream", new EventSource(HUB + "/api/channels/orders/stream"),
+                                 ["connected", "created"]);
+            stream.addEventListener("connected", () => {
+              fetch(HUB + "/api/channels/orders/events", {
+                method: "POST",
+                headers: { "content-type": "application/json" },
+                body: JSON.stringify({ event: "created", data: { id: 7 } }),
+              }).then((r) => report("published", { status: r.status }),
+                      (e) => report("publish-failed", { message: String(e) }));
+            });
+        "#;
+            let mut page = BrowserPage::open(page_listener, &hub, script);
+            page.wait_until("the event the page published itself", |reports| {
+                count_events(reports, "created") == 1
+            })
+            .await;
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_receives_named_events_from_two_channels() {
     run_browser_test("browser_receives_named_events_from_two_channels", async {

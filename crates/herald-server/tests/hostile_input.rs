@@ -104,6 +104,7 @@ fn cases() -> Vec<Case> {
     let event = json!({"data": "hostile"});
     let many_params = format!("/api/stream?channel=orders{}", "&x=1".repeat(5000));
     let long_channel = "x".repeat(129);
+    let too_many_channels: Vec<String> = (0..65).map(|n| format!("c{n}")).collect();
 
     vec![
         // Tokens.
@@ -272,6 +273,33 @@ fn cases() -> Vec<Case> {
         )
         .token(subscriber.clone())
         .expect(400, "invalid_client_id"),
+        // Records are bounded: a publish names at most 64 distinct channels.
+        case("65 distinct channels in one publish", "POST", "/api/events")
+            .token(publisher.clone())
+            .json(json!({"channels": too_many_channels, "data": "x"}))
+            .expect(400, "too_many_channels"),
+        // Ids a browser can resume from: printable ASCII without spaces.
+        case("event id with a leading space", "POST", publish)
+            .token(publisher.clone())
+            .json(json!({"id": " order-7", "data": "x"}))
+            .expect(400, "invalid_event_id"),
+        case("event id with a trailing space", "POST", publish)
+            .token(publisher.clone())
+            .json(json!({"id": "order-7 ", "data": "x"}))
+            .expect(400, "invalid_event_id"),
+        case("non-ASCII event id", "POST", publish)
+            .token(publisher.clone())
+            .json(json!({"id": "\u{fc}-1", "data": "x"}))
+            .expect(400, "invalid_event_id"),
+        // Never mistaken for a log position.
+        case("event id shaped like a Redis entry id", "POST", publish)
+            .token(publisher.clone())
+            .json(json!({"id": "1700000000000-0", "data": "x"}))
+            .expect(400, "invalid_event_id"),
+        case("event id shaped like a hub position id", "POST", publish)
+            .token(publisher.clone())
+            .json(json!({"id": "mfx3k2a0abcd-17", "data": "x"}))
+            .expect(400, "invalid_event_id"),
     ]
 }
 
@@ -413,4 +441,104 @@ async fn a_stream_is_not_cut_by_the_body_read_timeout() {
     .await;
     assert_eq!(sent.status, 200);
     assert_eq!(stream.next_event().await.data, "late");
+}
+
+/// Cases that need more than one request: each names the defect it guards (issue 11).
+///
+/// | case | expected answer |
+/// | --- | --- |
+/// | 20 publishes naming `"a"` 200 000 times | 200; one channel each; history and RSS stay small |
+/// | a token without `sub` asks for an API-key stream's `clientId` | 200, with a fresh client id |
+/// | an empty poll of `orders` after a publish on `secret` | 200; the cursor names no event of `secret` |
+#[tokio::test]
+async fn a_flood_of_duplicate_channel_names_is_one_channel_and_costs_one_name() {
+    let hub = jwt_hub(&[]);
+    let names = vec!["a"; 200_000];
+    let rss_before = hub.rss_kib();
+    for _ in 0..20 {
+        let sent = post(
+            &hub,
+            "/api/events",
+            Some(API_KEY),
+            json!({"channels": names, "data": "x"}),
+        )
+        .await;
+        assert_eq!(sent.status, 200, "{}", sent.body);
+    }
+    let history_bytes = stats(&hub).await["history"]["bytes"]
+        .as_u64()
+        .expect("history bytes");
+    assert!(
+        history_bytes < 20 * 1024,
+        "history holds {history_bytes} bytes"
+    );
+    let grown_kib = hub.rss_kib().saturating_sub(rss_before);
+    assert!(grown_kib < 40 * 1024, "RSS grew by {grown_kib} KiB");
+}
+
+#[tokio::test]
+async fn a_token_without_a_user_cannot_take_an_api_key_streams_client_id() {
+    let hub = hostile_hub();
+    let url = hub.url("/api/channels/orders/stream?clientId=k-1");
+    let key = format!("Bearer {API_KEY}");
+    let mut owner = SseStream::open(&url, &[("authorization", key.as_str())]).await;
+    assert_eq!(owner.connected().await["clientId"], "k-1");
+    let no_sub = hs256(json!({"exp": now() + 3600, "herald": {"subscribe": ["orders"]}}));
+    let no_sub = format!("Bearer {no_sub}");
+    let mut other = SseStream::open(&url, &[("authorization", no_sub.as_str())]).await;
+    let given = other.connected().await["clientId"].clone();
+    assert_ne!(given, "k-1", "answered as a fresh connection");
+    let sent = post(
+        &hub,
+        "/api/clients/k-1/events",
+        Some(API_KEY),
+        json!({"data": "for the key's stream"}),
+    )
+    .await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert_eq!(owner.next_event().await.data, "for the key's stream");
+    assert_eq!(
+        other.next_event_within(Duration::from_millis(300)).await,
+        None,
+        "nothing of the key's stream reaches the token"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_poll_names_no_event_of_another_channel() {
+    let hub = hostile_hub();
+    let secret = post(
+        &hub,
+        "/api/channels/secret/events",
+        Some(API_KEY),
+        json!({"id": "inv-99", "data": "elsewhere"}),
+    )
+    .await;
+    assert_eq!(secret.status, 200);
+    let secret_id = secret.body["id"].clone();
+    let orders = token_for("7", json!({"subscribe": ["orders"]}));
+    let page = get(&hub, "/api/channels/orders/events", Some(&orders)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body["events"], json!([]));
+    assert_ne!(
+        page.body["cursor"], secret_id,
+        "the cursor leaks secret's id"
+    );
+    assert_eq!(secret_id, "inv-99");
+    let cursor = page.body["cursor"].as_str().expect("a cursor").to_owned();
+    post(
+        &hub,
+        "/api/channels/orders/events",
+        Some(API_KEY),
+        json!({"data": "mine"}),
+    )
+    .await;
+    let next = get(
+        &hub,
+        &format!("/api/channels/orders/events?after={cursor}"),
+        Some(&orders),
+    )
+    .await;
+    assert_eq!(next.body["reset"], false);
+    assert_eq!(next.body["events"][0]["data"], "mine");
 }

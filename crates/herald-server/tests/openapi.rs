@@ -304,6 +304,9 @@ const fn ex(
 const EXAMPLES: &[Example] = &[
     ex("GET /healthz", "GET", "/healthz", None),
     ex("GET /api/openapi.json", "GET", "/api/openapi.json", None),
+    ex("GET /livez", "GET", "/livez", None),
+    ex("GET /readyz", "GET", "/readyz", None),
+    ex("GET /metrics", "GET", "/metrics", None),
     ex(
         "POST /api/channels/{channel}/events",
         "POST",

@@ -111,7 +111,9 @@ impl From<FieldError> for ApiError {
             FieldError::Empty { field }
             | FieldError::TooLong { field, .. }
             | FieldError::ControlChar { field }
-            | FieldError::InvalidChar { field, .. } => match *field {
+            | FieldError::InvalidChar { field, .. }
+            | FieldError::NotPrintable { field, .. }
+            | FieldError::ReservedShape { field } => match *field {
                 "event" => "invalid_event_name",
                 "id" => "invalid_event_id",
                 _ => "invalid_client_id",
@@ -128,6 +130,11 @@ impl From<PublishError> for ApiError {
             PublishError::ClientNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "client_not_found", err.to_string())
             }
+            PublishError::TooManyChannels { .. } => Self::new(
+                StatusCode::BAD_REQUEST,
+                "too_many_channels",
+                err.to_string(),
+            ),
             PublishError::NoChannel => Self::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_body",

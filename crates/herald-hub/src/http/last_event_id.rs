@@ -3,8 +3,9 @@
 //! Owns the rule. The `Last-Event-ID` header, which a browser's `EventSource` sends when it
 //! reconnects, wins; without it, the `lastEventId` query parameter (for clients that cannot set
 //! headers) gives the initial position. An empty value is no id. A value no event id can be (not
-//! UTF-8, or breaking [`crate::event::validate_event_id`]: empty, longer than
-//! [`crate::event::EVENT_ID_LEN_MAX`] bytes, holding CR, LF or NUL) is an unknown id: the stream
+//! UTF-8, longer than [`crate::event::EVENT_ID_LEN_MAX`] bytes, holding CR, LF or NUL) is an
+//! unknown id, and so is any other id history does not hold (publisher ids are printable ASCII,
+//! hub ids have the position shapes publishers may not use): the stream
 //! opens from now with `resumed: false`, exactly as for an id that has left history. It never
 //! refuses a request, because an `EventSource` answered with an error stops reconnecting for good;
 //! the size of the header itself is bounded where request heads are read. It never looks an id up:
@@ -67,7 +68,7 @@ impl LastEventId {
         // `Some(None)`: present but not text, so no event's id.
         let id = raw
             .flatten()
-            .filter(|id| !id.is_empty() && crate::event::validate_event_id(id).is_ok());
+            .filter(|id| crate::event::is_possible_event_id(id));
         Self(id)
     }
 }

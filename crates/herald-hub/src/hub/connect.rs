@@ -12,10 +12,10 @@ use crate::{
     event::ClientId,
     history::ReadStart,
     log::RegistryChange,
+    metrics::CloseReason,
     stream::{ClientStream, Replay, Start},
     wire,
 };
-use bytes::Bytes;
 use std::{
     net::SocketAddr,
     sync::{atomic::Ordering, Arc},
@@ -26,9 +26,19 @@ use std::{
 pub struct ClientOptions {
     /// Keep this client id (so events sent to it while it was away are replayed); `None`: a fresh
     /// random id. A live connection holding the same id is closed in favour of the new one.
+    ///
+    /// A client id is bound to the identity that created it ([`ClientOptions::owner`]) while a
+    /// connection holds it, while `client_linger` lasts after it ends, and while any event sent
+    /// to it is in history. Asked for by another identity, the id is not given: the stream gets
+    /// a fresh random id instead, exactly as if it had asked for none (its `connected` event
+    /// says which id it got), so the answer tells nothing about who holds which id.
     pub client_id: Option<ClientId>,
     /// The authenticated user, if any.
     pub user: Option<String>,
+    /// The identity the client id is bound to; `None`: [`ClientOptions::user`] (and with
+    /// neither, the id is anonymous: any anonymous caller may take it). Give a stable identity
+    /// for callers without a user, such as a hash of their credential.
+    pub owner: Option<String>,
     /// Channels to subscribe to. May be empty: the connection then gets only broadcasts to all and
     /// events sent to it.
     pub channels: Vec<ChannelName>,
@@ -76,14 +86,11 @@ impl Hub {
     /// [`ConnectError`] when the hub is shutting down or every channel asked for is closed.
     pub fn add_client(&self, options: ClientOptions) -> Result<ClientStream, ConnectError> {
         let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
-        let client_id = options.client_id.unwrap_or_else(ClientId::random);
+        let owner: Option<Arc<str>> = options
+            .owner
+            .or_else(|| options.user.clone())
+            .map(Arc::from);
         let user = options.user.map(Arc::from);
-        let client = Arc::new(ClientShared::new(
-            key,
-            client_id.clone(),
-            user,
-            options.remote_addr,
-        ));
         let mut channels = options.channels;
         channels.sort();
         channels.dedup();
@@ -92,6 +99,18 @@ impl Hub {
         if state.is_shutting_down {
             return Err(ConnectError::ShuttingDown);
         }
+        let client_id = match options.client_id {
+            Some(id) if state.may_claim(&id, owner.as_deref()) => id,
+            // Bound to someone else: answered as a fresh connection would be.
+            Some(_) | None => ClientId::random(),
+        };
+        let client = Arc::new(ClientShared::new(
+            key,
+            client_id.clone(),
+            user,
+            owner,
+            options.remote_addr,
+        ));
         let last_event_id = options.last_event_id.as_deref();
         let resume_after = match state.history.read_start(last_event_id) {
             ReadStart::After(seq) => Some(seq),
@@ -129,6 +148,10 @@ impl Hub {
         }
         state.departed.remove(&client_id);
         drop(state);
+        self.shared.counters.stream_opened();
+        if catch_up.is_none() && last_event_id.is_some() {
+            self.shared.counters.resume(resume_after.is_some());
+        }
 
         let start = match catch_up {
             Some(wait) => Start::AwaitLog {
@@ -142,7 +165,15 @@ impl Hub {
                 self.opening(&client_id, channels.clone(), resume_after, head, &start_id)
             }
         };
-        tracing::debug!(client.id = %client_id, resumed = resume_after.is_some(), "client connected");
+        tracing::info!(
+            target: "herald::access",
+            client_id = %client.id,
+            peer = client.remote_addr.map(tracing::field::display),
+            user = client.user.as_deref(),
+            channels = channels.len(),
+            resumed = resume_after.is_some(),
+            "stream opened"
+        );
         let stream = ClientStream::new(
             self.clone(),
             client.clone(),
@@ -153,6 +184,41 @@ impl Hub {
         self.report_client(|| info_of(&client, channels.clone()));
         self.shared.hooks.connected(|| info_of(&client, channels));
         Ok(stream)
+    }
+
+    /// The client id a new connection of `owner` gets when it asks for `requested`: that id when
+    /// it is free or already `owner`'s, here and (in a cluster) on every node, binding it to
+    /// `owner`; else a fresh random id, bound the same way. Pass the result as
+    /// [`ClientOptions::client_id`] with the same `owner`. When the cluster cannot be asked
+    /// (Redis lost), a requested id is not given.
+    pub async fn claim_client_id(
+        &self,
+        requested: Option<ClientId>,
+        owner: Option<&str>,
+    ) -> ClientId {
+        // In the cluster's binding, the anonymous identity is one more owner.
+        let cluster_owner = owner.unwrap_or("anonymous");
+        if let Some(id) = requested {
+            let is_free_here = self.state().may_claim(&id, owner);
+            if is_free_here
+                && self
+                    .shared
+                    .log
+                    .claim_client_id(id.as_str(), cluster_owner)
+                    .await
+                    .unwrap_or(false)
+            {
+                return id;
+            }
+        }
+        let fresh = ClientId::random();
+        // 128 random bits are nobody's yet; the binding makes them this owner's on every node.
+        let _ = self
+            .shared
+            .log
+            .claim_client_id(fresh.as_str(), cluster_owner)
+            .await;
+        fresh
     }
 
     /// Ends the oldest connections of the new connection's user beyond the per-user limit.
@@ -192,10 +258,7 @@ impl Hub {
         let replay = resume_after
             .filter(|after| *after < head)
             .map(|after| Replay::new(after, head, channels));
-        Start::Open {
-            preamble: Bytes::from(preamble),
-            replay,
-        }
+        Start::Open { preamble, replay }
     }
 
     /// The opening of a stream that waited for the log to read as far as `last_event_id`:
@@ -225,6 +288,9 @@ impl Hub {
             client.is_opened.store(true, Ordering::Relaxed);
             (after, state.history.head_seq(), start_id)
         };
+        if last_event_id.is_some() {
+            self.shared.counters.resume(resume_after.is_some());
+        }
         tracing::debug!(client.id = %client.id, resumed = resume_after.is_some(), "stream opened after the log caught up");
         (
             self.opening(&client.id, channels, resume_after, head, &start_id),
@@ -234,11 +300,21 @@ impl Hub {
 
     /// Unregisters a connection once its stream is gone, then tells the disconnect hooks.
     pub(crate) fn forget(&self, client: &ClientShared) {
-        self.shared.counters.closed.fetch_add(1, Ordering::Relaxed);
+        let end = client.lock_queue().end;
+        let reason = end.map_or(CloseReason::ClientGone, EndReason::metric);
+        self.shared.counters.stream_closed(reason);
+        let duration = client.connected_at.elapsed().unwrap_or_default();
+        tracing::info!(
+            target: "herald::access",
+            client_id = %client.id,
+            peer = client.remote_addr.map(tracing::field::display),
+            duration_ms = duration.as_secs_f64() * 1000.0,
+            reason = reason.as_str(),
+            "stream closed"
+        );
         let mut state = self.state();
         let entry = state.fanout.remove(client.key);
         if let Some(entry) = &entry {
-            tracing::debug!(client.id = %entry.client.id, "client disconnected");
             let id = entry.client.id.clone();
             if state.fanout.key_of(&id).is_none() {
                 state.departed.insert(id, Departed::of(&entry.client));

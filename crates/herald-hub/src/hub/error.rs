@@ -24,6 +24,14 @@ pub enum PublishError {
     /// A publish must name at least one channel.
     #[error("no channel given")]
     NoChannel,
+    /// A publish names more distinct channels than [`crate::PUBLISH_CHANNELS_MAX`].
+    #[error("a publish may name at most {max} distinct channels; this one names {given}")]
+    TooManyChannels {
+        /// The limit.
+        max: usize,
+        /// Distinct channels named.
+        given: usize,
+    },
     /// The log behind the hub (the durable log, or Redis in a cluster) cannot take the event
     /// now. It may or may not have been recorded: retry with the same publisher id to be safe.
     #[error("the event log is unavailable")]
@@ -43,7 +51,10 @@ impl PublishError {
 
     /// Whether the event itself was refused (a bad field, no channel): retrying cannot help.
     pub fn is_invalid(&self) -> bool {
-        matches!(self, Self::InvalidField(_) | Self::NoChannel)
+        matches!(
+            self,
+            Self::InvalidField(_) | Self::NoChannel | Self::TooManyChannels { .. }
+        )
     }
 }
 

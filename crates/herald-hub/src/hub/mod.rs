@@ -35,15 +35,13 @@ use crate::{
         memory::MemoryLog,
         ClusterConfig, ClusterError, Entry, FsyncPolicy, Log, StoreError,
     },
+    metrics::{Counters, Metrics},
     record::{Audience, Draft, Record},
 };
 use std::{
     collections::HashMap,
     path::Path,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex, MutexGuard,
-    },
+    sync::{atomic::AtomicU64, Arc, Mutex, MutexGuard},
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
@@ -65,20 +63,13 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// The event log behind history: memory, durable or cluster.
     log: Arc<dyn Log>,
+    /// Lock-free counters for `/metrics` and `/api/stats`.
     counters: Counters,
     started_at: Instant,
     shutdown: CancellationToken,
     next_key: AtomicU64,
     /// Application code told when a connection opens or ends.
     hooks: Hooks,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    published: AtomicU64,
-    delivered: AtomicU64,
-    /// Connections ended since start, whatever ended them.
-    closed: AtomicU64,
 }
 
 /// What the hub's lock guards.
@@ -88,17 +79,22 @@ struct State {
     fanout: Fanout,
     /// Channels whose closing is still in history, with the position of the closing.
     closed: HashMap<ChannelName, u64>,
-    /// Client ids whose connection ended recently: events sent to them wait in history.
+    /// Client ids whose connection ended, kept while `client_linger` lasts or an event addressed
+    /// to them is in history: events sent to them wait there, and the id stays its owner's.
     departed: HashMap<ClientId, Departed>,
+    /// The position of the newest event addressed to each client id (trimmed with history by
+    /// the sweep): a departed id is kept while one is held.
+    client_events: HashMap<ClientId, u64>,
     is_shutting_down: bool,
 }
 
-/// A client id whose connection ended recently, and the user it belonged to (so another user
-/// cannot claim the id and the events waiting for it).
+/// A client id whose connection ended, and the identity it belongs to (so nobody else can claim
+/// the id and the events waiting for it).
 #[derive(Debug)]
 struct Departed {
     left_at: Instant,
     user: Option<Arc<str>>,
+    owner: Option<Arc<str>>,
 }
 
 impl Departed {
@@ -106,6 +102,7 @@ impl Departed {
         Self {
             left_at: Instant::now(),
             user: client.user.clone(),
+            owner: client.owner.clone(),
         }
     }
 }
@@ -115,6 +112,18 @@ impl State {
     /// then wait in history for its return).
     fn is_client_known(&self, id: &ClientId) -> bool {
         self.fanout.key_of(id).is_some() || self.departed.contains_key(id)
+    }
+
+    /// Whether client id `id` may be taken by `owner`: it is free, or bound to `owner`.
+    fn may_claim(&self, id: &ClientId, owner: Option<&str>) -> bool {
+        let bound = match self.fanout.get_by_id(id) {
+            Some(entry) => entry.client.owner.as_deref(),
+            None => match self.departed.get(id) {
+                Some(departed) => departed.owner.as_deref(),
+                None => return true,
+            },
+        };
+        bound == owner
     }
 }
 
@@ -166,7 +175,12 @@ impl Hub {
     /// # Panics
     /// When called outside a tokio runtime.
     pub fn join_cluster(config: HubConfig, cluster: ClusterConfig) -> Result<Self, ClusterError> {
-        let log = ClusterLog::new(cluster, config.history.max_events, config.history.max_age)?;
+        let log = ClusterLog::new(
+            cluster,
+            config.history.max_events,
+            config.history.max_age,
+            config.client_linger,
+        )?;
         let history = History::new(config.history.clone());
         Ok(Self::start(config, history, Arc::new(log)))
     }
@@ -179,11 +193,12 @@ impl Hub {
                 fanout: Fanout::default(),
                 closed,
                 departed: HashMap::new(),
+                client_events: HashMap::new(),
                 is_shutting_down: false,
             }),
             log: log.clone(),
+            counters: Counters::new(&config.metrics_channels),
             config,
-            counters: Counters::default(),
             started_at: Instant::now(),
             shutdown: CancellationToken::new(),
             next_key: AtomicU64::new(1),
@@ -233,15 +248,34 @@ impl Hub {
 
     /// Connections ended since start, whatever ended them (cheap: one counter).
     pub fn connections_closed(&self) -> u64 {
-        self.shared.counters.closed.load(Ordering::Relaxed)
+        self.shared.counters.streams_closed_total()
+    }
+
+    /// Every counter of this hub, for an exporter such as `GET /metrics`: lock-free reads of the
+    /// counters, plus one short lock to read history's two sizes (no walk of anything).
+    pub fn metrics(&self) -> Metrics {
+        let mut metrics = self.shared.counters.snapshot();
+        {
+            let state = self.state();
+            metrics.history = HistoryStats {
+                events: state.history.len(),
+                bytes: state.history.bytes(),
+            };
+        }
+        metrics.log = self.shared.log.health();
+        metrics
     }
 
     pub(crate) fn count_delivered(&self, events: u64) {
         if events > 0 {
-            self.shared
-                .counters
-                .delivered
-                .fetch_add(events, Ordering::Relaxed);
+            self.shared.counters.delivered(events);
+        }
+    }
+
+    /// Events a resuming connection read from history (also counted as deliveries).
+    pub(crate) fn count_replayed(&self, events: u64) {
+        if events > 0 {
+            self.shared.counters.replayed(events);
         }
     }
 
@@ -306,6 +340,7 @@ fn restore(history: &mut History, recovered: Vec<RecoveredEntry>) {
     for RecoveredEntry {
         seq,
         entry,
+        publisher_id,
         recipients,
         age,
     } in recovered
@@ -325,7 +360,8 @@ fn restore(history: &mut History, recovered: Vec<RecoveredEntry>) {
             .expect("a durable entry always has its id");
         let draft = Draft {
             id,
-            // Recovered ids keep their text; which kind they were does not matter any more.
+            // Recovered ids keep their text, and each stays idempotent in its scope (a hub-assigned
+            // id has a shape no publisher id has, so it never matches a publish).
             is_publisher_id: true,
             event: event.event.as_deref(),
             data: &event.data,
@@ -334,6 +370,6 @@ fn restore(history: &mut History, recovered: Vec<RecoveredEntry>) {
         let published_ms = history.ms_since_origin(now.checked_sub(age).unwrap_or(now));
         let mut record = Record::new(seq, &draft, Audience::from_target(target), published_ms);
         record.recipients = recipients;
-        history.append(record);
+        history.append(record, Some(publisher_id.as_deref().unwrap_or(id)));
     }
 }

@@ -18,7 +18,10 @@ pub const POLL_LIMIT_MAX: usize = 1000;
 pub struct EventPage {
     /// Matching events, oldest first.
     pub events: Vec<PolledEvent>,
-    /// Pass as `after` to get the next page; `None` while history is empty.
+    /// Pass as `after` to get the next page: the id of the page's last event; for an empty page,
+    /// the id that names the hub's head as a stream's `connected` event does (a hub-assigned id
+    /// or a position id `{epoch}-{n}`), never a publisher's id, so it tells nothing of the
+    /// events of channels the caller did not ask for. Always set.
     pub cursor: Option<String>,
     /// True when `after` was not found in history (unknown or expired): events may have been
     /// missed, so reload state; the page starts at the oldest event in history.
@@ -80,39 +83,38 @@ impl Hub {
             ReadStart::Oldest => (history.before_oldest(), false),
             ReadStart::Unknown => (history.before_oldest(), true),
         };
-        let mut events = Vec::new();
-        let mut cursor = after.filter(|_| !reset).map(str::to_owned);
-        let mut has_more = false;
-        for record in history.after(start).into_iter().flatten() {
-            if events.len() == limit {
-                has_more = true;
-                break;
-            }
-            cursor = Some(record.id().to_owned());
-            let Some(channel) = record.audience.matches(None, channels) else {
-                continue;
-            };
-            let data = record.data();
-            let data = if record.is_json() {
-                serde_json::from_str(&data)
-                    .unwrap_or_else(|_| serde_json::Value::String(data.into_owned()))
-            } else {
-                serde_json::Value::String(data.into_owned())
-            };
-            events.push(PolledEvent {
-                id: record.id().to_owned(),
-                channel: channel.cloned(),
-                event: record.event().map(str::to_owned),
-                data,
-                closed: record.is_close(),
-            });
-        }
-        if cursor.is_none() {
-            cursor = history.get(history.head_seq()).map(|r| r.id().to_owned());
-        }
+        let (records, has_more) = history.on_channels_after(channels, start, limit);
+        let events: Vec<PolledEvent> = records
+            .into_iter()
+            .map(|record| {
+                let data = record.data();
+                let data = if record.is_json() {
+                    serde_json::from_str(&data)
+                        .unwrap_or_else(|_| serde_json::Value::String(data.into_owned()))
+                } else {
+                    serde_json::Value::String(data.into_owned())
+                };
+                PolledEvent {
+                    id: record.id().to_owned(),
+                    channel: record
+                        .audience
+                        .matches(None, channels)
+                        .and_then(|channel| channel.cloned()),
+                    event: record.event().map(str::to_owned),
+                    data,
+                    closed: record.is_close(),
+                }
+            })
+            .collect();
+        // An empty page moves the cursor to the hub's head as a stream's opening names it: a
+        // hub-assigned id or a position id, never a publisher's id of a channel not asked for.
+        let cursor = match events.last() {
+            Some(last) => last.id.clone(),
+            None => history.start_id(),
+        };
         EventPage {
             events,
-            cursor,
+            cursor: Some(cursor),
             reset,
             has_more,
         }

@@ -2,20 +2,28 @@
 //!
 //! [`Hub::publish`] validates, then hands the event to the log ([`crate::log::Log::append`]). The
 //! log gives it its position and id and calls [`Shared::apply`], here, which is the only way into
-//! history: duplicate check, client check, position, encode once, fan out, record, trim, all under
-//! one lock. In a cluster the reader calls the same function for every entry of the stream. It
-//! never waits on a subscriber and never holds the lock across an `.await`.
+//! history: duplicate check, client check, position, wire id, encode once, fan out, record, trim,
+//! all under one lock. In a cluster the reader calls the same function for every entry of the
+//! stream, in stream order, and never skips one because of its id. It never waits on a subscriber
+//! and never holds the lock across an `.await`.
+//!
+//! Ids (docs/resume.md): a publisher id is idempotent within its scope, the event's audience (the
+//! sorted set of channels, one client, or everyone). The wire id is the publisher's id unless
+//! another event in history already has it on the wire; then it is the position id. The answer's
+//! `id` is always the publisher's id when it gave one, so the answer tells nothing about other
+//! scopes.
 
-use super::{Hub, Shared, State};
+use super::{Departed, Hub, Shared, State};
 use super::{PublishError, SendError};
+use crate::metrics::PublishResult;
 use crate::{
     channel::ChannelName,
     event::{ClientId, EventData, NewEvent},
     log::Entry,
-    record::{Audience, Draft, Record, RecordKind, Target},
+    record::{Audience, Draft, Record, RecordKind, Target, PUBLISH_CHANNELS_MAX},
 };
 use serde::Serialize;
-use std::{sync::atomic::Ordering, time::Instant};
+use std::time::Instant;
 
 /// The answer to a publish.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,9 +42,13 @@ pub struct Published {
 }
 
 impl Published {
-    fn of(record: &Record, duplicate: bool) -> Self {
+    /// The answer for `record`: its publisher's id if it has one, else its wire id.
+    fn of(history: &crate::history::History, record: &Record, duplicate: bool) -> Self {
         Self {
-            id: record.id().to_owned(),
+            id: history
+                .publisher_id(record)
+                .unwrap_or(record.id())
+                .to_owned(),
             recipients: record.recipients as usize,
             duplicate,
             seq: record.seq,
@@ -67,12 +79,16 @@ pub(crate) enum Precheck {
 }
 
 impl State {
-    fn duplicate_of(&self, id: Option<&str>) -> Option<Published> {
-        Some(Published::of(self.history.get_by_id(id?)?, true))
+    /// The original's answer when `publisher_id` was already published to `audience` (its
+    /// scope) and is still in history.
+    fn duplicate_of(&self, audience: &Audience, publisher_id: Option<&str>) -> Option<Published> {
+        let record = self.history.get_published(audience, publisher_id?)?;
+        Some(Published::of(&self.history, record, true))
     }
 
     fn precheck(&self, entry: &Entry) -> Precheck {
-        if let Some(duplicate) = self.duplicate_of(entry.event.id.as_deref()) {
+        let audience = Audience::from_target(entry.target.clone());
+        if let Some(duplicate) = self.duplicate_of(&audience, entry.event.id.as_deref()) {
             return Precheck::Duplicate(duplicate);
         }
         match &entry.target {
@@ -88,17 +104,29 @@ impl Shared {
         self.state().precheck(entry)
     }
 
-    /// The answer for the event with subscriber-visible id `id` (after the log's reader applied it).
-    pub(crate) fn published_of(&self, id: &str, duplicate: bool) -> Published {
+    /// The answer for an event the log's reader applied: found by its publisher id in its scope
+    /// when it has one, else by its log id (its wire id).
+    pub(crate) fn published_of(
+        &self,
+        target: &Target,
+        publisher_id: Option<&str>,
+        log_id: &str,
+        duplicate: bool,
+    ) -> Published {
         let state = self.state();
-        state.history.get_by_id(id).map_or_else(
+        let history = &state.history;
+        let record = match publisher_id {
+            Some(id) => history.get_published(&Audience::from_target(target.clone()), id),
+            None => history.get_by_id(log_id),
+        };
+        record.map_or_else(
             || Published {
-                id: id.to_owned(),
+                id: publisher_id.unwrap_or(log_id).to_owned(),
                 recipients: 0,
                 duplicate,
                 seq: 0,
             },
-            |record| Published::of(record, duplicate),
+            |record| Published::of(history, record, duplicate),
         )
     }
 
@@ -116,43 +144,72 @@ impl Shared {
             event,
             kind,
             log_id,
+            is_publisher_id_on_wire,
         } = entry;
+        let audience = Audience::from_target(target);
+        let publisher_id = event.id.as_deref();
         let mut state = self.state();
-        let shown_id = event.id.as_deref().or(log_id.as_deref());
-        if let Some(duplicate) = state.duplicate_of(shown_id) {
-            return Ok(duplicate);
+        // Only a publish on this hub is checked for a duplicate: an entry of a shared log is
+        // applied in log order whatever its id (the log deduplicated it when it was appended).
+        if how == Apply::Publish {
+            if let Some(duplicate) = state.duplicate_of(&audience, publisher_id) {
+                return Ok(duplicate);
+            }
         }
-        if let (Apply::Publish, Target::Client(id)) = (how, &target) {
+        if let (Apply::Publish, Audience::Client(id)) = (how, &audience) {
             if !state.is_client_known(id) {
                 return Err(PublishError::ClientNotFound(id.clone()));
             }
         }
         let seq = state.history.next_seq();
         let assigned;
-        let id = match shown_id {
-            Some(id) => id,
-            None => {
+        let id = match (publisher_id, log_id.as_deref()) {
+            // A shared log decided, where the entry was appended, whether the publisher's id is
+            // the wire id: every node shows the same id.
+            (Some(publisher_id), Some(_)) if is_publisher_id_on_wire => publisher_id,
+            (_, Some(log_id)) => log_id,
+            (Some(publisher_id), None) if state.history.get_by_id(publisher_id).is_none() => {
+                publisher_id
+            }
+            (_, None) => {
                 assigned = state.history.assign_id(seq);
                 &assigned
             }
         };
         let draft = Draft {
             id,
-            is_publisher_id: event.id.is_some(),
+            is_publisher_id: publisher_id.is_some(),
             event: event.event.as_deref(),
             data: &event.data,
             kind,
         };
         let now = state.history.ms_since_origin(Instant::now());
-        let mut record = Record::new(seq, &draft, Audience::from_target(target), now);
+        let mut record = Record::new(seq, &draft, audience, now);
         if how != Apply::History {
             if let Some(frame) = record.delivered_frame() {
                 let delivered =
                     state
                         .fanout
                         .deliver(&record.audience, seq, frame, self.config.queue_capacity);
-                record.recipients = u32::try_from(delivered).unwrap_or(u32::MAX);
+                self.counters.slow_consumers_cut(delivered.overflowed.len());
+                record.recipients = u32::try_from(delivered.recipients).unwrap_or(u32::MAX);
+                for client in delivered.overflowed {
+                    // A connection cut for a full queue has departed like any other: its id
+                    // stays its owner's while events for it wait in history.
+                    if state.fanout.key_of(&client.id).is_none() {
+                        state
+                            .departed
+                            .insert(client.id.clone(), Departed::of(&client));
+                    }
+                }
             }
+            for channel in record.audience.channels() {
+                self.counters
+                    .channel_event(channel.as_str(), u64::from(record.recipients));
+            }
+        }
+        if let Audience::Client(id) = &record.audience {
+            state.client_events.insert(id.clone(), seq);
         }
         for channel in record.audience.channels() {
             match kind {
@@ -168,11 +225,17 @@ impl Shared {
                 }
             }
         }
-        let published = Published::of(&record, false);
-        self.log.recorded(&record);
-        state.history.append(record);
+        self.log
+            .recorded(&record, publisher_id.filter(|pid| *pid != record.id()));
+        let answer = Published {
+            id: publisher_id.unwrap_or(record.id()).to_owned(),
+            recipients: record.recipients as usize,
+            duplicate: false,
+            seq,
+        };
+        state.history.append(record, publisher_id);
         self.trim(&mut state, Instant::now());
-        Ok(published)
+        Ok(answer)
     }
 }
 
@@ -216,24 +279,47 @@ impl Hub {
         event: NewEvent,
         kind: RecordKind,
     ) -> Result<Published, PublishError> {
-        event.validate()?;
-        if matches!(&target, Target::Channels(channels) if channels.is_empty()) {
-            return Err(PublishError::NoChannel);
+        let mut target = target;
+        let valid = event.validate().map_err(PublishError::from).and_then(|()| {
+            let Target::Channels(channels) = &mut target else {
+                return Ok(());
+            };
+            channels.sort_unstable();
+            channels.dedup();
+            if channels.is_empty() {
+                return Err(PublishError::NoChannel);
+            }
+            if channels.len() > PUBLISH_CHANNELS_MAX {
+                return Err(PublishError::TooManyChannels {
+                    max: PUBLISH_CHANNELS_MAX,
+                    given: channels.len(),
+                });
+            }
+            Ok(())
+        });
+        if let Err(err) = valid {
+            self.shared.counters.published(PublishResult::Invalid, None);
+            return Err(err);
         }
         let entry = Entry {
             target,
             event,
             kind,
             log_id: None,
+            is_publisher_id_on_wire: false,
         };
-        let published = self.shared.log.append(&self.shared, entry).await?;
-        if !published.duplicate {
-            self.shared
-                .counters
-                .published
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(published)
+        let started = Instant::now();
+        let answer = self.shared.log.append(&self.shared, entry).await;
+        let result = match &answer {
+            Ok(published) if published.duplicate => PublishResult::Duplicate,
+            Ok(_) => PublishResult::Accepted,
+            Err(err) if err.is_unavailable() => PublishResult::Unavailable,
+            Err(err) if err.is_client_not_found() => PublishResult::ClientNotFound,
+            Err(_) => PublishResult::Invalid,
+        };
+        let latency = answer.is_ok().then(|| started.elapsed());
+        self.shared.counters.published(result, latency);
+        answer
     }
 
     /// Publishes one event to `channel`. [`Hub::publish`] is the general form.
@@ -363,4 +449,49 @@ fn new_event<T: Serialize + ?Sized>(
         data: EventData::json(data)?,
         id: id.map(str::to_owned),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::HubConfig, event::EventData};
+
+    fn entry(publisher_id: Option<&str>, log_id: &str, is_publisher_id_on_wire: bool) -> Entry {
+        Entry {
+            target: Target::All,
+            event: NewEvent {
+                event: None,
+                data: EventData::text("x"),
+                id: publisher_id.map(str::to_owned),
+            },
+            kind: RecordKind::Event,
+            log_id: Some(log_id.to_owned()),
+            is_publisher_id_on_wire,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shared_log_entry_is_applied_in_order_whatever_its_id() {
+        let hub = Hub::new(HubConfig::default());
+        let shared = &hub.shared;
+        // An entry whose publisher id has the shape of the next entry's id (as written before
+        // such ids were refused, or by another program), then that entry.
+        let forged = entry(Some("1700000000001-0"), "1700000000000-0", true);
+        shared.apply(forged, Apply::Replicated).expect("applied");
+        let next = entry(None, "1700000000001-0", false);
+        shared.apply(next, Apply::Replicated).expect("applied");
+        let state = shared.state();
+        assert_eq!(
+            state.history.len(),
+            2,
+            "no entry is skipped because of its id"
+        );
+        let newest = state.history.get(2).expect("held");
+        assert_eq!(
+            state.history.read_start(Some("1700000000001-0")),
+            crate::history::ReadStart::After(2),
+            "the wire id names the newest entry, the one resumes must find"
+        );
+        assert_eq!(newest.id(), "1700000000001-0");
+    }
 }

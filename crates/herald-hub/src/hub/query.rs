@@ -8,7 +8,7 @@
 use super::Hub;
 use crate::{channel::ChannelName, client::ClientShared, log::LogError};
 use serde::Serialize;
-use std::{collections::BTreeMap, sync::atomic::Ordering};
+use std::collections::BTreeMap;
 
 /// A connection as the admin API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -170,8 +170,8 @@ impl Hub {
                 .map(|(c, n)| (c.clone(), n))
                 .collect(),
             oldest_connection: oldest.map(|e| info_of(&e.client, e.channels.clone())),
-            events_published: counters.published.load(Ordering::Relaxed),
-            events_delivered: counters.delivered.load(Ordering::Relaxed),
+            events_published: counters.published_accepted(),
+            events_delivered: counters.delivered_total(),
             connections_closed: self.connections_closed(),
             uptime_seconds: self.shared.started_at.elapsed().as_secs(),
             history: HistoryStats {

@@ -53,8 +53,14 @@ async fn sweep(shared: Weak<Shared>, shutdown: CancellationToken, period: Durati
         let now = Instant::now();
         shared.trim(&mut state, now);
         let linger = shared.config.client_linger;
-        state
-            .departed
-            .retain(|_, departed| now.saturating_duration_since(departed.left_at) < linger);
+        let first = state.history.first_seq().unwrap_or(u64::MAX);
+        let state = &mut *state;
+        state.client_events.retain(|_, newest| *newest >= first);
+        let client_events = &state.client_events;
+        // A departed id stays its owner's while it lingers or an event for it is in history.
+        state.departed.retain(|id, departed| {
+            now.saturating_duration_since(departed.left_at) < linger
+                || client_events.contains_key(id)
+        });
     }
 }

@@ -11,6 +11,7 @@ use crate::{
     history::unix_ms,
     hub::{Apply, PublishError, Published, Shared},
     log::{Entry, Log, LogError, LogFuture, StoredEntry},
+    metrics::{LatencyHistogram, LogHealth},
     record::Record,
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -87,8 +88,9 @@ fn open_error(path: &Path, err: impl Into<redb::Error>) -> StoreError {
 /// What the writer thread is asked to do, in order.
 #[derive(Debug)]
 enum WriteOp {
-    /// Write this record, published at this Unix time.
-    Append(Record, u64),
+    /// Write this record (with its publisher's id when that is not its wire id), published at
+    /// this Unix time.
+    Append(Record, Option<Box<str>>, u64),
     /// Delete every event at or below this position (history trimmed it).
     ForgetThrough(u64),
 }
@@ -109,14 +111,18 @@ pub(crate) struct DurableLog {
     /// `Sync` and is never contended.
     ops_tx: Mutex<mpsc::Sender<WriteOp>>,
     durable_rx: watch::Receiver<Durable>,
+    /// Time each commit (write and fsync) took, for `/metrics`.
+    commit_latency: Arc<LatencyHistogram>,
 }
 
 /// One event found on disk at start, with its position.
 #[derive(Debug)]
 pub(crate) struct RecoveredEntry {
     pub(crate) seq: u64,
-    /// The event, with its id (always stored).
+    /// The event, with its wire id (always stored).
     pub(crate) entry: Entry,
+    /// The publisher's id when it is not the wire id.
+    pub(crate) publisher_id: Option<String>,
     /// Connections it was queued to when it was published.
     pub(crate) recipients: u32,
     /// How long ago it was published.
@@ -159,6 +165,7 @@ impl DurableLog {
             let is_contiguous = records.last().is_none_or(|last| last.seq + 1 == seq);
             let published = entry.published_unix_ms.unwrap_or(now_unix_ms);
             let recipients = entry.recipients.unwrap_or(0);
+            let publisher_id = entry.publisher_id.clone();
             let entry = match entry.into_entry() {
                 Some(entry) if is_contiguous && entry.event.id.is_some() => entry,
                 _ => return Err(StoreError::Invalid { path, seq }),
@@ -166,6 +173,7 @@ impl DurableLog {
             records.push(RecoveredEntry {
                 seq,
                 entry,
+                publisher_id,
                 recipients,
                 age: Duration::from_millis(now_unix_ms.saturating_sub(published)),
             });
@@ -178,9 +186,11 @@ impl DurableLog {
             failed: None,
         });
         let (ops_tx, ops_rx) = mpsc::channel();
+        let commit_latency = Arc::new(LatencyHistogram::default());
+        let observed = commit_latency.clone();
         std::thread::Builder::new()
             .name("herald-store".into())
-            .spawn(move || write_loop(db, ops_rx, durable_tx, fsync))
+            .spawn(move || write_loop(db, ops_rx, durable_tx, fsync, &observed))
             .map_err(|source| StoreError::Folder {
                 path: dir.to_owned(),
                 source,
@@ -188,6 +198,7 @@ impl DurableLog {
         let log = Self {
             ops_tx: Mutex::new(ops_tx),
             durable_rx,
+            commit_latency,
         };
         Ok((log, records))
     }
@@ -218,6 +229,19 @@ impl DurableLog {
 }
 
 impl Log for DurableLog {
+    fn is_ready(&self) -> bool {
+        self.durable_rx.borrow().failed.is_none()
+    }
+
+    fn health(&self) -> LogHealth {
+        LogHealth {
+            backend: "durable",
+            is_ready: self.is_ready(),
+            commit_latency: Some(self.commit_latency.snapshot()),
+            ..LogHealth::default()
+        }
+    }
+
     fn append<'a>(
         &'a self,
         hub: &'a Shared,
@@ -232,8 +256,12 @@ impl Log for DurableLog {
         })
     }
 
-    fn recorded(&self, record: &Record) {
-        self.send(WriteOp::Append(record.clone(), unix_ms()));
+    fn recorded(&self, record: &Record, publisher_id: Option<&str>) {
+        self.send(WriteOp::Append(
+            record.clone(),
+            publisher_id.map(Box::from),
+            unix_ms(),
+        ));
     }
 
     fn trimmed(&self, through_seq: u64) {
@@ -247,6 +275,7 @@ fn write_loop(
     ops_rx: mpsc::Receiver<WriteOp>,
     durable_tx: watch::Sender<Durable>,
     fsync: FsyncPolicy,
+    commit_latency: &LatencyHistogram,
 ) {
     let mut through_seq = durable_tx.borrow().through_seq;
     let mut last_commit = Instant::now();
@@ -260,7 +289,10 @@ fn write_loop(
         }
         let mut ops = vec![first];
         ops.extend(ops_rx.try_iter());
-        match commit(&db, &ops) {
+        let started = Instant::now();
+        let committed = commit(&db, &ops);
+        commit_latency.observe(started.elapsed());
+        match committed {
             Ok(Some(seq)) => through_seq = through_seq.max(seq),
             Ok(None) => {}
             Err(err) => {
@@ -288,8 +320,12 @@ fn commit(db: &Database, ops: &[WriteOp]) -> Result<Option<u64>, redb::Error> {
         let mut table = write.open_table(EVENTS)?;
         for op in ops {
             match op {
-                WriteOp::Append(record, published_unix_ms) => {
-                    let stored = StoredEntry::from_record(record, *published_unix_ms);
+                WriteOp::Append(record, publisher_id, published_unix_ms) => {
+                    let stored = StoredEntry::from_record(
+                        record,
+                        publisher_id.as_deref(),
+                        *published_unix_ms,
+                    );
                     let bytes = serde_json::to_vec(&stored)
                         .expect("a stored entry is plain data and always serializes");
                     table.insert(record.seq, bytes.as_slice())?;

@@ -16,9 +16,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct StoredEntry {
     /// The id subscribers see: always set in the durable log; in the cluster log only the
-    /// publisher's id (`None`: the stream entry id is the event id).
+    /// publisher's id (`None`: the stream entry id is the event id; the entry's `w` field says
+    /// whether the publisher's id is the wire id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) id: Option<String>,
+    /// Durable log only: the publisher's id when it is not `id` (another event had it on the
+    /// wire), so idempotency still holds after a restart.
+    #[serde(default, rename = "pid", skip_serializing_if = "Option::is_none")]
+    pub(crate) publisher_id: Option<String>,
     pub(crate) target: StoredTarget,
     /// `Some(has_final_event)` for a channel's closing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,6 +82,7 @@ impl StoredEntry {
     pub(crate) fn from_entry(entry: &Entry) -> Self {
         Self {
             id: entry.event.id.clone(),
+            publisher_id: None,
             target: StoredTarget::from_target(&entry.target),
             close: entry.kind.close_flag(),
             event: entry.event.event.clone(),
@@ -88,9 +94,14 @@ impl StoredEntry {
     }
 
     /// A record of history, as the durable log writes it.
-    pub(crate) fn from_record(record: &Record, published_unix_ms: u64) -> Self {
+    pub(crate) fn from_record(
+        record: &Record,
+        publisher_id: Option<&str>,
+        published_unix_ms: u64,
+    ) -> Self {
         Self {
             id: Some(record.id().to_owned()),
+            publisher_id: publisher_id.map(str::to_owned),
             target: StoredTarget::from_audience(&record.audience),
             close: record.kind().close_flag(),
             event: record.event().map(str::to_owned),
@@ -112,6 +123,7 @@ impl StoredEntry {
                 id: self.id,
             },
             log_id: None,
+            is_publisher_id_on_wire: false,
         })
     }
 }

@@ -19,6 +19,7 @@ pub(crate) use entry::StoredEntry;
 use crate::{
     event::NewEvent,
     hub::{PublishError, Published, Shared},
+    metrics::LogHealth,
     record::{Record, RecordKind, Target},
 };
 pub use cluster::{ClusterConfig, ClusterError, KEY_PREFIX_DEFAULT, REDIS_URL_DEFAULT};
@@ -42,8 +43,11 @@ pub(crate) struct Entry {
     pub(crate) event: NewEvent,
     pub(crate) kind: RecordKind,
     /// The id the log gave the event (the cluster's stream entry id); `None` when history gives
-    /// it one (`{epoch}-{seq}`). Subscribers see the publisher's id first, then this.
+    /// it one (`{epoch}-{seq}`).
     pub(crate) log_id: Option<String>,
+    /// With a `log_id`: whether the log decided, when it appended the entry, that the
+    /// publisher's id is the wire id (else `log_id` is). Without one, history decides.
+    pub(crate) is_publisher_id_on_wire: bool,
 }
 
 /// Why the log behind the hub could not take or serve a request.
@@ -82,8 +86,9 @@ pub(crate) trait Log: fmt::Debug + Send + Sync + 'static {
         entry: Entry,
     ) -> LogFuture<'a, Result<Published, PublishError>>;
 
-    /// Called under the hub's lock, in position order, right after history took `record`.
-    fn recorded(&self, _record: &Record) {}
+    /// Called under the hub's lock, in position order, as history takes `record`;
+    /// `publisher_id` is the id its publisher gave when that is not its wire id.
+    fn recorded(&self, _record: &Record, _publisher_id: Option<&str>) {}
 
     /// History dropped every record at or below `seq`.
     fn trimmed(&self, _through_seq: u64) {}
@@ -91,6 +96,15 @@ pub(crate) trait Log: fmt::Debug + Send + Sync + 'static {
     /// Whether the log can take and deliver events now (readiness).
     fn is_ready(&self) -> bool {
         true
+    }
+
+    /// The log's health for `/metrics`: its kind, readiness and backend-specific figures.
+    fn health(&self) -> LogHealth {
+        LogHealth {
+            backend: "memory",
+            is_ready: self.is_ready(),
+            ..LogHealth::default()
+        }
     }
 
     /// Starts the log's background work, such as the reader that feeds the hub entries other
@@ -113,6 +127,17 @@ pub(crate) trait Log: fmt::Debug + Send + Sync + 'static {
     /// This node's name in stats.
     fn node_id(&self) -> &str {
         "standalone"
+    }
+
+    /// Binds client id `id` to `owner` across the cluster unless another owner holds it there;
+    /// true when the id is `owner`'s. A log without other nodes answers true: the hub's own
+    /// binding decides.
+    fn claim_client_id<'a>(
+        &'a self,
+        _id: &'a str,
+        _owner: &'a str,
+    ) -> LogFuture<'a, Result<bool, LogError>> {
+        Box::pin(std::future::ready(Ok(true)))
     }
 
     /// Tells other nodes about a change to this node's clients (`change` is only built by a log

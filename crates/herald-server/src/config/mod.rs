@@ -14,4 +14,4 @@ mod settings;
 
 pub(crate) use open_files::fit_to_open_file_limit;
 pub(crate) use resolve::{Backend, ServeConfig};
-pub(crate) use settings::ServeArgs;
+pub(crate) use settings::{LogFormat, ServeArgs};

@@ -4,7 +4,7 @@
 //! flag over its environment variable, and this module puts both over the file) and every check
 //! that spans settings, such as "durable and clustered at once". It never starts anything.
 
-use super::settings::{AuthMode, Secret, ServeArgs, Settings};
+use super::settings::{AuthMode, LogFormat, Secret, ServeArgs, Settings};
 use anyhow::Context;
 use herald_hub::{
     http::{AuthConfig, HttpConfig, HttpLimits, ServeOptions},
@@ -26,6 +26,10 @@ pub(crate) struct ServeConfig {
     pub(crate) http: HttpConfig,
     pub(crate) serve: ServeOptions,
     pub(crate) cors_origins: Vec<String>,
+    /// Whether the operator set `max_connections` (then a value that does not fit the open-file
+    /// limit is worth a warning); unset, the limit is fitted silently.
+    pub(crate) is_connections_max_explicit: bool,
+    pub(crate) log_format: LogFormat,
     /// Where history lives; one of three, never two at once.
     pub(crate) backend: Backend,
 }
@@ -74,6 +78,11 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
         settings.jwt_public_key,
         settings.api_keys.unwrap_or_default(),
     )?;
+    let metrics_channels = settings.metrics_channels.unwrap_or_default();
+    for channel in &metrics_channels {
+        herald_hub::ChannelName::new(channel)
+            .with_context(|| format!("--metrics-channels: {channel:?}"))?;
+    }
     let backend = match (settings.data_dir, settings.redis_url) {
         (Some(_), Some(_)) => anyhow::bail!(
             "--data-dir and --redis-url cannot be combined: in a cluster, Redis holds the history"
@@ -118,6 +127,7 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
             max_connections_per_user: settings
                 .max_connections_per_user
                 .unwrap_or(hub_defaults.max_connections_per_user),
+            metrics_channels,
         },
         http: HttpConfig {
             limits: HttpLimits {
@@ -152,6 +162,8 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
                 .unwrap_or(serve_defaults.shutdown_grace),
         },
         cors_origins: settings.cors_origins.unwrap_or_default(),
+        is_connections_max_explicit: settings.max_connections.is_some(),
+        log_format: settings.log_format.unwrap_or_default(),
         backend,
     };
     anyhow::ensure!(

@@ -155,8 +155,9 @@ settings! {
         /// no limit [default: 100].
         #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_ADDRESS")]
         max_connections_per_address: usize,
-        /// Most streams open at once, lowered to fit the open-file limit; 0 is no limit
-        /// [default: 100000].
+        /// Most streams open at once; 0 is no limit. Unset, it is 100000 or what the open-file
+        /// limit leaves room for, whichever is lower (a set value that does not fit is lowered,
+        /// with a warning) [default: fits the open-file limit, at most 100000].
         #[arg(long, env = "HERALD_MAX_CONNECTIONS")]
         max_connections: usize,
         /// Largest event payload in bytes [default: 65536, 64 KiB].
@@ -170,6 +171,14 @@ settings! {
         /// [default: none].
         #[arg(long, env = "HERALD_TRUSTED_PROXIES", value_delimiter = ',')]
         trusted_proxies: Vec<IpAddr>,
+        /// Log lines as `text` (for people) or `json` (one object per line, for collectors)
+        /// [default: text].
+        #[arg(long, env = "HERALD_LOG_FORMAT")]
+        log_format: LogFormat,
+        /// Channels that get their own series in `/metrics`, comma-separated; only these, so the
+        /// number of series stays bounded [default: none].
+        #[arg(long, env = "HERALD_METRICS_CHANNELS", value_delimiter = ',')]
+        metrics_channels: Vec<String>,
     }
 }
 
@@ -182,6 +191,17 @@ pub(crate) enum AuthMode {
     None,
     /// Signed JSON Web Tokens.
     Jwt,
+}
+
+/// `--log-format`: how log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// A secret from a flag, the environment or the file; its `Debug` never shows it.

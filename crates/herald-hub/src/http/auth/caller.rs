@@ -9,7 +9,7 @@ use super::{
     credentials::{Access, Credentials},
     jwt::{ChannelPattern, Claims},
 };
-use crate::{http::error::ApiError, ChannelName, ClientId};
+use crate::{http::error::ApiError, ChannelName};
 use axum::{
     extract::{FromRef, FromRequestParts},
     http::request::Parts,
@@ -23,7 +23,7 @@ impl AuthConfig {
     fn authenticate(&self, credentials: &Credentials, access: Access) -> Result<Caller, ApiError> {
         if let Some(bearer) = &credentials.bearer {
             if self.is_api_key(bearer) {
-                return Ok(Caller::ApiKey);
+                return Ok(Caller::ApiKey(credential_identity("key", bearer)));
             }
         }
         let Some(jwt) = self.verifier() else {
@@ -100,8 +100,8 @@ where
 pub(crate) enum Caller {
     /// `none` mode: no credential needed for this endpoint.
     Open,
-    /// A static API key: every right.
-    ApiKey,
+    /// A static API key: every right. Holds the key's identity (a digest of the key).
+    ApiKey(String),
     /// A verified token.
     Token(Claims),
 }
@@ -111,7 +111,18 @@ impl Caller {
     pub(crate) fn user(&self) -> Option<&str> {
         match self {
             Caller::Token(claims) => claims.sub.as_deref(),
-            Caller::Open | Caller::ApiKey => None,
+            Caller::Open | Caller::ApiKey(_) => None,
+        }
+    }
+
+    /// The identity client ids are bound to: `user:{sub}` for a token with a user; for a token
+    /// without `sub`, or an API key, a digest of the credential (stable for as long as the
+    /// credential is used, never the credential itself); `None` (anonymous) in `none` mode.
+    pub(crate) fn identity(&self) -> Option<&str> {
+        match self {
+            Caller::Open => None,
+            Caller::ApiKey(identity) => Some(identity),
+            Caller::Token(claims) => Some(&claims.identity),
         }
     }
 
@@ -166,27 +177,6 @@ impl Caller {
         }
     }
 
-    /// May this caller take over client id `id`, now held by a connection of user `holder`?
-    /// A token may take over its own user's connections only.
-    ///
-    /// # Errors
-    /// 403 `forbidden`.
-    pub(crate) fn check_take_over(
-        &self,
-        id: &ClientId,
-        holder: Option<&str>,
-    ) -> Result<(), ApiError> {
-        match self {
-            Caller::Token(claims) if !claims.admin && claims.sub.as_deref() != holder => {
-                Err(ApiError::forbidden(
-                    format!("client id {id} is held by another user's connection"),
-                    Vec::new(),
-                ))
-            }
-            _ => Ok(()),
-        }
-    }
-
     /// May this caller use the admin endpoints?
     ///
     /// # Errors
@@ -220,6 +210,19 @@ fn refuse_unmatched(
         format!("the token does not allow to {verb}: {}", names.join(", ")),
         refused,
     ))
+}
+
+/// `{kind}:` and the first 128 bits of the SHA-256 of `credential`, in hex: an identity that
+/// names a credential without revealing it.
+pub(super) fn credential_identity(kind: &str, credential: &str) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let digest = Sha256::digest(credential.as_bytes());
+    let mut identity = format!("{kind}:");
+    for byte in &digest[..16] {
+        write!(identity, "{byte:02x}").expect("writing to a String never fails");
+    }
+    identity
 }
 
 #[cfg(test)]
@@ -408,7 +411,7 @@ mod tests {
             .expect("long enough keys");
         assert!(matches!(
             auth.authenticate(&bearer("second-key-0123456789"), Access::Publish),
-            Ok(Caller::ApiKey)
+            Ok(Caller::ApiKey(_))
         ));
         assert!(auth
             .authenticate(&bearer("second-key-012345678"), Access::Publish)

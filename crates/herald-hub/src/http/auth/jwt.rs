@@ -62,7 +62,12 @@ impl JwtVerifier {
                 ApiError::unauthorized(reason)
             },
         )?;
-        Ok(data.claims.into())
+        let mut claims = Claims::from(data.claims);
+        claims.identity = match &claims.sub {
+            Some(sub) => format!("user:{sub}"),
+            None => super::caller::credential_identity("token", token),
+        };
+        Ok(claims)
     }
 }
 
@@ -77,6 +82,9 @@ pub(crate) struct Claims {
     pub(super) publish: Vec<ChannelPattern>,
     /// Every right.
     pub(super) admin: bool,
+    /// What client ids are bound to: `user:{sub}`, or for a token without `sub` a digest of
+    /// the token.
+    pub(super) identity: String,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +111,7 @@ impl From<RawClaims> for Claims {
             subscribe: raw.herald.subscribe,
             publish: raw.herald.publish,
             admin: raw.herald.admin,
+            identity: String::new(),
         }
     }
 }

@@ -127,6 +127,9 @@ pub(in crate::http) async fn channel_feed(
     let options = ClientOptions {
         client_id: None,
         user: None,
+        // No caller's identity looks like this (`user:…`, `key:…`, `token:…`), so nobody else
+        // may take the feed's client id over.
+        owner: Some("dashboard".to_owned()),
         channels: vec![channel],
         last_event_id: None,
         remote_addr: peer,

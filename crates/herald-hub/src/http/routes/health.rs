@@ -1,7 +1,10 @@
-//! `GET /healthz`: whether this node should receive traffic.
+//! The health probes: `GET /livez` (the process serves), `GET /readyz` and `GET /healthz`
+//! (whether this node should receive traffic).
 //!
-//! Answers `200 {"status": "ok"}`, or `503` while the hub shuts down (`shutting_down`) or cannot
-//! read its log (`unavailable`). It never changes anything.
+//! `/livez` answers `200 {"status": "ok"}` whenever the process answers at all. `/readyz` (and
+//! `/healthz`, its older name) answer `200 {"status": "ok"}`, or `503` while the hub shuts down
+//! (`shutting_down`) or its log cannot take and deliver events (`unavailable`). They are open to
+//! anyone, whatever the auth mode, and never change anything.
 
 use super::Api;
 use crate::http::error::ApiError;
@@ -12,7 +15,13 @@ use axum::{
     Json,
 };
 
-pub(super) async fn healthz(State(api): State<Api>) -> Response {
+/// `GET /livez`: the process is alive and serving requests.
+pub(super) async fn livez() -> Response {
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// `GET /readyz` and `GET /healthz`: whether this node should get new streams and publishes.
+pub(super) async fn readyz(State(api): State<Api>) -> Response {
     if api.hub.is_shutting_down() {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -24,7 +33,7 @@ pub(super) async fn healthz(State(api): State<Api>) -> Response {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            "this node cannot read the cluster log (redis lost); it delivers no events until it can",
+            "the event log cannot take or deliver events now (redis lost, or the disk failing)",
         )
         .into_response()
     } else {

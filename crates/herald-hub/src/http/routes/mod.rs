@@ -9,6 +9,7 @@
 
 mod admin;
 mod health;
+mod metrics;
 mod openapi;
 mod poll;
 mod publish;
@@ -94,7 +95,10 @@ const ROUTES: &[Route] = &[
     Route::stream("/api/channels/{channel}/stream", || {
         get(streams::stream_channel)
     }),
-    Route::request("/healthz", || get(health::healthz)),
+    Route::request("/healthz", || get(health::readyz)),
+    Route::request("/livez", || get(health::livez)),
+    Route::request("/readyz", || get(health::readyz)),
+    Route::request("/metrics", || get(metrics::metrics)),
     Route::request("/api/openapi.json", || get(openapi::document)),
     Route::request("/api/channels", || get(admin::list_channels)),
     Route::request("/api/channels/{channel}/events", || {

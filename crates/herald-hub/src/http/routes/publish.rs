@@ -1,8 +1,8 @@
 //! The publish endpoints: to a channel, to several, to everyone, to a user, to one client, and
 //! closing a channel.
 //!
-//! Owns the publish body (`{"event", "data", "id"}`, plus `channels` for `POST /api/events`), the
-//! event size limit, and which publish right each target needs. It never encodes or stores an
+//! Owns the publish body (`{"event", "data", "id"}`, plus `channels` for `POST /api/events`:
+//! de-duplicated, at most [`PUBLISH_CHANNELS_MAX`]), the event size limit, and which publish right each target needs. It never encodes or stores an
 //! event: [`crate::Hub::publish`] does, and its errors map to answers in `error`.
 
 use super::Api;
@@ -13,7 +13,7 @@ use crate::{
         error::ApiError,
         extract::{ApiPath, JsonBody, OptionalJsonBody},
     },
-    ChannelName, ClientId, EventData, NewEvent, Target,
+    ChannelName, ClientId, EventData, NewEvent, PublishError, Target, PUBLISH_CHANNELS_MAX,
 };
 use axum::{
     extract::State,
@@ -23,7 +23,8 @@ use axum::{
 };
 use serde::Deserialize;
 
-/// The body of every publish endpoint.
+/// The body of every publish endpoint but `POST /api/events`: one event. Unknown fields are
+/// refused, and the error names only the fields this body takes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PublishBody {
@@ -32,8 +33,16 @@ pub(super) struct PublishBody {
     /// publisher's bytes, and the hub spends no CPU rebuilding them.
     data: Box<serde_json::value::RawValue>,
     id: Option<String>,
-    /// Only for `POST /api/events`.
-    channels: Option<Vec<String>>,
+}
+
+/// The body of `POST /api/events`: one event and the channels it goes to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PublishToChannelsBody {
+    event: Option<String>,
+    data: Box<serde_json::value::RawValue>,
+    id: Option<String>,
+    channels: Vec<String>,
 }
 
 impl PublishBody {
@@ -58,14 +67,18 @@ impl PublishBody {
             id: self.id,
         })
     }
+}
 
-    fn refuse_channels(&self) -> Result<(), ApiError> {
-        match self.channels {
-            Some(_) => Err(ApiError::invalid_body(
-                "`channels` is only taken by POST /api/events",
-            )),
-            None => Ok(()),
-        }
+impl PublishToChannelsBody {
+    /// The channel names, and the event as every other endpoint takes it.
+    fn into_parts(self) -> (Vec<String>, PublishBody) {
+        let Self {
+            event,
+            data,
+            id,
+            channels,
+        } = self;
+        (channels, PublishBody { event, data, id })
     }
 }
 
@@ -86,19 +99,29 @@ async fn publish_to_one(
     body: PublishBody,
 ) -> Result<Response, ApiError> {
     caller.check_publish(std::slice::from_ref(&channel))?;
-    body.refuse_channels()?;
     publish(api, Target::Channels(vec![channel]), body).await
 }
 
 pub(super) async fn publish_to_channels(
     State(api): State<Api>,
     Publisher(caller): Publisher,
-    JsonBody(mut body): JsonBody<PublishBody>,
+    JsonBody(body): JsonBody<PublishToChannelsBody>,
 ) -> Result<Response, ApiError> {
-    let names = body
-        .channels
-        .take()
-        .ok_or_else(|| ApiError::invalid_body("missing field `channels`"))?;
+    let (names, body) = body.into_parts();
+    // Duplicates go first (the publisher's order is kept for the answer), then the count is
+    // bounded, before any name is checked or kept.
+    let mut seen = std::collections::HashSet::with_capacity(names.len().min(1024));
+    let names: Vec<String> = names
+        .into_iter()
+        .filter(|name| seen.insert(name.clone()))
+        .collect();
+    if names.len() > PUBLISH_CHANNELS_MAX {
+        return Err(PublishError::TooManyChannels {
+            max: PUBLISH_CHANNELS_MAX,
+            given: names.len(),
+        }
+        .into());
+    }
     let channels = names
         .iter()
         .map(|c| ChannelName::new(c))
@@ -113,7 +136,6 @@ pub(super) async fn publish_to_all(
     JsonBody(body): JsonBody<PublishBody>,
 ) -> Result<Response, ApiError> {
     caller.check_publish_anywhere()?;
-    body.refuse_channels()?;
     publish(&api, Target::All, body).await
 }
 
@@ -134,7 +156,6 @@ pub(super) async fn publish_to_client(
 ) -> Result<Response, ApiError> {
     let client = ClientId::new(&client)?;
     caller.check_publish_anywhere()?;
-    body.refuse_channels()?;
     publish(&api, Target::Client(client), body).await
 }
 
@@ -155,10 +176,7 @@ pub(super) async fn close_channel(
     let channel = ChannelName::new(&channel)?;
     caller.check_publish(std::slice::from_ref(&channel))?;
     let final_event = match body {
-        Some(body) => {
-            body.refuse_channels()?;
-            Some(body.into_event(&api.limits)?)
-        }
+        Some(body) => Some(body.into_event(&api.limits)?),
         None => None,
     };
     let published = api.hub.close_channel(channel, final_event).await?;

@@ -1,7 +1,9 @@
 //! The stream endpoints: `GET /api/channels/{channel}/stream` and `GET /api/stream?channel=…`.
 //!
 //! Owns opening an event stream over HTTP: the channels asked for, the caller's right to hear
-//! them and to take over a `clientId`, the connection limits (`admission`), and the resume position
+//! them, the identity a `clientId` is bound to (a `clientId` bound to another identity is not
+//! given: the stream gets a fresh id, as if it had asked for none), the connection limits
+//! (`admission`), and the resume position
 //! ([`LastEventId`]). The stream itself is the hub's ([`crate::ClientStream`]); its answer and
 //! the answer to a refused stream are `sse`'s. It never reads a connection's queue.
 
@@ -49,7 +51,7 @@ pub(super) async fn stream_channel(
         headers,
         peer,
     };
-    open_stream(&api, vec![channel], request)
+    open_stream(&api, vec![channel], request).await
 }
 
 pub(super) async fn stream_channels(
@@ -68,7 +70,7 @@ pub(super) async fn stream_channels(
         headers,
         peer,
     };
-    open_stream(&api, channels, request)
+    open_stream(&api, channels, request).await
 }
 
 /// Every `channel` query parameter, validated.
@@ -79,7 +81,7 @@ pub(super) fn channels_from_query(query: &QueryParams) -> Result<Vec<ChannelName
         .collect()
 }
 
-fn open_stream(
+async fn open_stream(
     api: &Api,
     channels: Vec<ChannelName>,
     request: StreamRequest,
@@ -93,17 +95,15 @@ fn open_stream(
     } = request;
     check_channel_count(api, &channels)?;
     caller.check_subscribe(&channels)?;
-    let client_id = query.last("clientId").map(ClientId::new).transpose()?;
-    if let Some(id) = &client_id {
-        // Taking over a client id (live, or left recently) closes its stream and inherits what is
-        // sent to it: only its own user may.
-        if let Some(holder) = api.hub.client_id_holder(id) {
-            caller.check_take_over(id, holder.as_deref())?;
-        }
-    }
+    let requested = query.last("clientId").map(ClientId::new).transpose()?;
     let slot = api.admission.admit(peer.0, &headers)?;
+    // Taking a client id (live, or left while events for it wait) closes its stream and inherits
+    // what is sent to it: only the identity it is bound to may; anyone else gets a fresh id.
+    let owner = caller.identity().map(str::to_owned);
+    let client_id = api.hub.claim_client_id(requested, owner.as_deref()).await;
     let options = ClientOptions {
-        client_id,
+        client_id: Some(client_id),
+        owner,
         user: caller.user().map(str::to_owned),
         channels,
         last_event_id,

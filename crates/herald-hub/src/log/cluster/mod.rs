@@ -13,6 +13,7 @@ mod registry;
 use crate::{
     hub::{Precheck, PublishError, Published, Shared},
     log::{Entry, Log, LogError, LogFuture, NodeClients, NodeStats, RegistryChange, StoredEntry},
+    record::Target,
 };
 use reader::{EntryId, ReaderState};
 use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Client};
@@ -88,15 +89,51 @@ impl ClusterError {
     }
 }
 
-/// Appends an event unless its publisher id was already used (within `ttl`), atomically.
+/// Appends an event unless its publisher id was already used in its scope (within `ttl`),
+/// atomically, and decides once for every node whether the publisher's id is the event's wire id:
+/// it is unless another event (of another scope) has it on the wire already (field `w`).
+/// KEYS: the log, the idempotency key (publisher id and scope), the wire key (publisher id), the
+/// owner key of the addressed client id (or the empty string). An event for a client id keeps
+/// its owner binding alive for as long as the event can be in history.
 const APPEND_SCRIPT: &str = r#"
+local fields = {'e', ARGV[4]}
 if ARGV[1] ~= '' then
   if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then
     return false
   end
+  if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[2]) then
+    fields = {'e', ARGV[4], 'w', '1'}
+  end
 end
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[4])
+if KEYS[4] ~= '' then
+  redis.call('PEXPIRE', KEYS[4], ARGV[5])
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
 "#;
+
+/// Binds a client id to an owner (`ARGV[1]`) unless another owner holds it; refreshes the
+/// binding's time to live (`ARGV[2]` ms). Returns 1 when the id is the owner's, 0 when not.
+const CLAIM_SCRIPT: &str = r#"
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+/// The scope a publisher id is idempotent in, as a Redis key part: the sorted channels, one
+/// client id, or everyone. Channel names and client ids hold no `,` nor space.
+fn scope_of(target: &Target) -> String {
+    match target {
+        Target::Channels(channels) => {
+            let names: Vec<&str> = channels.iter().map(|c| c.as_str()).collect();
+            format!("c:{}", names.join(","))
+        }
+        Target::Client(id) => format!("k:{id}"),
+        Target::All => "*".to_owned(),
+    }
+}
 
 /// The cluster log the hub holds.
 #[derive(Debug)]
@@ -107,6 +144,9 @@ pub(crate) struct ClusterLog {
     registry: Registry,
     max_len: usize,
     idempotency_ttl: Duration,
+    /// How long a client id stays bound to its owner after the last claim, event for it,
+    /// departure or refresh (live connections are refreshed every quarter of it).
+    binding_ttl: Duration,
 }
 
 /// The Redis client and the shared connection for commands.
@@ -183,6 +223,7 @@ impl ClusterLog {
         config: ClusterConfig,
         max_len: usize,
         idempotency_ttl: Duration,
+        client_linger: Duration,
     ) -> Result<Self, ClusterError> {
         let client = Client::open(config.redis_url.as_str()).map_err(ClusterError::InvalidUrl)?;
         Ok(Self {
@@ -195,7 +236,24 @@ impl ClusterLog {
             registry: Registry::new(config.node_id),
             max_len: max_len.max(1),
             idempotency_ttl,
+            binding_ttl: idempotency_ttl.max(client_linger),
         })
+    }
+
+    fn ms(duration: Duration) -> u64 {
+        u64::try_from(duration.as_millis().max(1)).unwrap_or(u64::MAX)
+    }
+
+    /// Binds client id `id` to `owner` in Redis unless another owner holds it.
+    async fn claim(&self, id: &str, owner: &str) -> Result<bool, ClusterError> {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(CLAIM_SCRIPT)
+            .arg(1)
+            .arg(self.redis.key(&format!("owner:{id}")))
+            .arg(owner)
+            .arg(Self::ms(self.binding_ttl));
+        let claimed: i64 = self.redis.run(&Request::Cmd(eval)).await?;
+        Ok(claimed == 1)
     }
 
     /// Appends an entry. `Ok(None)`: its publisher id was already used in the cluster.
@@ -203,15 +261,25 @@ impl ClusterLog {
         let payload = serde_json::to_string(&StoredEntry::from_entry(entry))
             .expect("a stored entry is plain data and always serializes");
         let id = entry.event.id.as_deref().unwrap_or("");
+        let owner_key = match &entry.target {
+            Target::Client(client) => self.redis.key(&format!("owner:{client}")),
+            _ => String::new(),
+        };
         let mut eval = redis::cmd("EVAL");
         eval.arg(APPEND_SCRIPT)
-            .arg(2)
+            .arg(4)
             .arg(self.redis.key("log"))
-            .arg(self.redis.key(&format!("id:{id}")))
+            .arg(
+                self.redis
+                    .key(&format!("idem:{} {id}", scope_of(&entry.target))),
+            )
+            .arg(self.redis.key(&format!("wire:{id}")))
+            .arg(owner_key)
             .arg(id)
-            .arg(u64::try_from(self.idempotency_ttl.as_millis().max(1)).unwrap_or(u64::MAX))
+            .arg(Self::ms(self.idempotency_ttl))
             .arg(self.max_len)
-            .arg(&payload);
+            .arg(&payload)
+            .arg(Self::ms(self.binding_ttl));
         let id: Option<String> = self.redis.run(&Request::Cmd(eval)).await?;
         match id {
             None => Ok(None),
@@ -239,22 +307,24 @@ impl ClusterLog {
             Precheck::Fresh => {}
         }
         let appended = self.push(&entry).await.map_err(unavailable)?;
-        let id = match appended {
+        let log_id = match appended {
             Some(entry_id) => {
                 // Lock 2 is the reader's, applying the entry on this node as on every other.
                 self.reader
                     .wait_read(entry_id, APPLY_TIMEOUT)
                     .await
                     .map_err(unavailable)?;
-                entry.event.id.unwrap_or_else(|| entry_id.to_string())
+                entry_id.to_string()
             }
-            None => entry
-                .event
-                .id
-                .expect("only a publisher id can be taken already"),
+            None => String::new(),
         };
         // Lock 3: the answer (recipients) as this node's reader recorded it.
-        Ok(hub.published_of(&id, appended.is_none()))
+        Ok(hub.published_of(
+            &entry.target,
+            entry.event.id.as_deref(),
+            &log_id,
+            appended.is_none(),
+        ))
     }
 }
 
@@ -269,6 +339,17 @@ impl Log for ClusterLog {
 
     fn is_ready(&self) -> bool {
         self.reader.is_current()
+    }
+
+    fn health(&self) -> crate::metrics::LogHealth {
+        let (is_reading, since_last_read) = self.reader.read_health();
+        crate::metrics::LogHealth {
+            backend: "cluster",
+            is_ready: self.is_ready(),
+            redis_reachable: Some(is_reading),
+            since_last_read,
+            ..Default::default()
+        }
     }
 
     fn start(self: Arc<Self>, hub: Weak<Shared>, shutdown: CancellationToken) {
@@ -292,6 +373,14 @@ impl Log for ClusterLog {
 
     fn node_id(&self) -> &str {
         self.registry.node_id()
+    }
+
+    fn claim_client_id<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+    ) -> LogFuture<'a, Result<bool, LogError>> {
+        Box::pin(async move { Ok(self.claim(id, owner).await?) })
     }
 
     fn client_changed(&self, change: &dyn Fn() -> RegistryChange) {

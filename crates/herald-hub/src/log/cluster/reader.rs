@@ -89,6 +89,15 @@ impl ReaderState {
                 <= READ_STALL_MAX_MS
     }
 
+    /// Whether the reader is connected to Redis, and the time since its last successful read
+    /// (`None` before the first).
+    pub(super) fn read_health(&self) -> (bool, Option<std::time::Duration>) {
+        let read_at_ms = self.read_ok_at_ms.load(Ordering::Relaxed);
+        let since = (read_at_ms > 0)
+            .then(|| std::time::Duration::from_millis(unix_ms().saturating_sub(read_at_ms)));
+        (self.is_reading.load(Ordering::Relaxed), since)
+    }
+
     fn mark_read(&self, through: Option<EntryId>, is_at_end: bool) {
         self.read_ok_at_ms.store(unix_ms(), Ordering::Relaxed);
         self.is_reading.store(true, Ordering::Relaxed);
@@ -295,6 +304,9 @@ fn apply_raw(
     how: Apply,
 ) -> Option<EntryId> {
     let entry_id = EntryId::parse(id)?;
+    let is_publisher_id_on_wire = fields
+        .iter()
+        .any(|(name, value)| name == "w" && value == "1");
     let Some((_, payload)) = fields.into_iter().find(|(name, _)| name == "e") else {
         tracing::warn!(entry = id, "skipping a cluster log entry without a payload");
         return Some(entry_id);
@@ -305,7 +317,8 @@ fn apply_raw(
     match entry {
         Some(mut entry) => {
             entry.log_id = Some(id.to_owned());
-            // A duplicate (already applied) is skipped inside `apply`.
+            entry.is_publisher_id_on_wire = is_publisher_id_on_wire;
+            // Applied whatever its id: only its position (after the last one read) decides.
             let _ = shared.apply(entry, how);
         }
         None => tracing::warn!(entry = id, "skipping an unreadable cluster log entry"),

@@ -79,6 +79,7 @@ impl Registry {
         redis: &Redis,
         stats: &serde_json::Value,
         all_clients: impl FnOnce() -> Vec<(String, String)>,
+        binding_ttl_ms: u64,
     ) -> Result<(), ClusterError> {
         let node = &self.node_id;
         let now_ms = unix_ms();
@@ -131,6 +132,11 @@ impl Registry {
                         .arg(info)
                         .ignore(),
                     RegistryChange::Remove { id } => {
+                        // The id's owner binding runs from its departure (linger, history age).
+                        pipe.cmd("PEXPIRE")
+                            .arg(redis.key(&format!("owner:{id}")))
+                            .arg(binding_ttl_ms)
+                            .ignore();
                         pipe.cmd("HDEL").arg(&clients_key).arg(id).ignore()
                     }
                 };
@@ -214,6 +220,7 @@ pub(super) async fn report_loop(
     shutdown: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(NODE_REFRESH_INTERVAL);
+    let mut bindings_refreshed_at = std::time::Instant::now();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -236,10 +243,28 @@ pub(super) async fn report_loop(
                 })
                 .collect()
         };
-        let refreshed = log.registry.refresh(&log.redis, &stats, all_clients).await;
-        drop(hub);
+        let binding_ttl_ms = ClusterLog::ms(log.binding_ttl);
+        let refreshed = log
+            .registry
+            .refresh(&log.redis, &stats, all_clients, binding_ttl_ms)
+            .await;
         if let Err(err) = refreshed {
             tracing::debug!(error = %err, "could not report to the cluster registry");
         }
+        if bindings_refreshed_at.elapsed() >= log.binding_ttl / 4 {
+            // Live connections keep their client ids bound however long they last.
+            let mut pipe = redis::pipe();
+            let clients = hub.clients();
+            for info in &clients {
+                pipe.cmd("PEXPIRE")
+                    .arg(log.redis.key(&format!("owner:{}", info.id)))
+                    .arg(binding_ttl_ms)
+                    .ignore();
+            }
+            if clients.is_empty() || log.redis.run::<()>(&Request::Pipe(pipe)).await.is_ok() {
+                bindings_refreshed_at = std::time::Instant::now();
+            }
+        }
+        drop(hub);
     }
 }
