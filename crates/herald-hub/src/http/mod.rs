@@ -17,6 +17,7 @@
 mod admission;
 mod auth;
 mod config;
+mod dashboard;
 mod error;
 mod extract;
 mod last_event_id;

@@ -19,6 +19,7 @@ use super::{
     admission::Admission,
     auth::AuthConfig,
     config::{HttpConfig, HttpLimits},
+    dashboard::{self, Dashboard},
     error::ApiError,
     extract::BodyReadTimeout,
     origin::{check_origin, OriginPolicy},
@@ -39,6 +40,13 @@ struct Api {
     limits: HttpLimits,
     auth: AuthConfig,
     admission: Arc<Admission>,
+    dashboard: Dashboard,
+}
+
+impl FromRef<Api> for Dashboard {
+    fn from_ref(api: &Api) -> Self {
+        api.dashboard.clone()
+    }
 }
 
 impl FromRef<Api> for AuthConfig {
@@ -121,6 +129,23 @@ const ROUTES: &[Route] = &[
         delete(admin::unsubscribe)
     }),
     Route::request("/api/stats", || get(admin::stats)),
+    Route::stream("/admin/feed", || get(dashboard::feed)),
+    Route::stream("/admin/channels/{channel}/feed", || {
+        get(dashboard::channel_feed)
+    }),
+    Route::request("/admin", || get(dashboard::to_index)),
+    Route::request("/admin/", || get(dashboard::index)),
+    Route::request("/admin/dashboard.js", || get(dashboard::script)),
+    Route::request("/admin/dashboard.css", || get(dashboard::style)),
+    Route::request("/admin/session", || {
+        get(dashboard::session_info)
+            .post(dashboard::sign_in)
+            .delete(dashboard::sign_out)
+    }),
+    Route::request("/admin/channels/{channel}/events", || {
+        post(dashboard::publish)
+    }),
+    Route::request("/admin/clients/{client}", || delete(dashboard::disconnect)),
 ];
 
 /// Whether a `GET` of `path` (without its query) is one of the API's event streams.
@@ -192,6 +217,7 @@ pub fn router(hub: Hub, config: impl Into<HttpConfig>) -> Router {
             check_origin,
         ))
         .with_state(Api {
+            dashboard: Dashboard::new(hub.clone(), auth.clone(), &limits),
             hub,
             limits,
             auth,
