@@ -206,11 +206,15 @@ async fn one_publisher_id_on_two_channels_is_two_events_with_one_wire_id_each_on
     let seen = [sse.next_event().await, sse.next_event().await];
     assert_eq!(seen[0].id, "order-7");
     assert_ne!(seen[1].id, seen[0].id, "a wire id names one event");
-    // Every node shows the same ids: a poll on the other node agrees.
+    // Every node shows the same ids: a poll on the other node agrees (once it has read both).
     let asked = [channel("room"), channel("billing")];
-    let page = a.events_after(&asked, None, 10);
-    let polled: Vec<&str> = page.events.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(polled, [seen[0].id.as_str(), seen[1].id.as_str()]);
+    let polled: Vec<String> = eventually("node a to read both events", || {
+        let page = a.events_after(&asked, None, 10);
+        let ids: Vec<String> = page.events.iter().map(|e| e.id.clone()).collect();
+        async move { (ids.len() == 2).then_some(ids) }
+    })
+    .await;
+    assert_eq!(polled, [seen[0].id.clone(), seen[1].id.clone()]);
     a.shutdown();
     b.shutdown();
 }

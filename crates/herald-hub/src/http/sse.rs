@@ -16,16 +16,18 @@ use axum::{
 use futures_util::StreamExt;
 use std::convert::Infallible;
 
-/// Wraps a connection's byte stream in a `text/event-stream` response. `end` (an extension of
-/// the response) lets the lean stream path learn that the hub has ended the connection while a
-/// write is stuck.
+/// Wraps a byte stream in a `text/event-stream` response. `end` (an extension of the response),
+/// given for a hub connection, lets the lean stream path learn that the hub has ended the
+/// connection while a write is stuck.
 pub(crate) fn sse_response(
     stream: impl futures_util::Stream<Item = bytes::Bytes> + Send + 'static,
-    end: EndSignal,
+    end: Option<EndSignal>,
 ) -> Response {
     let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
     let mut response = Response::new(body);
-    response.extensions_mut().insert(end);
+    if let Some(end) = end {
+        response.extensions_mut().insert(end);
+    }
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -42,7 +44,7 @@ pub(crate) fn sse_response(
 impl IntoResponse for ClientStream {
     fn into_response(self) -> Response {
         let end = self.end_signal();
-        sse_response(self, end)
+        sse_response(self, Some(end))
     }
 }
 

@@ -59,7 +59,7 @@ pub(in crate::http) async fn feed(
             Some((frame, (dashboard, id, false)))
         },
     );
-    sse_response(stream::once(async { first }).chain(ticks))
+    sse_response(stream::once(async { first }).chain(ticks), None)
 }
 
 /// One update: this node's stats and history retention, the cluster's stats when there is one,
@@ -138,12 +138,16 @@ pub(in crate::http) async fn channel_feed(
         Ok(stream) => {
             let sessions = dashboard.sessions.clone();
             let id = admin.id;
+            let end = stream.end_signal();
             // The stream ends with the session: checked as each event passes, and at least as
             // often as the hub's heartbeats.
-            sse_response(stream.take_while(move |_| {
-                let is_live = sessions.get(&id).is_some();
-                async move { is_live }
-            }))
+            sse_response(
+                stream.take_while(move |_| {
+                    let is_live = sessions.get(&id).is_some();
+                    async move { is_live }
+                }),
+                Some(end),
+            )
         }
         Err(refused) => refused.into_response(),
     }
@@ -157,5 +161,5 @@ async fn signed_out(refused: ApiError) -> Response {
         .unwrap_or_default();
     let body = String::from_utf8_lossy(&body).replace(['\r', '\n'], " ");
     let frame = format!("retry: {SIGNED_OUT_RETRY_MS}\n\nevent: signed-out\ndata: {body}\n\n");
-    sse_response(stream::once(async move { Bytes::from(frame) }))
+    sse_response(stream::once(async move { Bytes::from(frame) }), None)
 }

@@ -117,7 +117,7 @@ async fn open_stream(
                 let _slot = &slot;
                 chunk
             });
-            Ok(sse_response(stream, end))
+            Ok(sse_response(stream, Some(end)))
         }
         Err(refused) => Ok(refused.into_response()),
     }
