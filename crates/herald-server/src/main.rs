@@ -64,6 +64,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr().context("reading the bound address")?;
+    let scheme = if config.serve.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     warn_when_exposed(&config);
     let mut http = config.http;
     if let Some((open_files, connections_max)) = config::fit_to_open_file_limit(&mut http.limits) {
@@ -93,7 +98,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         router = router.layer(cors);
     }
     // Tests and scripts read this line to learn the port when listening on port 0.
-    tracing::info!(addr = %local, "herald listening on http://{local}");
+    tracing::info!(addr = %local, "herald listening on {scheme}://{local}");
+    if let Some(tls) = config.serve.tls.clone() {
+        tokio::spawn(reload_tls_on_hangup(tls));
+    }
     herald_hub::http::serve(listener, router, hub, config.serve, shutdown_signal()).await?;
     tracing::info!("herald stopped");
     Ok(())
@@ -131,6 +139,33 @@ fn raise_open_files_limit() {
         Ok(limit) => tracing::debug!(limit, "open files limit"),
         Err(err) => tracing::warn!(error = %err, "could not raise the open files limit"),
     }
+}
+
+/// Reloads the certificate and key on every SIGHUP; a pair that does not load leaves the one in
+/// use serving, and the log says why.
+async fn reload_tls_on_hangup(tls: herald_hub::http::Tls) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => hangup,
+            Err(err) => {
+                tracing::warn!(error = %err, "no SIGHUP handler: the certificate cannot be reloaded");
+                return;
+            }
+        };
+        while hangup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(err) => tracing::warn!(
+                    error = %err,
+                    "TLS certificate not reloaded; the previous one stays in use"
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -11,19 +11,22 @@
 //! - `error`: the one error answer; `extract`: request extractors; `last_event_id`: where a
 //!   stream resumes; `sse`: the stream answer.
 //! - `serve`: the accept loop; `stream_conn`: the lean path for event streams; `rewind`: a socket
-//!   with bytes put back for hyper.
+//!   with bytes put back for hyper; `tls`: the certificate and the handshake; `h2`: HTTP/2
+//!   connections.
 
 mod admission;
 mod auth;
 mod config;
 mod error;
 mod extract;
+mod h2;
 mod last_event_id;
 mod rewind;
 mod routes;
 mod serve;
 mod sse;
 mod stream_conn;
+mod tls;
 
 pub use admission::{CONNECTIONS_MAX_DEFAULT, CONNECTIONS_PER_ADDRESS_MAX_DEFAULT};
 pub use auth::{
@@ -39,3 +42,4 @@ pub use extract::QUERY_PARAMS_MAX;
 pub use last_event_id::LastEventId;
 pub use routes::router;
 pub use serve::{serve, ServeOptions, HEADER_READ_TIMEOUT_DEFAULT, SHUTDOWN_GRACE_DEFAULT};
+pub use tls::{Tls, TlsError};

@@ -2,15 +2,18 @@
 //!
 //! Owns the accept loop and each connection's HTTP/1 settings; a connection whose first request
 //! opens an event stream is served by `stream_conn` instead of hyper, with no HTTP buffers. Both
-//! paths take any socket; this loop accepts TCP. Written on hyper directly rather than
+//! paths take any socket; this loop accepts TCP, and with [`Tls`] completes the handshake first
+//! (`tls`) and hands HTTP/2 connections to `h2`. Written on hyper directly rather than
 //! `axum::serve` because SSE needs two things that does not expose: a header read timeout (a client
 //! that never finishes its headers must not hold a connection) and a shutdown that first ends every
 //! event stream (an SSE response never finishes on its own), then waits a bounded grace period.
 //! It never knows routes or the hub's rules.
 
 use super::{
+    h2,
     rewind::Rewind,
     stream_conn::{self, FirstRequest},
+    tls::{self, Accepted, Tls},
 };
 use crate::Hub;
 use axum::{extract::ConnectInfo, Router};
@@ -37,6 +40,9 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// Time connections get to finish after shutdown begins. Default [`SHUTDOWN_GRACE_DEFAULT`].
     pub shutdown_grace: Duration,
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with this certificate; the handshake has the
+    /// header read timeout to finish. Default: none, plain HTTP/1.1.
+    pub tls: Option<Tls>,
 }
 
 impl Default for ServeOptions {
@@ -44,6 +50,7 @@ impl Default for ServeOptions {
         Self {
             header_read_timeout: HEADER_READ_TIMEOUT_DEFAULT,
             shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
+            tls: None,
         }
     }
 }
@@ -66,6 +73,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
     let http = Arc::new(http);
+    let h2 = Arc::new(h2::builder());
     // Every connection task, so shutdown can wait for event streams served off hyper too.
     let connections = TaskTracker::new();
     let stopping = CancellationToken::new();
@@ -90,8 +98,20 @@ pub async fn serve(
             stopping.clone(),
         );
         let header_read_timeout = options.header_read_timeout;
+        let (tls, h2) = (options.tls.clone(), h2.clone());
         connections.spawn(async move {
-            let mut socket = socket;
+            let accepted = tokio::select! {
+                accepted = tls::accept(socket, tls.as_ref(), header_read_timeout) => accepted,
+                () = stopping.cancelled() => return,
+            };
+            let mut socket = match accepted {
+                Some(Accepted::Http1(socket)) => socket,
+                Some(Accepted::Http2(socket)) => {
+                    Box::pin(h2::serve_connection(socket, peer, router, &h2, watcher)).await;
+                    return;
+                }
+                None => return,
+            };
             let first = tokio::select! {
                 first = stream_conn::read_first_request(&mut socket, peer, header_read_timeout) => first,
                 // An idle connection that has not sent a request yet: nothing to finish.

@@ -7,7 +7,7 @@
 use super::settings::{AuthMode, Secret, ServeArgs, Settings};
 use anyhow::Context;
 use herald_hub::{
-    http::{AuthConfig, HttpConfig, HttpLimits, ServeOptions},
+    http::{AuthConfig, HttpConfig, HttpLimits, ServeOptions, Tls},
     ClusterConfig, FsyncPolicy, HistoryConfig, HubConfig,
 };
 use std::{net::SocketAddr, path::PathBuf};
@@ -91,6 +91,11 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
         }),
         (None, None) => Backend::Memory,
     };
+    let tls = match (settings.tls_cert, settings.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key).context("loading TLS")?),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together: give both or neither"),
+    };
     let config = ServeConfig {
         listen: settings
             .listen
@@ -150,6 +155,7 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
             shutdown_grace: settings
                 .shutdown_grace
                 .unwrap_or(serve_defaults.shutdown_grace),
+            tls,
         },
         cors_origins: settings.cors_origins.unwrap_or_default(),
         backend,
