@@ -80,7 +80,9 @@ impl TestHub {
                 panic!("herald did not start: {:?}", log.lock().expect("log lock"));
             }
         };
-        let (scheme, addr) = addr.split_once("://").expect("the listening line has a URL");
+        let (scheme, addr) = addr
+            .split_once("://")
+            .expect("the listening line has a URL");
         let port = addr
             .rsplit(':')
             .next()
