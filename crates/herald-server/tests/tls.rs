@@ -331,3 +331,36 @@ async fn a_node_reaches_redis_over_tls() {
     let event = stream.next_event().await;
     assert_eq!(event.data, "over tls");
 }
+
+// Multi-threaded: the clients' HTTP/2 connections must answer the hub's closing PING while the
+// test thread waits for the exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_https_streams_over_both_protocols_with_the_closing_comment() {
+    let (mut hub, _cert) = start_https_hub("shutdown", &[]);
+    let mut over_h1 = open_stream(&http1(), &hub, "closing").await;
+    let mut over_h2 = open_stream(&http2(), &hub, "closing").await;
+    let started = Instant::now();
+    let status = hub
+        .signal_and_wait("TERM", Duration::from_secs(5))
+        .expect("herald exits within 5s of SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "it did not wait out the grace period"
+    );
+    for stream in [&mut over_h1, &mut over_h2] {
+        let mut seen = String::new();
+        read_until(stream, &mut seen, ": closed: hub shutting down").await;
+        // HTTP/2 may end a stream with an empty DATA frame.
+        let end = loop {
+            match tokio::time::timeout(PATIENCE, stream.chunk()).await {
+                Ok(Ok(Some(chunk))) if chunk.is_empty() => continue,
+                other => break other,
+            }
+        };
+        assert!(
+            matches!(end, Ok(Ok(None)) | Ok(Err(_))),
+            "the stream ends after its closing comment: {end:?}"
+        );
+    }
+}
