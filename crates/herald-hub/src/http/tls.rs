@@ -196,7 +196,10 @@ pub(super) async fn accept(
     let Some(tls) = tls else {
         return Some(Accepted::Http1(Transport::Plain(socket)));
     };
-    let stream = match tokio::time::timeout(timeout, tls.acceptor.accept(socket)).await {
+    // Boxed: rustls's handshake state is large, and a plain connection's task must not be sized
+    // for it.
+    let handshake = Box::pin(tokio::time::timeout(timeout, tls.acceptor.accept(socket)));
+    let stream = match handshake.await {
         Ok(Ok(stream)) => stream,
         Ok(Err(err)) => {
             tracing::debug!(error = %err, "TLS handshake failed");
