@@ -98,10 +98,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         router = router.layer(cors);
     }
     // Tests and scripts read this line to learn the port when listening on port 0.
-    tracing::info!(addr = %local, "herald listening on {scheme}://{local}");
+    // The SIGHUP handler is in place before the listening line, so a reload right after start
+    // never meets the default action (exit).
     if let Some(tls) = config.serve.tls.clone() {
-        tokio::spawn(reload_tls_on_hangup(tls));
+        tokio::spawn(reload_tls_on_hangup(tls, hangup_signal()));
     }
+    tracing::info!(addr = %local, "herald listening on {scheme}://{local}");
     herald_hub::http::serve(listener, router, hub, config.serve, shutdown_signal()).await?;
     tracing::info!("herald stopped");
     Ok(())
@@ -141,32 +143,43 @@ fn raise_open_files_limit() {
     }
 }
 
+/// SIGHUP, listened to from now on; `None` where it cannot be (logged).
+#[cfg(unix)]
+fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    signal(SignalKind::hangup())
+        .inspect_err(|err| {
+            tracing::warn!(error = %err, "no SIGHUP handler: the certificate cannot be reloaded");
+        })
+        .ok()
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> Option<()> {
+    None
+}
+
 /// Reloads the certificate and key on every SIGHUP; a pair that does not load leaves the one in
 /// use serving, and the log says why.
-async fn reload_tls_on_hangup(tls: herald_hub::http::Tls) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(hangup) => hangup,
-            Err(err) => {
-                tracing::warn!(error = %err, "no SIGHUP handler: the certificate cannot be reloaded");
-                return;
-            }
-        };
-        while hangup.recv().await.is_some() {
-            match tls.reload() {
-                Ok(()) => tracing::info!("TLS certificate reloaded"),
-                Err(err) => tracing::warn!(
-                    error = %err,
-                    "TLS certificate not reloaded; the previous one stays in use"
-                ),
-            }
+#[cfg(unix)]
+async fn reload_tls_on_hangup(
+    tls: herald_hub::http::Tls,
+    hangup: Option<tokio::signal::unix::Signal>,
+) {
+    let Some(mut hangup) = hangup else { return };
+    while hangup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("TLS certificate reloaded"),
+            Err(err) => tracing::warn!(
+                error = %err,
+                "TLS certificate not reloaded; the previous one stays in use"
+            ),
         }
     }
-    #[cfg(not(unix))]
-    let _ = tls;
 }
+
+#[cfg(not(unix))]
+async fn reload_tls_on_hangup(_tls: herald_hub::http::Tls, _hangup: Option<()>) {}
 
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
