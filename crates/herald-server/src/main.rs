@@ -82,6 +82,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr().context("reading the bound address")?;
+    let scheme = if config.serve.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     warn_when_exposed(&config);
     let mut http = config.http;
     if let Some((open_files, connections_max)) = config::fit_to_open_file_limit(&mut http.limits) {
@@ -126,7 +131,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     let shutdown = shutdown_signal()?;
     // Tests and scripts read this line to learn the port when listening on port 0.
-    tracing::info!(addr = %local, "herald listening on http://{local}");
+    // The SIGHUP handler is in place before the listening line, so a reload right after start
+    // never meets the default action (exit).
+    if let Some(tls) = serve_options.tls.clone() {
+        tokio::spawn(reload_tls_on_hangup(tls, hangup_signal()));
+    }
+    tracing::info!(addr = %local, "herald listening on {scheme}://{local}");
     herald_hub::http::serve(listener, router, hub, serve_options, shutdown).await?;
     tracing::info!("herald stopped");
     Ok(())
@@ -176,6 +186,44 @@ fn raise_open_files_limit() {
         Err(err) => tracing::warn!(error = %err, "could not raise the open files limit"),
     }
 }
+
+/// SIGHUP, listened to from now on; `None` where it cannot be (logged).
+#[cfg(unix)]
+fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    signal(SignalKind::hangup())
+        .inspect_err(|err| {
+            tracing::warn!(error = %err, "no SIGHUP handler: the certificate cannot be reloaded");
+        })
+        .ok()
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> Option<()> {
+    None
+}
+
+/// Reloads the certificate and key on every SIGHUP; a pair that does not load leaves the one in
+/// use serving, and the log says why.
+#[cfg(unix)]
+async fn reload_tls_on_hangup(
+    tls: herald_hub::http::Tls,
+    hangup: Option<tokio::signal::unix::Signal>,
+) {
+    let Some(mut hangup) = hangup else { return };
+    while hangup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("TLS certificate reloaded"),
+            Err(err) => tracing::warn!(
+                error = %err,
+                "TLS certificate not reloaded; the previous one stays in use"
+            ),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_tls_on_hangup(_tls: herald_hub::http::Tls, _hangup: Option<()>) {}
 
 /// A future that resolves on SIGINT or SIGTERM. The handlers are installed by this call, before
 /// the hub says it listens, so a signal sent as soon as the port is known is never missed.

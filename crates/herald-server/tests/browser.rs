@@ -16,6 +16,7 @@
 //! browsers other than Chromium.
 
 mod common;
+mod tls_support;
 
 use axum::{extract::State, response::Html, routing::get, Router};
 use common::{eventually, http, TestHub};
@@ -124,6 +125,51 @@ async fn a_page_served_from_loopback_works_with_a_hub_started_with_defaults() {
                 count_events(reports, "created") == 1
             })
             .await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_tabs_worth_of_streams_share_one_https_origin_over_http2() {
+    run_browser_test(
+        "ten_tabs_worth_of_streams_share_one_https_origin_over_http2",
+        async {
+            let cert = tls_support::test_ca().issue("browser");
+            let page_listener = PageListener::bind().await;
+            let mut args = cert.args();
+            args.extend(["--cors-origins".to_owned(), page_listener.origin.clone()]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let hub = TestHub::start(&args);
+            assert!(hub.base.starts_with("https://"));
+            // Over HTTP/1.1 a browser opens at most 6 connections to one origin, so the seventh
+            // `EventSource` would never open; over HTTP/2 all ten share one connection.
+            let script = r#"
+                for (let i = 0; i < 10; i++) {
+                    watch("tab-" + i, new EventSource(HUB + "/api/channels/tabs/stream"),
+                          ["connected", "ping"]);
+                }
+            "#;
+            let mut page = BrowserPage::open(page_listener, &hub, script);
+            page.wait_until("ten connected events", |reports| {
+                count_events(reports, "connected") == 10
+            })
+            .await;
+            let answer = hub
+                .publish(
+                    "/api/channels/tabs/events",
+                    json!({"event": "ping", "data": 1}),
+                )
+                .await;
+            assert_eq!(answer["recipients"], 10);
+            page.wait_until("the event in every stream", |reports| {
+                count_events(reports, "ping") == 10
+            })
+            .await;
+            for tab in 0..10 {
+                assert_eq!(page.events_of(&format!("tab-{tab}"), "ping").len(), 1);
+            }
+            page.close();
         },
     )
     .await;
@@ -746,6 +792,8 @@ impl Chromium {
                 "--disable-component-update",
                 "--disable-sync",
                 "--disable-dev-shm-usage",
+                // The HTTPS tests' hub presents a certificate of the test run's own authority.
+                "--ignore-certificate-errors",
             ])
             .arg(format!(
                 "--user-data-dir={}",

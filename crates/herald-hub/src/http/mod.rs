@@ -12,7 +12,8 @@
 //!   stream resumes; `sse`: the stream answer.
 //! - `origin`: which browser origins and `Host` names may call the hub.
 //! - `serve`: the accept loop; `pending`: connections yet to send a request; `stream_conn`: the
-//!   lean path for event streams; `rewind`: a socket with bytes put back for hyper.
+//!   lean path for event streams; `rewind`: a socket with bytes put back for hyper; `tls`: the
+//!   certificate and the handshake; `h2`: HTTP/2 connections.
 
 mod admission;
 mod auth;
@@ -20,6 +21,7 @@ mod config;
 mod dashboard;
 mod error;
 mod extract;
+mod h2;
 mod last_event_id;
 mod origin;
 mod pending;
@@ -28,6 +30,7 @@ mod routes;
 mod serve;
 mod sse;
 mod stream_conn;
+mod tls;
 
 pub use admission::{CONNECTIONS_MAX_DEFAULT, CONNECTIONS_PER_ADDRESS_MAX_DEFAULT};
 pub use auth::{
@@ -55,3 +58,4 @@ pub use stream_conn::STREAM_WRITE_TIMEOUT;
 pub fn fuzz_stream_head(bytes: &[u8]) {
     stream_conn::fuzz_parse(bytes);
 }
+pub use tls::{Tls, TlsError};

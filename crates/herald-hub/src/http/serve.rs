@@ -2,7 +2,8 @@
 //!
 //! Owns the accept loop and each connection's HTTP/1 settings; a connection whose first request
 //! opens an event stream is served by `stream_conn` instead of hyper, with no HTTP buffers. Both
-//! paths take any socket; this loop accepts TCP. Written on hyper directly rather than
+//! paths take any socket; this loop accepts TCP, and with [`Tls`] completes the handshake first
+//! (`tls`) and hands HTTP/2 connections to `h2`. Written on hyper directly rather than
 //! `axum::serve` because SSE needs two things that does not expose: a header read timeout (a client
 //! that never finishes its headers must not hold a connection) and a shutdown that first ends every
 //! event stream (an SSE response never finishes on its own), then waits a bounded grace period.
@@ -14,9 +15,11 @@
 //! It never knows routes or the hub's rules.
 
 use super::{
+    h2,
     pending::PendingHeads,
     rewind::Rewind,
     stream_conn::{self, FirstRequest},
+    tls::{self, Accepted, Tls},
 };
 use crate::Hub;
 use axum::{extract::ConnectInfo, Router};
@@ -61,6 +64,9 @@ pub struct ServeOptions {
     /// Most connections waiting for their first request head; one more closes the one that has
     /// waited longest. 0 is no limit. Default [`PENDING_HEADS_MAX_DEFAULT`].
     pub pending_heads_max: usize,
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with this certificate; the handshake has the
+    /// header read timeout to finish. Default: none, plain HTTP/1.1.
+    pub tls: Option<Tls>,
 }
 
 impl Default for ServeOptions {
@@ -69,6 +75,7 @@ impl Default for ServeOptions {
             header_read_timeout: HEADER_READ_TIMEOUT_DEFAULT,
             shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
             pending_heads_max: PENDING_HEADS_MAX_DEFAULT,
+            tls: None,
         }
     }
 }
@@ -92,6 +99,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
     let http = Arc::new(http);
+    let h2 = Arc::new(h2::builder());
     // Every connection task, so shutdown can wait for event streams served off hyper too.
     let connections = TaskTracker::new();
     let stopping = CancellationToken::new();
@@ -126,9 +134,22 @@ pub async fn serve(
             stopping.clone(),
         );
         let head_deadline = Instant::now() + options.header_read_timeout;
+        let header_read_timeout = options.header_read_timeout;
         let pending = pending.clone();
+        let (tls, h2) = (options.tls.clone(), h2.clone());
         connections.spawn(async move {
-            let mut socket = socket;
+            let accepted = tokio::select! {
+                accepted = tls::accept(socket, tls.as_ref(), header_read_timeout) => accepted,
+                () = stopping.cancelled() => return,
+            };
+            let mut socket = match accepted {
+                Some(Accepted::Http1(socket)) => socket,
+                Some(Accepted::Http2(socket)) => {
+                    Box::pin(h2::serve_connection(socket, peer, router, &h2, watcher)).await;
+                    return;
+                }
+                None => return,
+            };
             let first = first_request(&mut socket, peer, head_deadline, &pending, &stopping).await;
             match first {
                 FirstRequest::Stream(request) => {

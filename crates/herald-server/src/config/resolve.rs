@@ -7,7 +7,7 @@
 use super::settings::{AuthMode, LogFormat, Secret, ServeArgs, Settings};
 use anyhow::Context;
 use herald_hub::{
-    http::{AuthConfig, HttpConfig, HttpLimits, ServeOptions},
+    http::{AuthConfig, HttpConfig, HttpLimits, ServeOptions, Tls},
     ClusterConfig, FsyncPolicy, HistoryConfig, HubConfig,
 };
 use std::{net::SocketAddr, path::PathBuf};
@@ -109,6 +109,11 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
     // reach the hub as if from this machine.
     let is_open_on_loopback = !auth.is_jwt() && listen.ip().is_loopback();
     let allowed_hosts = (is_open_on_loopback || !allowed_hosts.is_empty()).then_some(allowed_hosts);
+    let tls = match (settings.tls_cert, settings.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key).context("loading TLS")?),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together: give both or neither"),
+    };
     let config = ServeConfig {
         listen,
         hub: HubConfig {
@@ -173,6 +178,7 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
                 .shutdown_grace
                 .unwrap_or(serve_defaults.shutdown_grace),
             pending_heads_max: serve_defaults.pending_heads_max,
+            tls,
         },
         cors_origins,
         is_connections_max_explicit: settings.max_connections.is_some(),

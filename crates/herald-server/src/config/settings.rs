@@ -99,7 +99,8 @@ settings! {
         /// Most channels one stream may subscribe to [default: 50].
         #[arg(long, env = "HERALD_MAX_CHANNELS_PER_CONNECTION")]
         max_channels_per_connection: usize,
-        /// Time a client has to send its request headers [default: 10s].
+        /// Time a client has to send its request headers, and to finish the TLS handshake
+        /// [default: 10s].
         #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
         #[serde(default, with = "humantime_serde::option")]
         header_read_timeout: Duration,
@@ -185,6 +186,13 @@ settings! {
         /// mode [default: none].
         #[arg(long, env = "HERALD_ALLOWED_HOSTS", value_delimiter = ',')]
         allowed_hosts: Vec<String>,
+        /// PEM file with the certificate chain to serve HTTPS (HTTP/1.1 and HTTP/2) with,
+        /// leaf first; SIGHUP reloads it (with `--tls-key`) [default: none, plain HTTP].
+        #[arg(long, env = "HERALD_TLS_CERT")]
+        tls_cert: PathBuf,
+        /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1) [default: none].
+        #[arg(long, env = "HERALD_TLS_KEY")]
+        tls_key: PathBuf,
     }
 }
 

@@ -59,7 +59,8 @@ impl TestHub {
             let mut ready_tx = Some(ready_tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("herald listening on http://").nth(1) {
+                if let Some(rest) = line.split("herald listening on ").nth(1) {
+                    // `http://ADDR` or `https://ADDR`.
                     let addr = rest
                         .split_whitespace()
                         .next()
@@ -79,6 +80,9 @@ impl TestHub {
                 panic!("herald did not start: {:?}", log.lock().expect("log lock"));
             }
         };
+        let (scheme, addr) = addr
+            .split_once("://")
+            .expect("the listening line has a URL");
         let port = addr
             .rsplit(':')
             .next()
@@ -86,7 +90,7 @@ impl TestHub {
             .expect("the listening line has a port");
         Self {
             child,
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{addr}"),
             port,
             log,
         }
