@@ -90,7 +90,7 @@ pub fn validate_event_name(name: &str) -> Result<(), FieldError> {
 
 /// Checks a publisher-chosen event id: 1 to [`EVENT_ID_LEN_MAX`] bytes of printable ASCII
 /// without spaces (`0x21..=0x7E`: what a browser sends back in `Last-Event-ID` unchanged), and
-/// not shaped like a log position ([`is_position_shaped`]).
+/// not shaped like a log position (`^[0-9]+-[0-9]+$`, or the hub's `^[0-9a-z]{12}-[0-9]+$`).
 ///
 /// ```
 /// use herald_hub::validate_event_id;
