@@ -18,15 +18,6 @@ fn node(redis: &RedisServer, name: &str) -> TestHub {
     ])
 }
 
-async fn numbers(stream: &mut SseStream, count: usize) -> Vec<(String, String)> {
-    let mut seen = Vec::new();
-    while seen.len() < count {
-        let event = stream.next_event().await;
-        seen.push((event.id, event.data));
-    }
-    seen
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_published_on_any_node_reach_every_node_in_one_order() {
     let redis = RedisServer::start();
@@ -61,10 +52,10 @@ async fn events_published_on_any_node_reach_every_node_in_one_order() {
     while let Some(done) = publishers.join_next().await {
         done.expect("publisher");
     }
-    let first = numbers(&mut streams[0], 150).await;
+    let first = streams[0].next_events(150).await;
     for stream in &mut streams[1..] {
         assert_eq!(
-            numbers(stream, 150).await,
+            stream.next_events(150).await,
             first,
             "every node delivers the same events, ids and order"
         );
@@ -95,7 +86,7 @@ async fn a_client_resumes_on_another_node_with_no_gap_and_no_duplicate() {
         b.publish("/api/channels/feed/events", json!({"data": n}))
             .await;
     }
-    let seen = numbers(&mut on_a, 5).await;
+    let seen = on_a.next_events(5).await;
     drop(on_a);
     for n in 6..=9 {
         a.publish("/api/channels/feed/events", json!({"data": n}))
@@ -108,7 +99,8 @@ async fn a_client_resumes_on_another_node_with_no_gap_and_no_duplicate() {
     )
     .await;
     assert_eq!(on_c.connected().await["resumed"], json!(true));
-    let rest: Vec<String> = numbers(&mut on_c, 4)
+    let rest: Vec<String> = on_c
+        .next_events(4)
         .await
         .into_iter()
         .map(|(_, d)| d)
@@ -278,7 +270,7 @@ async fn clients_of_a_killed_node_resume_elsewhere_with_nothing_lost() {
         b.publish("/api/channels/jobs/events", json!({"data": n}))
             .await;
     }
-    let seen = numbers(&mut on_a, 3).await;
+    let seen = on_a.next_events(3).await;
     a.signal_and_wait("KILL", Duration::from_secs(5))
         .expect("killed");
     for n in 4..=6 {
@@ -291,7 +283,8 @@ async fn clients_of_a_killed_node_resume_elsewhere_with_nothing_lost() {
     )
     .await;
     assert_eq!(on_b.connected().await["resumed"], json!(true));
-    let rest: Vec<String> = numbers(&mut on_b, 3)
+    let rest: Vec<String> = on_b
+        .next_events(3)
         .await
         .into_iter()
         .map(|(_, d)| d)

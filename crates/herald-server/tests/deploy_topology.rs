@@ -205,16 +205,6 @@ async fn streams_on(node: &TestHub) -> u64 {
         .expect("stats count connections")
 }
 
-/// Reads `count` events and returns their (id, data).
-async fn events(stream: &mut SseStream, count: usize) -> Vec<(String, String)> {
-    let mut seen = Vec::new();
-    while seen.len() < count {
-        let event = stream.next_event().await;
-        seen.push((event.id, event.data));
-    }
-    seen
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_through_nginx_spread_over_both_nodes_and_receive_every_event() {
     let redis = RedisServer::start();
@@ -253,8 +243,8 @@ async fn streams_through_nginx_spread_over_both_nodes_and_receive_every_event() 
             n.to_string(),
         ));
     }
-    assert_eq!(events(&mut first, 6).await, published);
-    assert_eq!(events(&mut second, 6).await, published);
+    assert_eq!(first.next_events(6).await, published);
+    assert_eq!(second.next_events(6).await, published);
 
     assert!(
         first
@@ -278,7 +268,7 @@ async fn a_client_resumes_through_nginx_after_its_node_stops_with_nothing_lost()
             .publish("/api/channels/jobs/events", json!({"data": n}))
             .await;
     }
-    let seen = events(&mut stream, 3).await;
+    let seen = stream.next_events(3).await;
     let last_id = seen[2].0.clone();
 
     let holder = if streams_on(&nodes[0]).await == 1 {
@@ -315,7 +305,7 @@ async fn a_client_resumes_through_nginx_after_its_node_stops_with_nothing_lost()
     )
     .await;
     assert_eq!(resumed.connected().await["resumed"], json!(true));
-    assert_eq!(events(&mut resumed, 3).await, missed);
+    assert_eq!(resumed.next_events(3).await, missed);
     assert!(
         resumed
             .next_event_within(Duration::from_millis(300))

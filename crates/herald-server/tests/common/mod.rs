@@ -294,6 +294,16 @@ impl SseStream {
             .expect("an event arrives in time")
     }
 
+    /// The next `count` events, as (id, data).
+    pub async fn next_events(&mut self, count: usize) -> Vec<(String, String)> {
+        let mut seen = Vec::with_capacity(count);
+        while seen.len() < count {
+            let event = self.next_event().await;
+            seen.push((event.id, event.data));
+        }
+        seen
+    }
+
     pub async fn next_event_within(&mut self, within: Duration) -> Option<Event> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
