@@ -137,11 +137,11 @@ async fn presence_is_off_unless_turned_on() {
 async fn join_and_leave_reach_only_the_streams_that_asked() {
     let hub = jwt_hub(&["--presence", "on", "--presence-linger", "1s"]);
     let mut asked = open(&hub, "room", &room_token("watcher"), true).await;
-    let mut not_asked = open(&hub, "room", &room_token("quiet"), false).await;
     assert_eq!(
         wait_for(&mut asked, "join", "watcher", common::PATIENCE).await,
         1
     );
+    let mut not_asked = open(&hub, "room", &room_token("quiet"), false).await;
     assert_eq!(
         wait_for(&mut asked, "join", "quiet", common::PATIENCE).await,
         1

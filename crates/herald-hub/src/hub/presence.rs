@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 impl Hub {
     /// Who is on `channel` now: its users with their connection counts, and its anonymous
-    /// connections (in a cluster, across every live node). A user whose last connection just
-    /// ended is no longer listed, even while their `leave` event lingers.
+    /// connections (in a cluster, across every live node). A user whose last connection ended
+    /// stays listed, with no connection, while their `leave` is held back: the list agrees with
+    /// the `join` and `leave` events.
     ///
     /// # Errors
     /// [`PresenceError::Disabled`] when the channel keeps no presence;

@@ -37,7 +37,8 @@ pub const PRESENCE_TICK: Duration = Duration::from_millis(500);
 pub struct Presence {
     /// The channel asked about.
     pub channel: ChannelName,
-    /// Users with at least one connection on the channel, by name.
+    /// Users on the channel, by name: each with a connection, or whose `leave` is held back
+    /// for the linger (listed with no connection, as `join` / `leave` subscribers see them).
     pub users: Vec<PresenceUser>,
     /// Connections without a user (counted, never listed).
     pub anonymous: u64,

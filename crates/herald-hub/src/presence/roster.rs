@@ -219,7 +219,8 @@ impl Roster {
         drained
     }
 
-    /// Who is on `channel` on this node now (lingering users are gone already).
+    /// Who is on `channel` on this node now, as subscribers of `join` and `leave` see it: a user
+    /// whose leave lingers is still listed, with no connection.
     pub(crate) fn snapshot(&self, channel: &ChannelName) -> Presence {
         let mut snapshot = Presence {
             channel: channel.clone(),
@@ -228,7 +229,7 @@ impl Roster {
             connections: 0,
         };
         for (key, entry) in self.channels.get(channel).into_iter().flatten() {
-            if entry.connections == 0 {
+            if entry.connections == 0 && !entry.is_announced {
                 continue;
             }
             snapshot.connections += u64::from(entry.connections);
@@ -307,6 +308,12 @@ mod tests {
             .drain(start + Duration::from_secs(1), false)
             .changes
             .is_empty());
+        let lingering = roster.snapshot(&room);
+        assert_eq!(lingering.users.len(), 1, "listed until the leave is sent");
+        assert_eq!(
+            (lingering.users[0].connections, lingering.connections),
+            (0, 0)
+        );
         roster.attach(&room, Some(&ann));
         let back = roster.drain(start + Duration::from_secs(2), false);
         assert!(back.changes.is_empty(), "{:?}", back.changes);

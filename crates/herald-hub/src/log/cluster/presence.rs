@@ -210,14 +210,19 @@ impl ClusterPresence {
     }
 }
 
-/// Who is on `channel` across the cluster (live nodes, and dead ones not yet taken back).
+/// Who is on `channel` across the cluster (live nodes, and dead ones not yet taken back), and
+/// the users announced there whose leave is held back.
 pub(super) async fn presence_of(
     redis: &Redis,
     channel: &ChannelName,
 ) -> Result<Presence, ClusterError> {
-    let mut get = redis::cmd("HGETALL");
-    get.arg(redis.key(&format!("presence:ch:{channel}")));
-    let fields: Vec<(String, i64)> = redis.run(&Request::Cmd(get)).await?;
+    let mut pipe = redis::pipe();
+    pipe.cmd("HGETALL")
+        .arg(redis.key(&format!("presence:ch:{channel}")))
+        .cmd("HKEYS")
+        .arg(redis.key(&format!("presence:an:{channel}")));
+    let (fields, announced): (Vec<(String, i64)>, Vec<String>) =
+        redis.run(&Request::Pipe(pipe)).await?;
     let mut presence = Presence {
         channel: channel.clone(),
         users: Vec::new(),
@@ -238,6 +243,17 @@ pub(super) async fn presence_of(
                 connections: count,
             }),
             None => presence.anonymous += count,
+        }
+    }
+    // A user whose leave is held back is still listed, with no connection.
+    for token in announced {
+        if let Some(user) = token.strip_prefix("u:") {
+            if !presence.users.iter().any(|u| u.user == user) {
+                presence.users.push(PresenceUser {
+                    user: user.to_owned(),
+                    connections: 0,
+                });
+            }
         }
     }
     presence.users.sort_by(|a, b| a.user.cmp(&b.user));
