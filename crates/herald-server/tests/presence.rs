@@ -104,6 +104,15 @@ async fn the_presence_api_lists_users_and_counts_anonymous_connections() {
             "connections": 4,
         })
     );
+    // Like a stream, the endpoint takes the token from the query (for browser code).
+    let by_query = get(
+        &hub,
+        &format!("/api/channels/room/presence?token={ann}"),
+        None,
+    )
+    .await;
+    assert_eq!(by_query.status, 200, "{}", by_query.body);
+    assert_eq!(by_query.body["connections"], 4);
     // An empty channel is an empty list, not an error.
     let empty = get(&hub, "/api/channels/hall/presence", Some(API_KEY)).await;
     assert_eq!(empty.status, 200, "{}", empty.body);

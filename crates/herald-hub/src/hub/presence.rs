@@ -125,3 +125,108 @@ async fn tick_loop(shared: Weak<Shared>, shutdown: CancellationToken) {
         shared.presence_tick().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{
+        config::PresenceConfig, ChannelName, ClientOptions, ClientStream, Hub, HubConfig,
+        PresenceChange, PresenceKind, PresenceSink,
+    };
+    use futures_util::StreamExt;
+    use std::{
+        sync::{Arc, Mutex},
+        time::Duration,
+    };
+
+    fn hub(linger: Duration) -> Hub {
+        Hub::new(HubConfig {
+            presence: PresenceConfig {
+                enabled: true,
+                linger,
+                ..PresenceConfig::default()
+            },
+            ..HubConfig::default()
+        })
+    }
+
+    fn join(hub: &Hub, user: Option<&str>, presence: bool) -> ClientStream {
+        hub.add_client(ClientOptions {
+            channels: vec![ChannelName::new("room").expect("valid")],
+            user: user.map(str::to_owned),
+            presence,
+            ..ClientOptions::default()
+        })
+        .expect("the stream opens")
+    }
+
+    /// Everything `stream` has queued within `within`, as text.
+    async fn read_for(stream: &mut ClientStream, within: Duration) -> String {
+        let mut text = String::new();
+        let deadline = tokio::time::Instant::now() + within;
+        while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, stream.next()).await {
+            text.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+        }
+        text
+    }
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<PresenceChange>>);
+
+    impl PresenceSink for Recorder {
+        fn changed(&self, change: &PresenceChange) {
+            self.0.lock().expect("recorder lock").push(change.clone());
+        }
+    }
+
+    // Real time: the linger is measured with the system clock.
+    #[tokio::test]
+    async fn only_streams_that_asked_hear_joins_and_leaves_and_the_sink_hears_each_once() {
+        let hub = hub(Duration::from_secs(1));
+        let recorder = Arc::new(Recorder::default());
+        hub.set_presence_sink(recorder.clone());
+        let mut asked = join(&hub, Some("watcher"), true);
+        let mut quiet = join(&hub, None, false);
+        let ann = join(&hub, Some("ann"), false);
+        let second = join(&hub, Some("ann"), false);
+        let opened = read_for(&mut asked, Duration::from_secs(1)).await;
+        assert!(
+            opened.contains(
+                "event: join\ndata: {\"channel\":\"room\",\"user\":\"ann\",\"connections\":2}"
+            ),
+            "{opened}"
+        );
+
+        drop(ann);
+        drop(second);
+        let held = read_for(&mut asked, Duration::from_millis(300)).await;
+        assert!(!held.contains("event: leave"), "the leave lingers: {held}");
+        let gone = read_for(&mut asked, Duration::from_secs(2)).await;
+        assert!(
+            gone.contains(
+                "event: leave\ndata: {\"channel\":\"room\",\"user\":\"ann\",\"connections\":0}"
+            ),
+            "{gone}"
+        );
+
+        let quiet_read = read_for(&mut quiet, Duration::from_millis(100)).await;
+        assert!(!quiet_read.contains("event: join") && !quiet_read.contains("event: leave"));
+        let kinds: Vec<(String, PresenceKind)> = recorder
+            .0
+            .lock()
+            .expect("recorder lock")
+            .iter()
+            .map(|c| (c.user.clone(), c.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("ann".to_owned(), PresenceKind::Join),
+                ("watcher".to_owned(), PresenceKind::Join),
+                ("ann".to_owned(), PresenceKind::Leave),
+            ]
+        );
+        let room = ChannelName::new("room").expect("valid");
+        let presence = hub.presence(&room).await.expect("presence is on");
+        assert_eq!((presence.users.len(), presence.anonymous), (1, 1));
+    }
+}
