@@ -24,6 +24,9 @@ pub(crate) enum Frame {
     Event { seq: u64, bytes: Bytes },
     /// A `: heartbeat` comment.
     Heartbeat,
+    /// Encoded events kept in no history (presence `join` and `leave`): they carry no id, so the
+    /// client's resume position is untouched.
+    Transient(Bytes),
 }
 
 /// Why a connection's stream ends.
@@ -118,6 +121,8 @@ pub(crate) struct ClientShared {
     pub(crate) last_enqueued_seq: AtomicU64,
     /// True once the stream's opening (`connected`) was decided: the stream has a starting point.
     pub(crate) is_opened: AtomicBool,
+    /// The connection asked for presence events (`join`, `leave`) on its channels.
+    pub(crate) wants_presence: bool,
     queue: Mutex<Queue>,
 }
 
@@ -138,8 +143,20 @@ impl ClientShared {
             connected_at: SystemTime::now(),
             last_enqueued_seq: AtomicU64::new(0),
             is_opened: AtomicBool::new(false),
+            wants_presence: false,
             queue: Mutex::new(Queue::default()),
         }
+    }
+
+    /// This connection, asking for presence events or not.
+    pub(crate) fn with_presence(mut self, wants_presence: bool) -> Self {
+        self.wants_presence = wants_presence;
+        self
+    }
+
+    /// Queues frames kept in no history, without waiting. A full queue ends the connection.
+    pub(crate) fn push_transient(&self, bytes: &Bytes, capacity: usize) -> PushOutcome {
+        self.push(Frame::Transient(bytes.clone()), capacity)
     }
 
     pub(crate) fn lock_queue(&self) -> MutexGuard<'_, Queue> {

@@ -22,6 +22,11 @@ pub const HISTORY_AGE_MAX_DEFAULT: Duration = Duration::from_secs(3600);
 pub const CLIENT_LINGER_DEFAULT: Duration = Duration::from_secs(300);
 /// Default most live connections of one user: 5 (a few browser tabs and a phone).
 pub const CONNECTIONS_PER_USER_MAX_DEFAULT: usize = 5;
+/// Default time a user's leave is held back, cancelled by a rejoin: 5 s (a reconnect storm
+/// comes back within the `retry:` interval, 3 s by default).
+pub const PRESENCE_LINGER_DEFAULT: Duration = Duration::from_secs(5);
+/// Default time after which a silent cluster node's connections leave every channel: 30 s.
+pub const PRESENCE_NODE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
 /// Everything that shapes a [`crate::Hub`]'s behaviour.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +58,8 @@ pub struct HubConfig {
     /// Channels that get their own series in [`crate::Hub::metrics`] (and `/metrics`). Only listed
     /// channels do, so the number of series stays bounded whatever publishers do. Default none.
     pub metrics_channels: Vec<String>,
+    /// Who is on a channel, and join and leave events for subscribers who ask for them.
+    pub presence: PresenceConfig,
 }
 
 impl Default for HubConfig {
@@ -65,6 +72,7 @@ impl Default for HubConfig {
             client_linger: CLIENT_LINGER_DEFAULT,
             max_connections_per_user: CONNECTIONS_PER_USER_MAX_DEFAULT,
             metrics_channels: Vec::new(),
+            presence: PresenceConfig::default(),
         }
     }
 }
@@ -89,6 +97,35 @@ impl Default for HistoryConfig {
             max_events: HISTORY_LEN_MAX_DEFAULT,
             max_bytes: HISTORY_BYTES_MAX_DEFAULT,
             max_age: HISTORY_AGE_MAX_DEFAULT,
+        }
+    }
+}
+
+/// Presence: who is on a channel (see `docs/presence.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// Whether channels keep presence (the users on them and their connection counts) and send
+    /// `join` and `leave` to subscribers who ask. Default off: presence costs a count per user and
+    /// channel, and in a cluster a few Redis commands per tick.
+    pub enabled: bool,
+    /// How long a user's leave is held back after their last connection to a channel ends; a
+    /// connection of theirs coming back within it cancels both the leave and the join. Default
+    /// [`PRESENCE_LINGER_DEFAULT`].
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// In a cluster: how long a node may miss its presence heartbeats before the other nodes take
+    /// it for dead and its connections leave. Default [`PRESENCE_NODE_TIMEOUT_DEFAULT`].
+    #[serde(with = "humantime_serde")]
+    pub node_timeout: Duration,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            linger: PRESENCE_LINGER_DEFAULT,
+            node_timeout: PRESENCE_NODE_TIMEOUT_DEFAULT,
         }
     }
 }

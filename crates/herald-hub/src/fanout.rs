@@ -3,16 +3,18 @@
 //! Owns the maps channel → connections and client id → connection, and the fan-out of one encoded
 //! event to every addressed queue. It never waits on a connection (pushes are `try`-style), never
 //! encodes, and drops a channel's entry with its last subscriber so idle channels cost nothing.
-//! Every method runs under the hub's state lock.
+//! Every method runs under the hub's state lock. It keeps the presence roster up to date as
+//! connections attach to and detach from channels (the roster itself is `presence`'s).
 
 use crate::{
     channel::ChannelName,
     client::{ClientShared, EndReason, PushOutcome},
     event::ClientId,
+    presence::Roster,
     record::Audience,
 };
 use bytes::Bytes;
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 /// What one delivery did.
 #[derive(Debug)]
@@ -37,9 +39,27 @@ pub(crate) struct Fanout {
     by_channel: HashMap<ChannelName, HashMap<u64, Arc<ClientShared>>>,
     /// Keys of each user's connections, oldest first: the per-user limit closes from the front.
     by_user: HashMap<Arc<str>, Vec<u64>>,
+    /// Connections per channel and user, for presence.
+    roster: Roster,
 }
 
 impl Fanout {
+    /// An empty registry whose channels keep presence as `roster` decides.
+    pub(crate) fn new(roster: Roster) -> Self {
+        Self {
+            roster,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    pub(crate) fn roster_mut(&mut self) -> &mut Roster {
+        &mut self.roster
+    }
+
     /// Registers a connection. A connection already holding the same client id is returned, so the
     /// caller can end it (the newer connection takes the id over).
     pub(crate) fn insert(
@@ -57,6 +77,7 @@ impl Fanout {
                 .entry(channel.clone())
                 .or_default()
                 .insert(key, client.clone());
+            self.roster.attach(channel, client.user.as_ref());
         }
         if let Some(user) = &client.user {
             self.by_user.entry(user.clone()).or_default().push(key);
@@ -112,7 +133,10 @@ impl Fanout {
 
     fn detach(&mut self, channel: &ChannelName, key: u64) {
         if let Some(subscribers) = self.by_channel.get_mut(channel) {
-            subscribers.remove(&key);
+            if let Some(client) = subscribers.remove(&key) {
+                self.roster
+                    .detach(channel, client.user.as_ref(), Instant::now());
+            }
             if subscribers.is_empty() {
                 self.by_channel.remove(channel);
             }
@@ -137,6 +161,7 @@ impl Fanout {
                 .entry(channel.clone())
                 .or_default()
                 .insert(key, entry.client.clone());
+            self.roster.attach(&channel, entry.client.user.as_ref());
             entry.channels.push(channel);
         }
         true
@@ -200,12 +225,40 @@ impl Fanout {
         }
     }
 
+    /// Queues `frame` (presence events, kept in no history) to every connection on `channel` that
+    /// asked for presence. Connections whose queue overflows are ended, unregistered and returned.
+    pub(crate) fn deliver_presence(
+        &mut self,
+        channel: &ChannelName,
+        frame: &Bytes,
+        capacity: usize,
+    ) -> Vec<Arc<ClientShared>> {
+        let overflowed: Vec<u64> = self
+            .by_channel
+            .get(channel)
+            .into_iter()
+            .flat_map(HashMap::values)
+            .filter(|client| client.wants_presence)
+            .filter(|client| client.push_transient(frame, capacity) == PushOutcome::Overflowed)
+            .map(|client| client.key)
+            .collect();
+        overflowed
+            .into_iter()
+            .filter_map(|key| self.remove(key))
+            .map(|entry| entry.client)
+            .collect()
+    }
+
     /// Ends every connection on `channel` after its final event: a single-channel stream ends,
     /// a multi-channel stream only leaves the channel.
     pub(crate) fn close_channel(&mut self, channel: &ChannelName) {
         let Some(subscribers) = self.by_channel.remove(channel) else {
             return;
         };
+        let now = Instant::now();
+        for client in subscribers.values() {
+            self.roster.detach(channel, client.user.as_ref(), now);
+        }
         for key in subscribers.into_keys() {
             let Some(entry) = self.entries.get_mut(&key) else {
                 continue;

@@ -100,6 +100,8 @@
 //! - `record`: one event in history, laid out once; its encoded frame is the only copy of it.
 //! - `fanout`: the registry of live connections by channel and by client id.
 //! - `hooks`: application code told when a connection opens or ends.
+//! - `presence`: who is on a channel, and coalesced `join` / `leave` events
+//!   ([`Hub::presence`], [`PresenceSink`]); `hub/presence.rs` runs its tick.
 //! - `client` and `stream`: one connection's bounded queue, and the byte stream
 //!   ([`ClientStream`]) that drains it.
 //! - `wire`: SSE encoding, done once per event.
@@ -120,6 +122,7 @@ mod hooks;
 mod hub;
 mod log;
 mod metrics;
+mod presence;
 mod record;
 mod stream;
 mod wire;
@@ -129,9 +132,10 @@ pub mod http;
 
 pub use channel::{ChannelName, ChannelNameError, CHANNEL_NAME_LEN_MAX};
 pub use config::{
-    HistoryConfig, HubConfig, CLIENT_LINGER_DEFAULT, CONNECTIONS_PER_USER_MAX_DEFAULT,
-    HEARTBEAT_INTERVAL_DEFAULT, HISTORY_AGE_MAX_DEFAULT, HISTORY_BYTES_MAX_DEFAULT,
-    HISTORY_LEN_MAX_DEFAULT, QUEUE_CAPACITY_DEFAULT, RETRY_INTERVAL_DEFAULT,
+    HistoryConfig, HubConfig, PresenceConfig, CLIENT_LINGER_DEFAULT,
+    CONNECTIONS_PER_USER_MAX_DEFAULT, HEARTBEAT_INTERVAL_DEFAULT, HISTORY_AGE_MAX_DEFAULT,
+    HISTORY_BYTES_MAX_DEFAULT, HISTORY_LEN_MAX_DEFAULT, PRESENCE_LINGER_DEFAULT,
+    PRESENCE_NODE_TIMEOUT_DEFAULT, QUEUE_CAPACITY_DEFAULT, RETRY_INTERVAL_DEFAULT,
 };
 pub use event::{
     validate_event_id, validate_event_name, ClientId, EventData, FieldError, NewEvent,
@@ -148,6 +152,10 @@ pub use log::{
 pub use metrics::{
     ChannelMetrics, CloseReason, Histogram, LogHealth, Metrics, PublishResult,
     LATENCY_BUCKETS_SECONDS,
+};
+pub use presence::{
+    Presence, PresenceChange, PresenceError, PresenceKind, PresenceSink, PresenceUser,
+    PRESENCE_TICK,
 };
 pub use record::{Target, PUBLISH_CHANNELS_MAX};
 pub use stream::ClientStream;

@@ -223,6 +223,7 @@ impl ClientStream {
                     bytes
                 }
                 Frame::Heartbeat => Bytes::from_static(wire::HEARTBEAT_FRAME),
+                Frame::Transient(bytes) => bytes,
             };
             match (&first, &mut rest) {
                 (None, _) => first = Some(bytes),

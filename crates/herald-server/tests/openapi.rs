@@ -226,6 +226,7 @@ fn request_examples(markdown: &str) -> BTreeSet<String> {
 fn json_examples(markdown: &str) -> Vec<(&'static str, Value)> {
     let mut found = Vec::new();
     let mut fence: Option<(String, String)> = None;
+    let mut event_name = "";
     for line in markdown.lines() {
         if let Some(lang) = line.trim_start().strip_prefix("```") {
             fence = match fence.take() {
@@ -247,9 +248,14 @@ fn json_examples(markdown: &str) -> Vec<(&'static str, Value)> {
             if lang.is_empty() {
                 if let Some(data) = line.strip_prefix("data: {") {
                     let value = serde_json::from_str(&format!("{{{}", data.replace('…', "")))
-                        .expect("the connected example's data is JSON");
-                    found.push(("ConnectedEventData", value));
+                        .expect("an event example's data is JSON");
+                    let schema = match event_name {
+                        "join" | "leave" => "PresenceEventData",
+                        _ => "ConnectedEventData",
+                    };
+                    found.push((schema, value));
                 }
+                event_name = line.strip_prefix("event: ").unwrap_or(event_name);
             }
             text.push_str(line);
             text.push('\n');
@@ -269,6 +275,8 @@ fn schema_of(value: &Value) -> &'static str {
         "EventPage"
     } else if has("uptimeSeconds") {
         "Stats"
+    } else if has("anonymous") {
+        "Presence"
     } else if has("connectedAt") {
         "Client"
     } else if has("data") {
@@ -369,6 +377,12 @@ const EXAMPLES: &[Example] = &[
         None,
     ),
     ex("GET /api/channels", "GET", "/api/channels", None),
+    ex(
+        "GET /api/channels/{channel}/presence",
+        "GET",
+        "/api/channels/a/presence",
+        None,
+    ),
     ex("GET /api/stats", "GET", "/api/stats", None),
     ex(
         "GET /api/stats?scope=cluster",
@@ -435,7 +449,7 @@ async fn every_request_example_in_api_md_is_sent_and_answered_as_documented() {
     for (schema, value) in json_examples(&markdown) {
         samples.schema(schema, value);
     }
-    let hub = TestHub::start(&[]);
+    let hub = TestHub::start(&["--presence", "on"]);
     let (streams, requests): (Vec<&Example>, Vec<&Example>) =
         EXAMPLES.iter().partition(|e| e.path.contains("stream"));
     let mut open = Vec::new();
@@ -643,6 +657,8 @@ async fn error_codes_agree_between_api_md_the_document_and_the_hub() {
             None,
         ),
         ("GET", "/api/nope".into(), None),
+        ("GET", "/api/channels/a/presence".into(), None),
+        ("GET", "/api/channels/a/stream?presence=maybe".into(), None),
         ("GET", "/api/clients/nobody".into(), None),
         ("DELETE", "/api/clients/c1/subscriptions/zzz".into(), None),
         ("PUT", "/api/stats".into(), None),

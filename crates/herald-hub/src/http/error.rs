@@ -8,6 +8,7 @@ use crate::{
     channel::{ChannelName, ChannelNameError},
     event::FieldError,
     hub::{PublishError, SubscriptionError},
+    presence::PresenceError,
 };
 use axum::{
     http::{header, HeaderValue, StatusCode},
@@ -155,6 +156,16 @@ impl From<SubscriptionError> for ApiError {
             SubscriptionError::ClientNotFound(_) => (StatusCode::NOT_FOUND, "client_not_found"),
             SubscriptionError::NotSubscribed(_) => (StatusCode::NOT_FOUND, "not_subscribed"),
             SubscriptionError::ChannelClosed(_) => (StatusCode::CONFLICT, "channel_closed"),
+        };
+        Self::new(status, code, err.to_string())
+    }
+}
+
+impl From<PresenceError> for ApiError {
+    fn from(err: PresenceError) -> Self {
+        let (status, code) = match err {
+            PresenceError::Disabled(_) => (StatusCode::NOT_FOUND, "presence_disabled"),
+            PresenceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
         Self::new(status, code, err.to_string())
     }

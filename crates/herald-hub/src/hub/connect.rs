@@ -48,6 +48,9 @@ pub struct ClientOptions {
     pub last_event_id: Option<String>,
     /// The peer's address, shown by the admin API.
     pub remote_addr: Option<SocketAddr>,
+    /// Send this connection `join` and `leave` events (no `id:`, kept in no history) for its
+    /// channels that keep presence. Default false: a connection that did not ask never gets one.
+    pub presence: bool,
 }
 
 impl Hub {
@@ -104,13 +107,10 @@ impl Hub {
             // Bound to someone else: answered as a fresh connection would be.
             Some(_) | None => ClientId::random(),
         };
-        let client = Arc::new(ClientShared::new(
-            key,
-            client_id.clone(),
-            user,
-            owner,
-            options.remote_addr,
-        ));
+        let client = Arc::new(
+            ClientShared::new(key, client_id.clone(), user, owner, options.remote_addr)
+                .with_presence(options.presence),
+        );
         let last_event_id = options.last_event_id.as_deref();
         let resume_after = match state.history.read_start(last_event_id) {
             ReadStart::After(seq) => Some(seq),

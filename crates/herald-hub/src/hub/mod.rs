@@ -4,12 +4,14 @@
 //! ([`Hub::new`]), durable ([`Hub::open`]) and cluster ([`Hub::join_cluster`]). The hub holds one
 //! `Arc<dyn Log>` and never asks which it is; the concepts live in the submodules: `publish` (the
 //! one path of an event), `connect` (connections and subscriptions), `query` (clients, channels,
-//! stats), `poll` (pages of history), `sweep` (the one timer), `error`. It never speaks HTTP and
+//! stats), `poll` (pages of history), `sweep` (the one timer), `presence` (who is on a channel,
+//! and the tick that sends joins and leaves), `error`. It never speaks HTTP and
 //! never waits on a subscriber.
 
 mod connect;
 mod error;
 mod poll;
+mod presence;
 mod publish;
 mod query;
 mod sweep;
@@ -36,6 +38,7 @@ use crate::{
         ClusterConfig, ClusterError, Entry, FsyncPolicy, Log, StoreError,
     },
     metrics::{Counters, Metrics},
+    presence::{Roster, SinkSlot},
     record::{Audience, Draft, Record},
 };
 use std::{
@@ -70,6 +73,8 @@ pub(crate) struct Shared {
     next_key: AtomicU64,
     /// Application code told when a connection opens or ends.
     hooks: Hooks,
+    /// Application code told when a user joins or leaves a channel.
+    presence_sink: SinkSlot,
 }
 
 /// What the hub's lock guards.
@@ -180,6 +185,7 @@ impl Hub {
             config.history.max_events,
             config.history.max_age,
             config.client_linger,
+            &config.presence,
         )?;
         let history = History::new(config.history.clone());
         Ok(Self::start(config, history, Arc::new(log)))
@@ -190,7 +196,7 @@ impl Hub {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 history,
-                fanout: Fanout::default(),
+                fanout: Fanout::new(Roster::new(config.presence.enabled, config.presence.linger)),
                 closed,
                 departed: HashMap::new(),
                 client_events: HashMap::new(),
@@ -203,8 +209,10 @@ impl Hub {
             shutdown: CancellationToken::new(),
             next_key: AtomicU64::new(1),
             hooks: Hooks::default(),
+            presence_sink: SinkSlot::default(),
         });
         sweep::spawn(&shared);
+        presence::spawn(&shared);
         log.start(Arc::downgrade(&shared), shared.shutdown.clone());
         Self { shared }
     }

@@ -2,7 +2,7 @@
 //! implementations (memory, durable on redb, cluster on Redis).
 //!
 //! Owns what a log must do for the hub (append, tell what history trimmed, readiness, feed the hub
-//! entries it did not publish, help a resume catch up) and the one stored form of an event shared by
+//! entries it did not publish, help a resume catch up, share presence across nodes) and the one stored form of an event shared by
 //! the durable and cluster encodings (`entry`). It never fans out and never holds the hub's lock:
 //! a log reaches history only through [`crate::hub::Shared::apply`].
 //!
@@ -17,9 +17,11 @@ pub(crate) mod memory;
 pub(crate) use entry::StoredEntry;
 
 use crate::{
+    channel::ChannelName,
     event::NewEvent,
     hub::{PublishError, Published, Shared},
     metrics::LogHealth,
+    presence::{Drained, Presence, PresenceChange},
     record::{Record, RecordKind, Target},
 };
 pub use cluster::{ClusterConfig, ClusterError, KEY_PREFIX_DEFAULT, REDIS_URL_DEFAULT};
@@ -153,6 +155,31 @@ pub(crate) trait Log: fmt::Debug + Send + Sync + 'static {
     /// Every live node's clients (as JSON documents); `None` when this hub is alone.
     fn node_clients(&self) -> LogFuture<'_, Result<Option<Vec<NodeClients>>, LogError>> {
         Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Shares one presence tick of this node (its changed counts and its coalesced joins and
+    /// leaves) with the other nodes, which each deliver the resulting changes to their own
+    /// subscribers; resolves to the changes this report produced (each is produced on one node
+    /// only). `None`: this hub is alone and delivers `drained.changes` itself.
+    fn presence_report<'a>(
+        &'a self,
+        _drained: &'a Drained,
+    ) -> Option<LogFuture<'a, Result<Vec<PresenceChange>, LogError>>> {
+        None
+    }
+
+    /// Whether the next presence report must carry every count (at start, after a failed one).
+    fn presence_needs_full(&self) -> bool {
+        false
+    }
+
+    /// Who is on `channel` across every live node; `None` when this hub is alone and answers
+    /// from its own roster.
+    fn presence_of<'a>(
+        &'a self,
+        _channel: &'a ChannelName,
+    ) -> Option<LogFuture<'a, Result<Presence, LogError>>> {
+        None
     }
 }
 

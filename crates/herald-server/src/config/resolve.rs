@@ -4,11 +4,11 @@
 //! flag over its environment variable, and this module puts both over the file) and every check
 //! that spans settings, such as "durable and clustered at once". It never starts anything.
 
-use super::settings::{AuthMode, LogFormat, Secret, ServeArgs, Settings};
+use super::settings::{AuthMode, LogFormat, Secret, ServeArgs, Settings, Switch};
 use anyhow::Context;
 use herald_hub::{
     http::{AuthConfig, HttpConfig, HttpLimits, ServeOptions, Tls},
-    ClusterConfig, FsyncPolicy, HistoryConfig, HubConfig,
+    ClusterConfig, FsyncPolicy, HistoryConfig, HubConfig, PresenceConfig,
 };
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -140,6 +140,15 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
                 .max_connections_per_user
                 .unwrap_or(hub_defaults.max_connections_per_user),
             metrics_channels,
+            presence: PresenceConfig {
+                enabled: settings.presence.is_some_and(Switch::is_on),
+                linger: settings
+                    .presence_linger
+                    .unwrap_or(hub_defaults.presence.linger),
+                node_timeout: settings
+                    .presence_node_timeout
+                    .unwrap_or(hub_defaults.presence.node_timeout),
+            },
         },
         http: HttpConfig {
             limits: HttpLimits {

@@ -193,6 +193,21 @@ settings! {
         /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1) [default: none].
         #[arg(long, env = "HERALD_TLS_KEY")]
         tls_key: PathBuf,
+        /// Presence: who is on each channel (`GET /api/channels/{channel}/presence`) and `join`
+        /// / `leave` events for streams that ask with `presence=true`; `on` or `off`
+        /// [default: off].
+        #[arg(long, env = "HERALD_PRESENCE")]
+        presence: Switch,
+        /// How long a user's `leave` is held back after their last connection to a channel
+        /// ends; coming back within it sends neither `leave` nor `join` [default: 5s].
+        #[arg(long, env = "HERALD_PRESENCE_LINGER", value_parser = parse_duration)]
+        #[serde(default, with = "humantime_serde::option")]
+        presence_linger: Duration,
+        /// With --redis-url: how long a node may stay silent before the others take its
+        /// connections off every channel [default: 30s].
+        #[arg(long, env = "HERALD_PRESENCE_NODE_TIMEOUT", value_parser = parse_duration)]
+        #[serde(default, with = "humantime_serde::option")]
+        presence_node_timeout: Duration,
     }
 }
 
@@ -205,6 +220,23 @@ pub(crate) enum AuthMode {
     None,
     /// Signed JSON Web Tokens.
     Jwt,
+}
+
+/// An on/off setting (`--presence`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Switch {
+    /// On.
+    On,
+    /// Off.
+    #[default]
+    Off,
+}
+
+impl Switch {
+    pub(crate) fn is_on(self) -> bool {
+        self == Switch::On
+    }
 }
 
 /// `--log-format`: how log lines are written.

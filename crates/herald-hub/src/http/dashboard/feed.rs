@@ -133,6 +133,7 @@ pub(in crate::http) async fn channel_feed(
         channels: vec![channel],
         last_event_id: None,
         remote_addr: peer,
+        presence: false,
     };
     match dashboard.hub.add_client(options) {
         Ok(stream) => {

@@ -3,7 +3,7 @@
 //! Owns the URL layout ([`ROUTES`]), the state every handler shares, and the answers to an unknown
 //! route or method. Which of its routes open an event stream is written here once, in the list:
 //! the router and the lean stream path (`stream_conn`) both read it. Each concept's handlers live
-//! in their own module (streams, publishing, polling, admin, health); none keeps state beyond the
+//! in their own module (streams, publishing, polling, presence, admin, health); none keeps state beyond the
 //! stream counts of `admission`, and none reaches the engine other than through [`Hub`]. See
 //! `docs/api.md` for the reference and `docs/security.md` for the rights and limits.
 
@@ -12,6 +12,7 @@ mod health;
 mod metrics;
 mod openapi;
 mod poll;
+mod presence;
 mod publish;
 mod streams;
 
@@ -107,6 +108,9 @@ const ROUTES: &[Route] = &[
     }),
     Route::request("/api/channels/{channel}/close", || {
         post(publish::close_channel)
+    }),
+    Route::request("/api/channels/{channel}/presence", || {
+        get(presence::presence)
     }),
     Route::request("/api/events", || {
         post(publish::publish_to_channels).get(poll::poll_channels)

@@ -2,7 +2,8 @@
 //!
 //! Owns opening an event stream over HTTP: the channels asked for, the caller's right to hear
 //! them, the identity a `clientId` is bound to (a `clientId` bound to another identity is not
-//! given: the stream gets a fresh id, as if it had asked for none), the connection limits
+//! given: the stream gets a fresh id, as if it had asked for none), the opt-in to presence events
+//! (`presence=true`), the connection limits
 //! (`admission`), and the resume position
 //! ([`LastEventId`]). The stream itself is the hub's ([`crate::ClientStream`]); its answer and
 //! the answer to a refused stream are `sse`'s. It never reads a connection's queue.
@@ -96,6 +97,7 @@ async fn open_stream(
     check_channel_count(api, &channels)?;
     caller.check_subscribe(&channels)?;
     let requested = query.last("clientId").map(ClientId::new).transpose()?;
+    let presence = wants_presence(&query)?;
     let slot = api.admission.admit(peer.0, &headers)?;
     // Taking a client id (live, or left while events for it wait) closes its stream and inherits
     // what is sent to it: only the identity it is bound to may; anyone else gets a fresh id.
@@ -108,6 +110,7 @@ async fn open_stream(
         channels,
         last_event_id,
         remote_addr: peer.0,
+        presence,
     };
     match api.hub.add_client(options) {
         Ok(stream) => {
@@ -120,6 +123,19 @@ async fn open_stream(
             Ok(sse_response(stream, Some(end)))
         }
         Err(refused) => Ok(refused.into_response()),
+    }
+}
+
+/// The `presence` query parameter: `true` (or `1`) asks for `join` and `leave` events on the
+/// stream's channels that keep presence; absent, `false` or `0` does not.
+///
+/// # Errors
+/// 400 `invalid_query` for any other value.
+fn wants_presence(query: &QueryParams) -> Result<bool, ApiError> {
+    match query.last("presence") {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(_) => Err(ApiError::invalid_query("presence must be true or false")),
     }
 }
 

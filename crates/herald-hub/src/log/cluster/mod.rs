@@ -7,14 +7,19 @@
 //! a local shortcut, so every node sees one order. It never fans out itself and never holds the
 //! hub's lock.
 
+mod presence;
 mod reader;
 mod registry;
 
 use crate::{
+    channel::ChannelName,
+    config::PresenceConfig,
     hub::{Precheck, PublishError, Published, Shared},
     log::{Entry, Log, LogError, LogFuture, NodeClients, NodeStats, RegistryChange, StoredEntry},
+    presence::{Drained, Presence, PresenceChange},
     record::Target,
 };
+use presence::ClusterPresence;
 use reader::{EntryId, ReaderState};
 use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Client};
 use registry::Registry;
@@ -147,6 +152,8 @@ pub(crate) struct ClusterLog {
     /// How long a client id stays bound to its owner after the last claim, event for it,
     /// departure or refresh (live connections are refreshed every quarter of it).
     binding_ttl: Duration,
+    /// Presence shared across nodes.
+    presence: ClusterPresence,
 }
 
 /// The Redis client and the shared connection for commands.
@@ -224,6 +231,7 @@ impl ClusterLog {
         max_len: usize,
         idempotency_ttl: Duration,
         client_linger: Duration,
+        presence: &PresenceConfig,
     ) -> Result<Self, ClusterError> {
         let client = Client::open(config.redis_url.as_str()).map_err(ClusterError::InvalidUrl)?;
         Ok(Self {
@@ -237,6 +245,7 @@ impl ClusterLog {
             max_len: max_len.max(1),
             idempotency_ttl,
             binding_ttl: idempotency_ttl.max(client_linger),
+            presence: ClusterPresence::new(presence.enabled, presence.node_timeout),
         })
     }
 
@@ -360,6 +369,13 @@ impl Log for ClusterLog {
             history_len,
             shutdown.clone(),
         ));
+        if self.presence.is_enabled() {
+            tokio::spawn(presence::listen_loop(
+                self.clone(),
+                hub.clone(),
+                shutdown.clone(),
+            ));
+        }
         tokio::spawn(registry::report_loop(self, hub, shutdown));
     }
 
@@ -393,5 +409,30 @@ impl Log for ClusterLog {
 
     fn node_clients(&self) -> LogFuture<'_, Result<Option<Vec<NodeClients>>, LogError>> {
         Box::pin(async move { Ok(Some(self.registry.node_clients(&self.redis).await?)) })
+    }
+
+    fn presence_report<'a>(
+        &'a self,
+        drained: &'a Drained,
+    ) -> Option<LogFuture<'a, Result<Vec<PresenceChange>, LogError>>> {
+        Some(Box::pin(async move {
+            Ok(self
+                .presence
+                .report(&self.redis, self.registry.node_id(), drained)
+                .await?)
+        }))
+    }
+
+    fn presence_needs_full(&self) -> bool {
+        self.presence.take_needs_full()
+    }
+
+    fn presence_of<'a>(
+        &'a self,
+        channel: &'a ChannelName,
+    ) -> Option<LogFuture<'a, Result<Presence, LogError>>> {
+        Some(Box::pin(async move {
+            Ok(presence::presence_of(&self.redis, channel).await?)
+        }))
     }
 }
