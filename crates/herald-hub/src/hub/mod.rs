@@ -279,6 +279,41 @@ impl Hub {
         }
     }
 
+    /// Tells `watcher` from now on when a channel is occupied or vacated on this node (webhooks).
+    pub(crate) fn watch_channels(&self, watcher: Arc<dyn crate::hooks::ChannelWatcher>) {
+        self.state().fanout.set_watcher(watcher);
+    }
+
+    /// Tells the channel watcher (webhooks), if any, that `joined` users joined `channel` and
+    /// `left` users left it. Queues at once; never waits.
+    #[allow(dead_code)] // Called by presence.
+    pub(crate) fn notify_presence_changed(
+        &self,
+        channel: &ChannelName,
+        joined: &[&str],
+        left: &[&str],
+    ) {
+        let watcher = self.state().fanout.watcher().cloned();
+        if let Some(watcher) = watcher {
+            watcher.presence_changed(channel, joined, left);
+        }
+    }
+
+    /// The webhook sender's counters, which `metrics` and `stats` read.
+    pub(crate) fn webhook_counters(&self) -> Arc<crate::metrics::WebhookCounters> {
+        self.shared.counters.webhooks()
+    }
+
+    /// Cancelled when the hub shuts down: background tasks outside the hub stop on it.
+    pub(crate) fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// This node's cluster id, or `standalone`.
+    pub(crate) fn node_id(&self) -> &str {
+        self.shared.log.node_id()
+    }
+
     /// Reads the next replay batch for a resuming connection, under the state lock.
     pub(crate) fn with_history<R>(&self, read: impl FnOnce(&History) -> R) -> R {
         read(&self.state().history)

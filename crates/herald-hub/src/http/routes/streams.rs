@@ -1,7 +1,7 @@
 //! The stream endpoints: `GET /api/channels/{channel}/stream` and `GET /api/stream?channel=…`.
 //!
 //! Owns opening an event stream over HTTP: the channels asked for, the caller's right to hear
-//! them, the identity a `clientId` is bound to (a `clientId` bound to another identity is not
+//! them (in `app` mode, the application's answer), the identity a `clientId` is bound to (a `clientId` bound to another identity is not
 //! given: the stream gets a fresh id, as if it had asked for none), the connection limits
 //! (`admission`), and the resume position
 //! ([`LastEventId`]). The stream itself is the hub's ([`crate::ClientStream`]); its answer and
@@ -94,7 +94,10 @@ async fn open_stream(
         peer,
     } = request;
     check_channel_count(api, &channels)?;
-    caller.check_subscribe(&channels)?;
+    let caller = api
+        .auth
+        .authorize_subscribe(caller, &headers, peer.0, &channels)
+        .await?;
     let requested = query.last("clientId").map(ClientId::new).transpose()?;
     let slot = api.admission.admit(peer.0, &headers)?;
     // Taking a client id (live, or left while events for it wait) closes its stream and inherits
