@@ -155,15 +155,18 @@ struct Queue {
 impl Queue {
     /// Queues `notice`, or drops and counts it when the queue is full. Never waits.
     fn push(&self, notice: Notice) {
+        // Counted before the send, so the sender's decrement never comes first.
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
         match self.notices_tx.try_send(notice) {
-            Ok(()) => {
-                self.counters.queued.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
             // The sender stopped (the hub shut down): nothing is waiting for it.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -420,6 +423,37 @@ mod tests {
             sign(b"0123456789abcdef", "1700000001", r#"{"id":"x"}"#),
             sign(b"0123456789abcdef", "1700000000", r#"{"id":"x"}"#),
             "the timestamp is signed"
+        );
+    }
+
+    #[test]
+    fn notifications_have_a_stable_json_shape() {
+        let channel = ChannelName::new("room:7").expect("valid channel");
+        let shapes = [
+            Notice::ChannelOccupied {
+                channel: channel.clone(),
+                time_ms: 1,
+            },
+            Notice::ChannelVacated {
+                channel: channel.clone(),
+                time_ms: 2,
+            },
+            Notice::PresenceChanged {
+                channel,
+                joined: vec!["42".into()],
+                left: vec![],
+                time_ms: 3,
+            },
+        ];
+        let json = serde_json::to_value(shapes).expect("serializable");
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {"type": "channel_occupied", "channel": "room:7", "timeMs": 1},
+                {"type": "channel_vacated", "channel": "room:7", "timeMs": 2},
+                {"type": "presence_changed", "channel": "room:7", "joined": ["42"], "left": [],
+                 "timeMs": 3},
+            ])
         );
     }
 

@@ -363,3 +363,53 @@ fn app_mode_needs_its_url_and_api_keys() {
     let wrong_mode = run(&["--auth-app-url", "http://127.0.0.1:1/auth"]);
     assert!(!wrong_mode.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_of_a_cluster_asks_the_application() {
+    let redis = common::RedisServer::start();
+    let app = Backend::start("/auth", alice_only).await;
+    let node = |name: &str| {
+        TestHub::start(&[
+            "--redis-url",
+            &redis.url(),
+            "--node-id",
+            name,
+            "--auth",
+            "app",
+            "--auth-app-url",
+            &app.url,
+            "--api-keys",
+            API_KEY,
+        ])
+    };
+    let (a, b) = (node("a"), node("b"));
+    let alice = [("cookie", ALICE_COOKIE)];
+    let mut on_a = SseStream::open(&a.url("/api/channels/orders/stream"), &alice).await;
+    on_a.connected().await;
+    let published = http()
+        .post(b.url("/api/channels/orders/events"))
+        .bearer_auth(API_KEY)
+        .json(&json!({"data": "from b"}))
+        .send()
+        .await
+        .expect("publish on b");
+    assert_eq!(published.status().as_u16(), 200);
+    let event = on_a.next_event().await;
+    assert_eq!(event.data, "from b");
+    // Resuming on the other node asks the application there too (each node has its own cache).
+    let last_id = event.id.clone();
+    let mut on_b = SseStream::open(
+        &b.url("/api/channels/orders/stream"),
+        &[("cookie", ALICE_COOKIE), ("last-event-id", &last_id)],
+    )
+    .await;
+    assert_eq!(on_b.connected().await["resumed"], true);
+    assert_eq!(app.count(), 2);
+    let (status, _) = get(
+        &b,
+        "/api/channels/orders/stream",
+        &[("cookie", "session=eve")],
+    )
+    .await;
+    assert_eq!(status, 401);
+}

@@ -212,3 +212,53 @@ fn webhooks_are_always_signed() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--webhook-secret"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_occupancy_is_per_node_and_names_the_node() {
+    let redis = common::RedisServer::start();
+    let app = Backend::start("/hooks", |_, _| Reply::Status(StatusCode::OK)).await;
+    let node = |name: &str| {
+        TestHub::start(&[
+            "--redis-url",
+            &redis.url(),
+            "--node-id",
+            name,
+            "--webhook-url",
+            &app.url,
+            "--webhook-secret",
+            SECRET,
+        ])
+    };
+    let (a, b) = (node("a"), node("b"));
+    // How many `kind` notices for `room` came from `node`.
+    let on = |node: &str, kind: &str| {
+        app.received()
+            .iter()
+            .map(Received::json)
+            .filter(|body| body["node"] == node)
+            .flat_map(|body| body["events"].as_array().cloned().unwrap_or_default())
+            .filter(|notice| notice["channel"] == "room" && notice["type"] == kind)
+            .count()
+    };
+    let mut on_a = a.stream("/api/channels/room/stream").await;
+    on_a.connected().await;
+    let mut on_b = b.stream("/api/channels/room/stream").await;
+    on_b.connected().await;
+    eventually("each node reports its own first subscriber", || async {
+        on("a", "channel_occupied") == 1 && on("b", "channel_occupied") == 1
+    })
+    .await;
+    // An event published on a reaches b's subscriber: delivery does not depend on webhooks.
+    a.publish("/api/channels/room/events", json!({"data": "hi"}))
+        .await;
+    assert_eq!(on_b.next_event().await.data, "hi");
+    drop(on_b);
+    eventually("b reports its last subscriber leaving", || async {
+        on("b", "channel_vacated") == 1
+    })
+    .await;
+    assert_eq!(on("a", "channel_vacated"), 0, "a still has its subscriber");
+    for request in app.received() {
+        assert!(is_genuine(&request, SECRET));
+    }
+}

@@ -94,11 +94,11 @@ async fn open_stream(
         peer,
     } = request;
     check_channel_count(api, &channels)?;
+    let requested = query.last("clientId").map(ClientId::new).transpose()?;
     let caller = api
         .auth
         .authorize_subscribe(caller, &headers, peer.0, &channels)
         .await?;
-    let requested = query.last("clientId").map(ClientId::new).transpose()?;
     let slot = api.admission.admit(peer.0, &headers)?;
     // Taking a client id (live, or left while events for it wait) closes its stream and inherits
     // what is sent to it: only the identity it is bound to may; anyone else gets a fresh id.
