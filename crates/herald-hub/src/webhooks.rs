@@ -3,7 +3,9 @@
 //!
 //! Owns the queue (bounded; a full queue drops the notification and counts it, so the hub never
 //! waits on the application), the one sender task (notifications go out in the order they
-//! happened, up to [`WEBHOOK_BATCH_MAX`] per request), the signature
+//! happened, up to [`WEBHOOK_BATCH_MAX`] per request, except that a `channel_vacated` is held for
+//! the vacated delay and dropped with the `channel_occupied` that follows within it), the
+//! signature
 //! ([`SIGNATURE_HEADER`]: HMAC-SHA256 over `{timestamp}.{body}`, with the timestamp in
 //! [`TIMESTAMP_HEADER`]), and the retries (exponential backoff from [`WEBHOOK_RETRY_DELAY_FIRST`]
 //! up to [`WEBHOOK_RETRY_DELAY_MAX`], [`WEBHOOK_ATTEMPTS_MAX`] attempts, then given up and
@@ -16,11 +18,12 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 use std::{
+    collections::{HashMap, VecDeque},
     fmt,
     sync::{atomic::Ordering, Arc},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Default most notifications waiting to be sent; past it they are dropped and counted.
@@ -33,6 +36,10 @@ pub const WEBHOOK_ATTEMPTS_MAX: u32 = 6;
 pub const WEBHOOK_RETRY_DELAY_FIRST: Duration = Duration::from_millis(500);
 /// Longest wait between two attempts.
 pub const WEBHOOK_RETRY_DELAY_MAX: Duration = Duration::from_secs(30);
+/// Default time a `channel_vacated` is held before it is sent: 5 s. A channel occupied again
+/// meanwhile (its only client reconnecting) sends neither, so a blip or a reconnect storm is not
+/// a storm of vacated-then-occupied pairs.
+pub const WEBHOOK_VACATED_DELAY_DEFAULT: Duration = Duration::from_secs(5);
 /// Most notifications in one request: what waits in the queue goes out together.
 pub const WEBHOOK_BATCH_MAX: usize = 100;
 /// Shortest secret accepted, in bytes.
@@ -60,6 +67,9 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// Wait before the first retry (doubling after); default [`WEBHOOK_RETRY_DELAY_FIRST`].
     pub retry_delay: Duration,
+    /// How long a `channel_vacated` is held, and dropped with the `channel_occupied` that
+    /// follows within it; zero sends it at once. Default [`WEBHOOK_VACATED_DELAY_DEFAULT`].
+    pub vacated_delay: Duration,
 }
 
 impl WebhookConfig {
@@ -71,6 +81,7 @@ impl WebhookConfig {
             queue_capacity: WEBHOOK_QUEUE_DEFAULT,
             timeout: WEBHOOK_TIMEOUT_DEFAULT,
             retry_delay: WEBHOOK_RETRY_DELAY_FIRST,
+            vacated_delay: WEBHOOK_VACATED_DELAY_DEFAULT,
         }
     }
 }
@@ -83,6 +94,7 @@ impl fmt::Debug for WebhookConfig {
             .field("queue_capacity", &self.queue_capacity)
             .field("timeout", &self.timeout)
             .field("retry_delay", &self.retry_delay)
+            .field("vacated_delay", &self.vacated_delay)
             .finish()
     }
 }
@@ -243,6 +255,7 @@ impl Webhooks {
             counters,
             delivery_prefix: format!("wh_{:016x}", fastrand::u64(..)),
             next_delivery: 0,
+            held: Held::new(config.vacated_delay, config.queue_capacity),
         };
         tokio::spawn(sender.run(notices_rx, hub.shutdown_token()));
         hub.watch_channels(queue.clone());
@@ -269,6 +282,77 @@ struct Sender {
     /// Random per process, so delivery ids never repeat across restarts.
     delivery_prefix: String,
     next_delivery: u64,
+    /// `channel_vacated` notices waiting out the vacated delay.
+    held: Held,
+}
+
+/// `channel_vacated` notices held for the vacated delay; one for a channel occupied again
+/// meanwhile is dropped with that `channel_occupied`. Holds at most the queue's capacity (past
+/// it, a vacated goes out at once).
+struct Held {
+    delay: Duration,
+    capacity: usize,
+    /// Release times in order (the delay is fixed, so arrival order is release order), with the
+    /// channel and the hold's generation; an entry whose hold was cancelled is skipped.
+    order: VecDeque<(Instant, ChannelName, u64)>,
+    /// The live holds by channel: generation and notice.
+    live: HashMap<ChannelName, (u64, Notice)>,
+    next_generation: u64,
+}
+
+impl Held {
+    fn new(delay: Duration, capacity: usize) -> Self {
+        Self {
+            delay,
+            capacity,
+            order: VecDeque::new(),
+            live: HashMap::new(),
+            next_generation: 0,
+        }
+    }
+
+    /// Holds a `channel_vacated`; gives it back when it must go now (no delay, or no room).
+    fn hold(&mut self, channel: ChannelName, notice: Notice) -> Option<Notice> {
+        if self.delay.is_zero() || self.live.len() >= self.capacity {
+            return Some(notice);
+        }
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        self.order
+            .push_back((Instant::now() + self.delay, channel.clone(), generation));
+        self.live.insert(channel, (generation, notice));
+        None
+    }
+
+    /// Drops the held `channel_vacated` of `channel`, if any: true when there was one (then the
+    /// `channel_occupied` that cancels it is dropped too).
+    fn cancel(&mut self, channel: &ChannelName) -> bool {
+        self.live.remove(channel).is_some()
+    }
+
+    /// When the next hold ends, if any.
+    fn next_release(&self) -> Option<Instant> {
+        self.order.front().map(|(at, _, _)| *at)
+    }
+
+    /// Moves every hold that has ended (and, past twice the capacity of entries, the oldest)
+    /// into `batch`, oldest first.
+    fn release_due(&mut self, now: Instant, batch: &mut Vec<Notice>) {
+        while let Some((at, _, _)) = self.order.front() {
+            if *at > now && self.order.len() <= self.capacity.saturating_mul(2) {
+                break;
+            }
+            let (_, channel, generation) = self.order.pop_front().expect("front exists");
+            if self
+                .live
+                .get(&channel)
+                .is_some_and(|(g, _)| *g == generation)
+            {
+                let (_, notice) = self.live.remove(&channel).expect("checked above");
+                batch.push(notice);
+            }
+        }
+    }
 }
 
 /// What one attempt came to.
@@ -283,27 +367,57 @@ enum Attempt {
 impl Sender {
     async fn run(mut self, mut notices_rx: mpsc::Receiver<Notice>, shutdown: CancellationToken) {
         loop {
+            let release_at = self.held.next_release();
             let first = tokio::select! {
                 notice = notices_rx.recv() => match notice {
-                    Some(notice) => notice,
+                    Some(notice) => Some(notice),
                     None => return,
                 },
+                () = tokio::time::sleep_until(release_at.unwrap_or_else(Instant::now)),
+                    if release_at.is_some() => None,
                 () = shutdown.cancelled() => return,
             };
-            let mut batch = vec![first];
-            while batch.len() < WEBHOOK_BATCH_MAX {
+            // Held notices that are due are older than anything received now: they go first.
+            let mut batch = Vec::new();
+            self.held.release_due(Instant::now(), &mut batch);
+            let mut taken = 0;
+            let mut next = first;
+            loop {
+                if let Some(notice) = next {
+                    taken += 1;
+                    self.admit(notice, &mut batch);
+                }
+                if taken >= WEBHOOK_BATCH_MAX {
+                    break;
+                }
                 match notices_rx.try_recv() {
-                    Ok(notice) => batch.push(notice),
+                    Ok(notice) => next = Some(notice),
                     Err(_) => break,
                 }
             }
             self.counters
                 .queued
-                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                .fetch_sub(taken as u64, Ordering::Relaxed);
+            if batch.is_empty() {
+                continue;
+            }
             tokio::select! {
                 () = self.send(batch) => {}
                 () = shutdown.cancelled() => return,
             }
+        }
+    }
+
+    /// Puts `notice` in `batch`, or holds it (a `channel_vacated`), or drops it with the held
+    /// `channel_vacated` it cancels (a `channel_occupied`).
+    fn admit(&mut self, notice: Notice, batch: &mut Vec<Notice>) {
+        match notice {
+            Notice::ChannelVacated { ref channel, .. } => {
+                let channel = channel.clone();
+                batch.extend(self.held.hold(channel, notice));
+            }
+            Notice::ChannelOccupied { ref channel, .. } if self.held.cancel(channel) => {}
+            other => batch.push(other),
         }
     }
 
@@ -455,6 +569,52 @@ mod tests {
                  "timeMs": 3},
             ])
         );
+    }
+
+    fn vacated(name: &str) -> (ChannelName, Notice) {
+        let channel = ChannelName::new(name).expect("valid channel");
+        let notice = Notice::ChannelVacated {
+            channel: channel.clone(),
+            time_ms: 0,
+        };
+        (channel, notice)
+    }
+
+    fn channels_of(batch: &[Notice]) -> Vec<String> {
+        batch
+            .iter()
+            .map(|n| serde_json::to_value(n).expect("serializable")["channel"].to_string())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_vacated_is_held_then_released_unless_cancelled() {
+        let mut held = Held::new(Duration::from_secs(5), 10);
+        let (a, vacated_a) = vacated("a");
+        let (b, vacated_b) = vacated("b");
+        assert!(held.hold(a.clone(), vacated_a).is_none());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(held.hold(b, vacated_b).is_none());
+        assert!(held.cancel(&a), "a was occupied again within the hold");
+        assert!(!held.cancel(&a));
+        let mut batch = Vec::new();
+        held.release_due(Instant::now(), &mut batch);
+        assert!(batch.is_empty(), "nothing is due yet");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        held.release_due(Instant::now(), &mut batch);
+        assert_eq!(channels_of(&batch), ["\"b\""]);
+        assert_eq!(held.next_release(), None);
+    }
+
+    #[test]
+    fn without_a_delay_or_room_a_vacated_goes_out_at_once() {
+        let (a, vacated_a) = vacated("a");
+        assert!(Held::new(Duration::ZERO, 10).hold(a, vacated_a).is_some());
+        let mut full = Held::new(Duration::from_secs(5), 1);
+        let (a, vacated_a) = vacated("a");
+        let (b, vacated_b) = vacated("b");
+        assert!(full.hold(a, vacated_a).is_none());
+        assert!(full.hold(b, vacated_b).is_some());
     }
 
     #[tokio::test]

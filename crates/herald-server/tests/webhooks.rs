@@ -76,7 +76,7 @@ fn kinds_for(app: &Backend, channel: &str) -> Vec<String> {
 #[tokio::test]
 async fn occupied_and_vacated_are_signed_so_the_application_can_check_them() {
     let app = Backend::start("/hooks", |_, _| Reply::Status(StatusCode::NO_CONTENT)).await;
-    let hub = webhook_hub(&app.url, &[]);
+    let hub = webhook_hub(&app.url, &["--webhook-vacated-delay", "300ms"]);
     let mut first = hub.stream("/api/channels/orders/stream").await;
     first.connected().await;
     let mut second = hub.stream("/api/channels/orders/stream").await;
@@ -118,6 +118,44 @@ async fn occupied_and_vacated_are_signed_so_the_application_can_check_them() {
                 .is_some_and(|t| t > 1_600_000_000_000));
         }
     }
+}
+
+#[tokio::test]
+async fn a_reconnect_within_the_hold_sends_neither_vacated_nor_occupied() {
+    let app = Backend::start("/hooks", |_, _| Reply::Status(StatusCode::OK)).await;
+    let hub = webhook_hub(&app.url, &["--webhook-vacated-delay", "2s"]);
+    let mut stream = hub.stream("/api/channels/feed/stream").await;
+    stream.connected().await;
+    eventually("feed is occupied", || async {
+        kinds_for(&app, "feed") == ["channel_occupied"]
+    })
+    .await;
+    // The client blips: gone, and back at once.
+    drop(stream);
+    eventually("the hub saw it leave", || async {
+        hub.stats().await["connections"] == 0
+    })
+    .await;
+    let mut back = hub.stream("/api/channels/feed/stream").await;
+    back.connected().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        kinds_for(&app, "feed"),
+        ["channel_occupied"],
+        "the application never saw the channel empty"
+    );
+    // Gone for good: vacated, once the hold ends.
+    drop(back);
+    let left_at = Instant::now();
+    eventually("feed is vacated", || async {
+        kinds_for(&app, "feed") == ["channel_occupied", "channel_vacated"]
+    })
+    .await;
+    assert!(
+        left_at.elapsed() >= Duration::from_millis(1500),
+        "held about 2s: {:?}",
+        left_at.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -227,6 +265,8 @@ async fn in_a_cluster_occupancy_is_per_node_and_names_the_node() {
             &app.url,
             "--webhook-secret",
             SECRET,
+            "--webhook-vacated-delay",
+            "0",
         ])
     };
     let (a, b) = (node("a"), node("b"));

@@ -12,6 +12,7 @@ use herald_hub::{
         APP_AUTH_TIMEOUT_DEFAULT,
     },
     ClusterConfig, FsyncPolicy, HistoryConfig, HubConfig, WebhookConfig, WEBHOOK_QUEUE_DEFAULT,
+    WEBHOOK_VACATED_DELAY_DEFAULT,
 };
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -93,6 +94,9 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
     let webhooks = match (settings.webhook_url, settings.webhook_secret) {
         (Some(url), Some(Secret(secret))) => Some(WebhookConfig {
             queue_capacity: settings.webhook_queue.unwrap_or(WEBHOOK_QUEUE_DEFAULT),
+            vacated_delay: settings
+                .webhook_vacated_delay
+                .unwrap_or(WEBHOOK_VACATED_DELAY_DEFAULT),
             ..WebhookConfig::new(url, secret)
         }),
         (Some(_), None) => anyhow::bail!(

@@ -162,6 +162,11 @@ settings! {
         /// [default: 10000].
         #[arg(long, env = "HERALD_WEBHOOK_QUEUE")]
         webhook_queue: usize,
+        /// How long a channel_vacated webhook waits; if the channel is occupied again meanwhile
+        /// (a client reconnecting), neither is sent; 0 sends it at once [default: 5s].
+        #[arg(long, env = "HERALD_WEBHOOK_VACATED_DELAY", value_parser = parse_duration)]
+        #[serde(default, with = "humantime_serde::option")]
+        webhook_vacated_delay: Duration,
         /// HS256 secret that signs tokens, at least 32 bytes (`--auth jwt`) [default: none].
         #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
         jwt_secret: Secret,
