@@ -6,7 +6,7 @@
 //! # Layout
 //! - `routes`: the one list of routes, and their handlers by concept (streams, publishing,
 //!   polling, admin, health).
-//! - `auth`: credentials, token verification, and rights.
+//! - `auth`: credentials, token verification, asking the application (`app` mode), and rights.
 //! - `config`: the layer's settings; `admission`: the connection limits.
 //! - `error`: the one error answer; `extract`: request extractors; `last_event_id`: where a
 //!   stream resumes; `sse`: the stream answer.

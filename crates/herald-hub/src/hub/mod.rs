@@ -285,7 +285,8 @@ impl Hub {
     }
 
     /// Tells the channel watcher (webhooks), if any, that `joined` users joined `channel` and
-    /// `left` users left it. Queues at once; never waits.
+    /// `left` users left it. Queues at once; never waits. Takes the state lock: code that holds
+    /// it calls `state.fanout.watcher()` instead.
     #[allow(dead_code)] // Called by presence.
     pub(crate) fn notify_presence_changed(
         &self,
