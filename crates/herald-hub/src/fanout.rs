@@ -3,18 +3,25 @@
 //! Owns the maps channel → connections and client id → connection, and the fan-out of one encoded
 //! event to every addressed queue. It never waits on a connection (pushes are `try`-style), never
 //! encodes, and drops a channel's entry with its last subscriber so idle channels cost nothing.
-//! Every method runs under the hub's state lock. It keeps the presence roster up to date as
-//! connections attach to and detach from channels (the roster itself is `presence`'s).
+//! A channel's entry appearing and going are what "occupied" and "vacated" mean: the
+//! [`ChannelWatcher`], if any, is told of both. Every method runs under the hub's state lock. It
+//! keeps the presence roster up to date as connections attach to and detach from channels (the
+//! roster itself is `presence`'s).
 
 use crate::{
     channel::ChannelName,
     client::{ClientShared, EndReason, PushOutcome},
     event::ClientId,
+    hooks::ChannelWatcher,
     presence::Roster,
     record::Audience,
 };
 use bytes::Bytes;
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{
+    collections::{hash_map, HashMap},
+    sync::Arc,
+    time::Instant,
+};
 
 /// What one delivery did.
 #[derive(Debug)]
@@ -41,6 +48,8 @@ pub(crate) struct Fanout {
     by_user: HashMap<Arc<str>, Vec<u64>>,
     /// Connections per channel and user, for presence.
     roster: Roster,
+    /// Told when a channel's entry appears (occupied) or goes (vacated).
+    watcher: Option<Arc<dyn ChannelWatcher>>,
 }
 
 impl Fanout {
@@ -60,6 +69,33 @@ impl Fanout {
         &mut self.roster
     }
 
+    /// Tells `watcher` from now on when a channel is occupied or vacated on this node.
+    pub(crate) fn set_watcher(&mut self, watcher: Arc<dyn ChannelWatcher>) {
+        self.watcher = Some(watcher);
+    }
+
+    /// The watcher told of occupancy (and presence), if any.
+    pub(crate) fn watcher(&self) -> Option<&Arc<dyn ChannelWatcher>> {
+        self.watcher.as_ref()
+    }
+
+    /// Adds `client` to `channel`'s subscribers and to the roster, telling the watcher when it is
+    /// the first.
+    fn attach(&mut self, channel: &ChannelName, key: u64, client: Arc<ClientShared>) {
+        self.roster.attach(channel, client.user.as_ref());
+        match self.by_channel.entry(channel.clone()) {
+            hash_map::Entry::Occupied(mut subscribers) => {
+                subscribers.get_mut().insert(key, client);
+            }
+            hash_map::Entry::Vacant(slot) => {
+                slot.insert(HashMap::from([(key, client)]));
+                if let Some(watcher) = &self.watcher {
+                    watcher.occupied(channel);
+                }
+            }
+        }
+    }
+
     /// Registers a connection. A connection already holding the same client id is returned, so the
     /// caller can end it (the newer connection takes the id over).
     pub(crate) fn insert(
@@ -73,11 +109,7 @@ impl Fanout {
             .insert(client.id.clone(), key)
             .and_then(|old| self.remove_entry(old, false));
         for channel in &channels {
-            self.by_channel
-                .entry(channel.clone())
-                .or_default()
-                .insert(key, client.clone());
-            self.roster.attach(channel, client.user.as_ref());
+            self.attach(channel, key, client.clone());
         }
         if let Some(user) = &client.user {
             self.by_user.entry(user.clone()).or_default().push(key);
@@ -139,6 +171,9 @@ impl Fanout {
             }
             if subscribers.is_empty() {
                 self.by_channel.remove(channel);
+                if let Some(watcher) = &self.watcher {
+                    watcher.vacated(channel);
+                }
             }
         }
     }
@@ -157,12 +192,9 @@ impl Fanout {
             return false;
         };
         if !entry.channels.contains(&channel) {
-            self.by_channel
-                .entry(channel.clone())
-                .or_default()
-                .insert(key, entry.client.clone());
-            self.roster.attach(&channel, entry.client.user.as_ref());
-            entry.channels.push(channel);
+            let client = entry.client.clone();
+            entry.channels.push(channel.clone());
+            self.attach(&channel, key, client);
         }
         true
     }
@@ -259,6 +291,9 @@ impl Fanout {
         for client in subscribers.values() {
             self.roster.detach(channel, client.user.as_ref(), now);
         }
+        if let Some(watcher) = &self.watcher {
+            watcher.vacated(channel);
+        }
         for key in subscribers.into_keys() {
             let Some(entry) = self.entries.get_mut(&key) else {
                 continue;
@@ -336,6 +371,47 @@ mod tests {
         assert!(
             fanout.by_user.is_empty(),
             "a user's entry goes with its last connection"
+        );
+    }
+
+    /// Records occupancy changes, as webhooks would queue them.
+    #[derive(Debug, Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl ChannelWatcher for Recorder {
+        fn occupied(&self, channel: &ChannelName) {
+            self.0.lock().expect("lock").push(format!("+{channel}"));
+        }
+        fn vacated(&self, channel: &ChannelName) {
+            self.0.lock().expect("lock").push(format!("-{channel}"));
+        }
+        fn presence_changed(&self, _: &ChannelName, _: &[&str], _: &[&str]) {}
+    }
+
+    fn channel(name: &str) -> ChannelName {
+        ChannelName::new(name).expect("valid channel")
+    }
+
+    fn client(key: u64) -> Arc<ClientShared> {
+        let id = ClientId::new(&format!("c{key}")).expect("valid id");
+        Arc::new(ClientShared::new(key, id, None, None, None))
+    }
+
+    #[test]
+    fn the_watcher_hears_a_channels_first_subscriber_and_its_last() {
+        let recorder = Arc::new(Recorder::default());
+        let mut fanout = Fanout::default();
+        fanout.set_watcher(recorder.clone());
+        fanout.insert(client(1), vec![channel("a"), channel("b")]);
+        fanout.insert(client(2), vec![channel("a")]);
+        fanout.subscribe(2, channel("c"));
+        fanout.subscribe(2, channel("c"));
+        fanout.remove(1);
+        fanout.unsubscribe(2, &channel("c"));
+        fanout.close_channel(&channel("a"));
+        assert_eq!(
+            *recorder.0.lock().expect("lock"),
+            ["+a", "+b", "+c", "-b", "-c", "-a"]
         );
     }
 }

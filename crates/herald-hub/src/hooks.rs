@@ -1,10 +1,13 @@
-//! Connect and disconnect hooks: application code told when a connection opens or ends.
+//! Connect and disconnect hooks: application code told when a connection opens or ends; and the
+//! channel watcher told when a channel gains its first subscriber or loses its last.
 //!
 //! Owns the registered hooks and the rule for calling them: outside the hub's state lock, in the
-//! order they were added, with a [`ClientInfo`] built only when some hook wants it. It never decides
-//! when a connection starts or ends; [`crate::Hub`] does.
+//! order they were added, with a [`ClientInfo`] built only when some hook wants it. The
+//! [`ChannelWatcher`] is the exception: `fanout` calls it under the lock, so it sees changes in the
+//! order they happen, and it must only queue. It never decides when a connection starts or ends;
+//! [`crate::Hub`] does.
 
-use crate::hub::ClientInfo;
+use crate::{hub::ClientInfo, ChannelName};
 use std::{
     fmt,
     sync::{Arc, RwLock},
@@ -12,6 +15,20 @@ use std::{
 
 /// One hook, as [`crate::Hub::on_connect`] and [`crate::Hub::on_disconnect`] take it.
 type Hook = Arc<dyn Fn(&ClientInfo) + Send + Sync>;
+
+/// Told when a channel's occupancy on this node changes (webhooks listen here).
+///
+/// Called under the hub's state lock, in the order the changes happen, so an implementation
+/// never blocks, never allocates more than a small message, and never calls the hub: it queues
+/// (`try_send`) and returns.
+pub(crate) trait ChannelWatcher: Send + Sync + fmt::Debug {
+    /// `channel` gained its first subscriber on this node.
+    fn occupied(&self, channel: &ChannelName);
+    /// `channel` lost its last subscriber on this node.
+    fn vacated(&self, channel: &ChannelName);
+    /// Users joined or left `channel` (presence); may be called with or without the lock.
+    fn presence_changed(&self, channel: &ChannelName, joined: &[&str], left: &[&str]);
+}
 
 /// The hooks of one hub.
 #[derive(Default)]

@@ -99,9 +99,12 @@
 //! - `history`: the bounded, ordered ring of records that gives every event its position.
 //! - `record`: one event in history, laid out once; its encoded frame is the only copy of it.
 //! - `fanout`: the registry of live connections by channel and by client id.
-//! - `hooks`: application code told when a connection opens or ends.
+//! - `hooks`: application code told when a connection opens or ends, and the watcher told when a
+//!   channel is occupied or vacated.
 //! - `presence`: who is on a channel, and coalesced `join` / `leave` events
 //!   ([`Hub::presence`], [`PresenceSink`]); `hub/presence.rs` runs its tick.
+//! - `webhooks` (feature `axum`): those changes, and presence, `POST`ed to the application,
+//!   signed, from a bounded queue ([`Webhooks`]).
 //! - `client` and `stream`: one connection's bounded queue, and the byte stream
 //!   ([`ClientStream`]) that drains it.
 //! - `wire`: SSE encoding, done once per event.
@@ -129,6 +132,8 @@ mod wire;
 
 #[cfg(feature = "axum")]
 pub mod http;
+#[cfg(feature = "axum")]
+mod webhooks;
 
 pub use channel::{ChannelName, ChannelNameError, CHANNEL_NAME_LEN_MAX};
 pub use config::{
@@ -150,7 +155,7 @@ pub use log::{
     KEY_PREFIX_DEFAULT, REDIS_URL_DEFAULT,
 };
 pub use metrics::{
-    ChannelMetrics, CloseReason, Histogram, LogHealth, Metrics, PublishResult,
+    ChannelMetrics, CloseReason, Histogram, LogHealth, Metrics, PublishResult, WebhookMetrics,
     LATENCY_BUCKETS_SECONDS,
 };
 pub use presence::{
@@ -159,3 +164,10 @@ pub use presence::{
 };
 pub use record::{Target, PUBLISH_CHANNELS_MAX};
 pub use stream::ClientStream;
+#[cfg(feature = "axum")]
+pub use webhooks::{
+    WebhookConfig, WebhookError, Webhooks, DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    WEBHOOK_ATTEMPTS_MAX, WEBHOOK_BATCH_MAX, WEBHOOK_QUEUE_DEFAULT, WEBHOOK_RETRY_DELAY_FIRST,
+    WEBHOOK_RETRY_DELAY_MAX, WEBHOOK_SECRET_LEN_MIN, WEBHOOK_TIMEOUT_DEFAULT,
+    WEBHOOK_VACATED_DELAY_DEFAULT,
+};

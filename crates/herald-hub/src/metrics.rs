@@ -7,9 +7,13 @@
 //! takes the hub's lock, never walks live structures and never formats anything (the Prometheus
 //! exposition is `http::routes::metrics`').
 
+use serde::Serialize;
 use std::{
     collections::HashMap,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -180,6 +184,52 @@ pub(crate) struct Counters {
     /// Only the channels listed in `HubConfig::metrics_channels`; fixed at start, so reading it
     /// takes no lock.
     channels: HashMap<String, ChannelCounters>,
+    /// Shared with the webhook sender, which bumps them from its own task.
+    webhooks: Arc<WebhookCounters>,
+}
+
+/// The webhook sender's counters (all zero when no webhook is configured).
+#[derive(Debug, Default)]
+pub(crate) struct WebhookCounters {
+    /// Notifications waiting in the queue now.
+    pub(crate) queued: AtomicU64,
+    /// Notifications the application acknowledged (2xx).
+    pub(crate) delivered: AtomicU64,
+    /// Attempts that failed and were tried again.
+    pub(crate) retried: AtomicU64,
+    /// Notifications given up after the last attempt failed.
+    pub(crate) failed: AtomicU64,
+    /// Notifications dropped because the queue was full.
+    pub(crate) dropped: AtomicU64,
+}
+
+impl WebhookCounters {
+    fn snapshot(&self) -> WebhookMetrics {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        WebhookMetrics {
+            queued: load(&self.queued),
+            delivered: load(&self.delivered),
+            retried: load(&self.retried),
+            failed: load(&self.failed),
+            dropped: load(&self.dropped),
+        }
+    }
+}
+
+/// What the webhook sender has done since start, as `/metrics` and `/api/stats` show it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct WebhookMetrics {
+    /// Notifications waiting in the queue now.
+    pub queued: u64,
+    /// Notifications the application acknowledged with a 2xx.
+    pub delivered: u64,
+    /// Attempts that failed (timeout, refused, not 2xx) and were tried again.
+    pub retried: u64,
+    /// Notifications given up after their last attempt failed.
+    pub failed: u64,
+    /// Notifications dropped because the queue was full.
+    pub dropped: u64,
 }
 
 impl Counters {
@@ -192,6 +242,15 @@ impl Counters {
                 .collect(),
             ..Self::default()
         }
+    }
+
+    /// The webhook sender's counters, shared with it.
+    pub(crate) fn webhooks(&self) -> Arc<WebhookCounters> {
+        self.webhooks.clone()
+    }
+
+    pub(crate) fn webhook_metrics(&self) -> WebhookMetrics {
+        self.webhooks.snapshot()
     }
 
     pub(crate) fn stream_opened(&self) {
@@ -300,6 +359,7 @@ impl Counters {
                 bytes: 0,
             },
             log: LogHealth::default(),
+            webhooks: self.webhooks.snapshot(),
         }
     }
 }
@@ -334,6 +394,8 @@ pub struct Metrics {
     pub history: crate::HistoryStats,
     /// The log backend's health.
     pub log: LogHealth,
+    /// The webhook sender's counters.
+    pub webhooks: WebhookMetrics,
 }
 
 impl Metrics {

@@ -105,7 +105,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             );
         }
     }
-    let is_auth_none = http.auth.algorithm().is_none();
+    let is_auth_none = http.auth.is_open();
     let mut serve_options = config.serve;
     serve_options.pending_heads_max = pending_heads_max(http.limits.connections_max);
     let hub = match config.backend {
@@ -123,6 +123,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config::Backend::Memory => Hub::new(config.hub),
     };
     tokio::spawn(memory::release_after_disconnects(hub.clone()));
+    // Held until the hub stops: the sender task ends with the hub's shutdown.
+    let _webhooks = match config.webhooks {
+        Some(webhooks) => {
+            Some(herald_hub::Webhooks::start(&hub, webhooks).context("starting webhooks")?)
+        }
+        None => None,
+    };
     let mut router = herald_hub::http::router(hub.clone(), http)
         .layer(axum::middleware::from_fn(access_log::log_request));
     let unlisted = cors::Unlisted::of(config.listen, is_auth_none);
@@ -156,6 +163,10 @@ fn pending_heads_max(connections_max: usize) -> usize {
 /// Says loudly when anyone who reaches the port may subscribe (and maybe publish).
 fn warn_when_exposed(config: &config::ServeConfig) {
     let auth = &config.http.auth;
+    if let Some(app) = auth.app() {
+        tracing::info!(app = ?app, "auth: app (the application decides who may subscribe)");
+        return;
+    }
     if let Some(algorithm) = auth.algorithm() {
         tracing::info!(algorithm, api_keys = auth.has_api_keys(), "auth: jwt");
         return;

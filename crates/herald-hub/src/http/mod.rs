@@ -6,7 +6,7 @@
 //! # Layout
 //! - `routes`: the one list of routes, and their handlers by concept (streams, publishing,
 //!   polling, admin, health).
-//! - `auth`: credentials, token verification, and rights.
+//! - `auth`: credentials, token verification, asking the application (`app` mode), and rights.
 //! - `config`: the layer's settings; `admission`: the connection limits.
 //! - `error`: the one error answer; `extract`: request extractors; `last_event_id`: where a
 //!   stream resumes; `sse`: the stream answer.
@@ -34,7 +34,9 @@ mod tls;
 
 pub use admission::{CONNECTIONS_MAX_DEFAULT, CONNECTIONS_PER_ADDRESS_MAX_DEFAULT};
 pub use auth::{
-    AuthConfig, AuthConfigError, API_KEY_LEN_MIN, JWT_LEEWAY, JWT_SECRET_LEN_MIN, TOKEN_COOKIE,
+    AppAuth, AppAuthError, AppAuthMetrics, AppGrant, AuthConfig, AuthConfigError, API_KEY_LEN_MIN,
+    APP_AUTH_CACHE_ENTRIES_MAX, APP_AUTH_CACHE_TTL_DEFAULT, APP_AUTH_CONCURRENCY_MAX,
+    APP_AUTH_TIMEOUT_DEFAULT, FORWARDED_HEADERS, JWT_LEEWAY, JWT_SECRET_LEN_MIN, TOKEN_COOKIE,
     TOKEN_QUERY_PARAM,
 };
 pub use config::{

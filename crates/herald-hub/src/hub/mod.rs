@@ -287,6 +287,26 @@ impl Hub {
         }
     }
 
+    /// Tells `watcher` from now on when a channel is occupied or vacated on this node (webhooks).
+    pub(crate) fn watch_channels(&self, watcher: Arc<dyn crate::hooks::ChannelWatcher>) {
+        self.state().fanout.set_watcher(watcher);
+    }
+
+    /// The webhook sender's counters, which `metrics` and `stats` read.
+    pub(crate) fn webhook_counters(&self) -> Arc<crate::metrics::WebhookCounters> {
+        self.shared.counters.webhooks()
+    }
+
+    /// Cancelled when the hub shuts down: background tasks outside the hub stop on it.
+    pub(crate) fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// This node's cluster id, or `standalone`.
+    pub(crate) fn node_id(&self) -> &str {
+        self.shared.log.node_id()
+    }
+
     /// Reads the next replay batch for a resuming connection, under the state lock.
     pub(crate) fn with_history<R>(&self, read: impl FnOnce(&History) -> R) -> R {
         read(&self.state().history)

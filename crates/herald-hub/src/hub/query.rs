@@ -59,6 +59,8 @@ pub struct Stats {
     pub uptime_seconds: u64,
     /// Events and bytes held in history.
     pub history: HistoryStats,
+    /// What the webhook sender has done (queued, delivered, retried, failed, dropped).
+    pub webhooks: crate::WebhookMetrics,
 }
 
 /// What history holds now.
@@ -178,6 +180,7 @@ impl Hub {
                 events: state.history.len(),
                 bytes: state.history.bytes(),
             },
+            webhooks: counters.webhook_metrics(),
         }
     }
 

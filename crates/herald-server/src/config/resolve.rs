@@ -7,8 +7,12 @@
 use super::settings::{AuthMode, LogFormat, Secret, ServeArgs, Settings, Switch};
 use anyhow::Context;
 use herald_hub::{
-    http::{AuthConfig, HttpConfig, HttpLimits, ServeOptions, Tls},
-    ClusterConfig, FsyncPolicy, HistoryConfig, HubConfig, PresenceConfig,
+    http::{
+        AppAuth, AuthConfig, HttpConfig, HttpLimits, ServeOptions, Tls, APP_AUTH_CACHE_TTL_DEFAULT,
+        APP_AUTH_TIMEOUT_DEFAULT,
+    },
+    ClusterConfig, FsyncPolicy, HistoryConfig, HubConfig, PresenceConfig, WebhookConfig,
+    WEBHOOK_QUEUE_DEFAULT, WEBHOOK_VACATED_DELAY_DEFAULT,
 };
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -32,6 +36,8 @@ pub(crate) struct ServeConfig {
     pub(crate) log_format: LogFormat,
     /// Where history lives; one of three, never two at once.
     pub(crate) backend: Backend,
+    /// Where webhooks go, if anywhere (`--webhook-url`).
+    pub(crate) webhooks: Option<WebhookConfig>,
 }
 
 /// Where the hub keeps its history. "Durable and clustered at once" has no value here: the
@@ -78,6 +84,27 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
         settings.jwt_public_key,
         settings.api_keys.unwrap_or_default(),
     )?;
+    let auth = with_app_auth(
+        auth,
+        settings.auth.unwrap_or_default(),
+        settings.auth_app_url,
+        settings.auth_app_timeout,
+        settings.auth_app_cache,
+    )?;
+    let webhooks = match (settings.webhook_url, settings.webhook_secret) {
+        (Some(url), Some(Secret(secret))) => Some(WebhookConfig {
+            queue_capacity: settings.webhook_queue.unwrap_or(WEBHOOK_QUEUE_DEFAULT),
+            vacated_delay: settings
+                .webhook_vacated_delay
+                .unwrap_or(WEBHOOK_VACATED_DELAY_DEFAULT),
+            ..WebhookConfig::new(url, secret)
+        }),
+        (Some(_), None) => anyhow::bail!(
+            "--webhook-url needs --webhook-secret (HERALD_WEBHOOK_SECRET): webhooks are always signed"
+        ),
+        (None, Some(_)) => anyhow::bail!("--webhook-secret is set but --webhook-url is not"),
+        (None, None) => None,
+    };
     let metrics_channels = settings.metrics_channels.unwrap_or_default();
     for channel in &metrics_channels {
         herald_hub::ChannelName::new(channel)
@@ -107,7 +134,7 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
     let allowed_hosts = settings.allowed_hosts.unwrap_or_default();
     // Without auth, on loopback, a page that rebinds its own name to 127.0.0.1 could otherwise
     // reach the hub as if from this machine.
-    let is_open_on_loopback = !auth.is_jwt() && listen.ip().is_loopback();
+    let is_open_on_loopback = auth.is_open() && listen.ip().is_loopback();
     let allowed_hosts = (is_open_on_loopback || !allowed_hosts.is_empty()).then_some(allowed_hosts);
     let tls = match (settings.tls_cert, settings.tls_key) {
         (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key).context("loading TLS")?),
@@ -193,6 +220,7 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
         is_connections_max_explicit: settings.max_connections.is_some(),
         log_format: settings.log_format.unwrap_or_default(),
         backend,
+        webhooks,
     };
     anyhow::ensure!(
         config.hub.queue_capacity > 0,
@@ -221,7 +249,39 @@ fn random_node_id() -> String {
     format!("node-{letters}")
 }
 
-/// The auth settings, checked: `jwt` takes exactly one key; `none` takes none.
+/// `auth` with the application asked about subscribers, in `app` mode: which needs the URL and
+/// API keys (publishers and admins have no other way in); the URL is refused in other modes.
+fn with_app_auth(
+    auth: AuthConfig,
+    mode: AuthMode,
+    url: Option<String>,
+    timeout: Option<std::time::Duration>,
+    cache: Option<std::time::Duration>,
+) -> anyhow::Result<AuthConfig> {
+    match (mode, url) {
+        (AuthMode::App, None) => anyhow::bail!(
+            "--auth app needs --auth-app-url (HERALD_AUTH_APP_URL): the application's endpoint"
+        ),
+        (AuthMode::App, Some(url)) => {
+            anyhow::ensure!(
+                auth.has_api_keys(),
+                "--auth app needs --api-keys (HERALD_API_KEYS): the application decides who may \
+                 subscribe; publishers and admins use an API key"
+            );
+            let timeout = timeout.unwrap_or(APP_AUTH_TIMEOUT_DEFAULT);
+            anyhow::ensure!(!timeout.is_zero(), "auth_app_timeout must be more than 0");
+            let cache = cache.unwrap_or(APP_AUTH_CACHE_TTL_DEFAULT);
+            let app = AppAuth::with_limits(&url, timeout, cache).context("--auth-app-url")?;
+            Ok(auth.with_app(app))
+        }
+        (_, Some(_)) => {
+            anyhow::bail!("--auth-app-url is set but auth is not `app`: add --auth app")
+        }
+        (_, None) => Ok(auth),
+    }
+}
+
+/// The auth settings, checked: `jwt` takes exactly one key; `none` and `app` take none.
 fn resolve_auth(
     mode: AuthMode,
     secret: Option<Secret>,
@@ -229,9 +289,9 @@ fn resolve_auth(
     api_keys: Vec<Secret>,
 ) -> anyhow::Result<AuthConfig> {
     let auth = match (mode, secret, public_key) {
-        (AuthMode::None, None, None) => AuthConfig::none(),
-        (AuthMode::None, _, _) => anyhow::bail!(
-            "a JWT secret or public key is set but auth is `none`: add --auth jwt (HERALD_AUTH=jwt)"
+        (AuthMode::None | AuthMode::App, None, None) => AuthConfig::none(),
+        (AuthMode::None | AuthMode::App, _, _) => anyhow::bail!(
+            "a JWT secret or public key is set but auth is not `jwt`: add --auth jwt (HERALD_AUTH=jwt)"
         ),
         (AuthMode::Jwt, Some(_), Some(_)) => {
             anyhow::bail!("give either a JWT secret or a JWT public key, not both")

@@ -132,9 +132,41 @@ settings! {
         #[arg(long, env = "HERALD_NODE_ID")]
         node_id: String,
         /// How subscribers and publishers prove who they are: `none` (anyone; for local
-        /// development) or `jwt` (signed tokens) [default: none].
+        /// development), `jwt` (signed tokens) or `app` (the application is asked, with the
+        /// request's cookies, at --auth-app-url; publishers use --api-keys) [default: none].
         #[arg(long, env = "HERALD_AUTH")]
         auth: AuthMode,
+        /// With `--auth app`: the application's URL the hub POSTs `{"channels": [...]}` to, with
+        /// the request's `Cookie` and `Authorization`, when a stream opens or a poll is made
+        /// [default: none].
+        #[arg(long, env = "HERALD_AUTH_APP_URL")]
+        auth_app_url: String,
+        /// With `--auth app`: time the application has to answer; slower is
+        /// `503 app_auth_unavailable` [default: 2s].
+        #[arg(long, env = "HERALD_AUTH_APP_TIMEOUT", value_parser = parse_duration)]
+        #[serde(default, with = "humantime_serde::option")]
+        auth_app_timeout: Duration,
+        /// With `--auth app`: how long a decision is reused for the same cookies, `Authorization`,
+        /// `Origin` and channels; 0 turns the cache off [default: 10s].
+        #[arg(long, env = "HERALD_AUTH_APP_CACHE", value_parser = parse_duration)]
+        #[serde(default, with = "humantime_serde::option")]
+        auth_app_cache: Duration,
+        /// URL the hub POSTs webhooks to (channel occupied and vacated, presence), signed with
+        /// --webhook-secret [default: none].
+        #[arg(long, env = "HERALD_WEBHOOK_URL")]
+        webhook_url: String,
+        /// Key of the webhooks' HMAC-SHA256 signature, at least 16 bytes [default: none].
+        #[arg(long, env = "HERALD_WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: Secret,
+        /// Most webhook notifications waiting to be sent; more are dropped and counted
+        /// [default: 10000].
+        #[arg(long, env = "HERALD_WEBHOOK_QUEUE")]
+        webhook_queue: usize,
+        /// How long a channel_vacated webhook waits; if the channel is occupied again meanwhile
+        /// (a client reconnecting), neither is sent; 0 sends it at once [default: 5s].
+        #[arg(long, env = "HERALD_WEBHOOK_VACATED_DELAY", value_parser = parse_duration)]
+        #[serde(default, with = "humantime_serde::option")]
+        webhook_vacated_delay: Duration,
         /// HS256 secret that signs tokens, at least 32 bytes (`--auth jwt`) [default: none].
         #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
         jwt_secret: Secret,
@@ -220,6 +252,9 @@ pub(crate) enum AuthMode {
     None,
     /// Signed JSON Web Tokens.
     Jwt,
+    /// The application decides who may subscribe (asked at `--auth-app-url`); publishers and
+    /// admins use API keys.
+    App,
 }
 
 /// An on/off setting (`--presence`).

@@ -1,10 +1,12 @@
 //! Who is calling and what each caller may do: the `Subscriber` and `Publisher` extractors.
 //!
-//! Owns the decision from credentials to a [`Caller`] (API key, verified token, or open access in
-//! `none` mode) and every rights check a handler asks for (see the `auth` module's rights). It
-//! never knows routes (handlers say which right they need) and never echoes a credential.
+//! Owns the decision from credentials to a [`Caller`] (API key, verified token, the application's
+//! grant in `app` mode, or open access in `none` mode) and every rights check a handler asks for
+//! (see the `auth` module's rights). It never knows routes (handlers say which right they need)
+//! and never echoes a credential.
 
 use super::{
+    app::AppGrant,
     config::AuthConfig,
     credentials::{Access, Credentials},
     jwt::{ChannelPattern, Claims},
@@ -12,8 +14,9 @@ use super::{
 use crate::{http::error::ApiError, ChannelName};
 use axum::{
     extract::{FromRef, FromRequestParts},
-    http::request::Parts,
+    http::{request::Parts, HeaderMap},
 };
+use std::net::SocketAddr;
 
 impl AuthConfig {
     /// Who is calling, from the sources `access` allows.
@@ -25,6 +28,11 @@ impl AuthConfig {
             if self.is_api_key(bearer) {
                 return Ok(Caller::ApiKey(credential_identity("key", bearer)));
             }
+        }
+        if access == Access::Subscribe && self.app().is_some() {
+            // The channels are not known yet: the handler asks the application
+            // (`authorize_subscribe`).
+            return Ok(Caller::AskApp);
         }
         let Some(jwt) = self.verifier() else {
             return match access {
@@ -58,6 +66,54 @@ impl AuthConfig {
         };
         jwt.verify(token).map(Caller::Token)
     }
+}
+
+impl AuthConfig {
+    /// `caller`, allowed to subscribe to (or poll) every one of `channels`: in `app` mode the
+    /// application is asked (with the request's `headers`, from `peer`) and its grant becomes the
+    /// caller; otherwise the caller's own rights decide.
+    ///
+    /// # Errors
+    /// 403 `forbidden` naming the channels outside the caller's rights; in `app` mode, what
+    /// [`super::AppAuth::authorize`] answers (401, 403, 503 `app_auth_unavailable`).
+    pub(crate) async fn authorize_subscribe(
+        &self,
+        caller: Caller,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        channels: &[ChannelName],
+    ) -> Result<Caller, ApiError> {
+        match (caller, self.app()) {
+            (Caller::AskApp, Some(app)) => {
+                let grant = app.authorize(headers, peer, channels).await?;
+                let identity = match &grant.user {
+                    Some(user) => Some(format!("user:{user}")),
+                    None => app_credentials(headers).map(|c| credential_identity("app", &c)),
+                };
+                Ok(Caller::App { grant, identity })
+            }
+            (caller, _) => {
+                caller.check_subscribe(channels)?;
+                Ok(caller)
+            }
+        }
+    }
+}
+
+/// The credentials forwarded to the application (`Cookie` and `Authorization`), joined: what a
+/// grant without a user is bound to.
+fn app_credentials(headers: &HeaderMap) -> Option<String> {
+    let mut joined = String::new();
+    for name in [
+        axum::http::header::COOKIE,
+        axum::http::header::AUTHORIZATION,
+    ] {
+        for value in headers.get_all(name) {
+            joined.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            joined.push('\n');
+        }
+    }
+    (!joined.is_empty()).then_some(joined)
 }
 
 /// An authenticated caller of a stream or polling endpoint (token from header, cookie or query).
@@ -104,6 +160,15 @@ pub(crate) enum Caller {
     ApiKey(String),
     /// A verified token.
     Token(Claims),
+    /// `app` mode, before the application is asked: subscribes to nothing until
+    /// [`AuthConfig::authorize_subscribe`] turns it into [`Caller::App`].
+    AskApp,
+    /// `app` mode: what the application granted, and the identity client ids are bound to
+    /// (`user:{user}`, or a digest of the forwarded credentials).
+    App {
+        grant: AppGrant,
+        identity: Option<String>,
+    },
 }
 
 impl Caller {
@@ -111,7 +176,8 @@ impl Caller {
     pub(crate) fn user(&self) -> Option<&str> {
         match self {
             Caller::Token(claims) => claims.sub.as_deref(),
-            Caller::Open | Caller::ApiKey(_) => None,
+            Caller::App { grant, .. } => grant.user.as_deref(),
+            Caller::Open | Caller::ApiKey(_) | Caller::AskApp => None,
         }
     }
 
@@ -120,9 +186,10 @@ impl Caller {
     /// credential is used, never the credential itself); `None` (anonymous) in `none` mode.
     pub(crate) fn identity(&self) -> Option<&str> {
         match self {
-            Caller::Open => None,
+            Caller::Open | Caller::AskApp => None,
             Caller::ApiKey(identity) => Some(identity),
             Caller::Token(claims) => Some(&claims.identity),
+            Caller::App { identity, .. } => identity.as_deref(),
         }
     }
 
@@ -131,8 +198,21 @@ impl Caller {
     /// # Errors
     /// 403 `forbidden` naming the channels outside the caller's rights.
     pub(crate) fn check_subscribe(&self, channels: &[ChannelName]) -> Result<(), ApiError> {
-        let Caller::Token(claims) = self else {
-            return Ok(());
+        let claims = match self {
+            Caller::Token(claims) => claims,
+            Caller::Open | Caller::ApiKey(_) => return Ok(()),
+            Caller::App { grant, .. } => {
+                return refuse_unmatched("subscribe to", channels, |channel| {
+                    grant.channels.contains(channel)
+                })
+            }
+            // Fails closed: a path that forgot to ask the application grants nothing.
+            Caller::AskApp => {
+                return Err(ApiError::forbidden(
+                    "the application has not been asked about these channels",
+                    channels.to_vec(),
+                ))
+            }
         };
         let user_channel = claims
             .sub
@@ -150,8 +230,10 @@ impl Caller {
     /// # Errors
     /// 403 `forbidden` naming the channels outside the caller's rights.
     pub(crate) fn check_publish(&self, channels: &[ChannelName]) -> Result<(), ApiError> {
-        let Caller::Token(claims) = self else {
-            return Ok(());
+        let claims = match self {
+            Caller::Token(claims) => claims,
+            Caller::Open | Caller::ApiKey(_) => return Ok(()),
+            Caller::AskApp | Caller::App { .. } => return Err(subscriber_only()),
         };
         refuse_unmatched("publish to", channels, |channel| {
             claims.admin || claims.publish.iter().any(|p| p.matches(channel))
@@ -165,6 +247,7 @@ impl Caller {
     /// 403 `forbidden`.
     pub(crate) fn check_publish_anywhere(&self) -> Result<(), ApiError> {
         match self {
+            Caller::AskApp | Caller::App { .. } => Err(subscriber_only()),
             Caller::Token(claims)
                 if !claims.admin && !claims.publish.contains(&ChannelPattern::All) =>
             {
@@ -183,6 +266,7 @@ impl Caller {
     /// 403 `forbidden`.
     pub(crate) fn check_admin(&self) -> Result<(), ApiError> {
         match self {
+            Caller::AskApp | Caller::App { .. } => Err(subscriber_only()),
             Caller::Token(claims) if !claims.admin => Err(ApiError::forbidden(
                 "this endpoint needs \"admin\": true in the token's herald claim, or an API key",
                 Vec::new(),
@@ -190,6 +274,15 @@ impl Caller {
             _ => Ok(()),
         }
     }
+}
+
+/// 403 for a caller the application let subscribe, asking for more: the application grants
+/// subscriptions only.
+fn subscriber_only() -> ApiError {
+    ApiError::forbidden(
+        "the application grants subscriptions only: publishing and admin take an API key",
+        Vec::new(),
+    )
 }
 
 fn refuse_unmatched(

@@ -4,7 +4,7 @@
 //! taken) and the constant-time comparison of API keys. It never reads a request (that is
 //! `credentials`') and never decides a right (that is `caller`'s).
 
-use super::jwt::JwtVerifier;
+use super::{app::AppAuth, jwt::JwtVerifier};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use sha2::{Digest, Sha256};
 use std::{fmt, sync::Arc, time::Duration};
@@ -52,6 +52,8 @@ pub struct AuthConfig {
     jwt: Option<Arc<JwtVerifier>>,
     /// SHA-256 of each API key: compared in constant time, whatever the presented key's length.
     api_keys: Arc<[[u8; 32]]>,
+    /// The application that decides who may subscribe (`app` mode); `None` otherwise.
+    app: Option<AppAuth>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -59,6 +61,7 @@ impl fmt::Debug for AuthConfig {
         f.debug_struct("AuthConfig")
             .field("algorithm", &self.algorithm())
             .field("api_keys", &self.api_keys.len())
+            .field("app", &self.app)
             .finish()
     }
 }
@@ -112,7 +115,21 @@ impl AuthConfig {
         Self {
             jwt: Some(Arc::new(JwtVerifier::new(key, algorithm))),
             api_keys: Arc::new([]),
+            app: None,
         }
+    }
+
+    /// Lets the application decide who may subscribe (`app` mode): each stream and poll asks
+    /// `app` (see [`AppAuth::authorize`]). Publishing and admin are unchanged: API keys (or
+    /// tokens, if a JWT key is also set).
+    pub fn with_app(mut self, app: AppAuth) -> Self {
+        self.app = Some(app);
+        self
+    }
+
+    /// The application that decides who may subscribe, in `app` mode.
+    pub fn app(&self) -> Option<&AppAuth> {
+        self.app.as_ref()
     }
 
     /// Adds static API keys: server-to-server callers send one as `Authorization: Bearer <key>`
@@ -145,6 +162,12 @@ impl AuthConfig {
     /// Whether tokens are required (`jwt` mode).
     pub fn is_jwt(&self) -> bool {
         self.jwt.is_some()
+    }
+
+    /// Whether anyone may subscribe without a credential: neither tokens nor the application
+    /// decide.
+    pub fn is_open(&self) -> bool {
+        self.jwt.is_none() && self.app.is_none()
     }
 
     /// Whether static API keys are configured.

@@ -11,7 +11,10 @@
 //! only for `HubConfig::metrics_channels`, so cardinality stays bounded.
 
 use super::Api;
-use crate::{http::auth::Publisher, http::error::ApiError, Histogram, Hub, Metrics};
+use crate::{
+    http::{auth::Publisher, error::ApiError, AppAuthMetrics},
+    Histogram, Hub, Metrics,
+};
 use axum::{
     extract::State,
     http::{header, StatusCode},
@@ -30,7 +33,8 @@ pub(super) async fn metrics(
     Publisher(caller): Publisher,
 ) -> Result<Response, ApiError> {
     caller.check_admin()?;
-    match exposition(&api.hub) {
+    let app_auth = api.auth.app().map(|app| app.metrics());
+    match exposition(&api.hub, app_auth) {
         Ok(text) => Ok((
             [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
             text,
@@ -44,10 +48,10 @@ pub(super) async fn metrics(
     }
 }
 
-/// The exposition text of `hub`'s metrics now.
-fn exposition(hub: &Hub) -> Result<String, fmt::Error> {
+/// The exposition text of `hub`'s metrics now, and the auth proxy's in `app` mode.
+fn exposition(hub: &Hub, app_auth: Option<AppAuthMetrics>) -> Result<String, fmt::Error> {
     let mut registry = Registry::with_prefix("herald");
-    registry.register_collector(Box::new(Snapshot(hub.metrics())));
+    registry.register_collector(Box::new(Snapshot(hub.metrics(), app_auth)));
     let mut text = String::new();
     prometheus_text::encode(&mut text, &registry)?;
     Ok(text)
@@ -55,7 +59,7 @@ fn exposition(hub: &Hub) -> Result<String, fmt::Error> {
 
 /// One scrape's numbers.
 #[derive(Debug)]
-struct Snapshot(Metrics);
+struct Snapshot(Metrics, Option<AppAuthMetrics>);
 
 fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> fmt::Result {
     let metric = ConstCounter::new(value);
@@ -215,6 +219,62 @@ impl Collector for Snapshot {
                 "log_commit_duration",
                 "Durable: time each commit of the log (write and fsync) took.",
                 commits,
+            )?;
+        }
+        let webhooks = &m.webhooks;
+        gauge(
+            e,
+            "webhooks_queued",
+            "Webhook notifications waiting to be sent.",
+            as_gauge(webhooks.queued),
+        )?;
+        counter(
+            e,
+            "webhooks_delivered",
+            "Webhook notifications the application acknowledged (2xx).",
+            webhooks.delivered,
+        )?;
+        counter(
+            e,
+            "webhooks_retried",
+            "Webhook requests that failed and were tried again.",
+            webhooks.retried,
+        )?;
+        counter(
+            e,
+            "webhooks_failed",
+            "Webhook notifications given up after their last attempt failed.",
+            webhooks.failed,
+        )?;
+        counter(
+            e,
+            "webhooks_dropped",
+            "Webhook notifications dropped because the queue was full (--webhook-queue).",
+            webhooks.dropped,
+        )?;
+        if let Some(app) = &self.1 {
+            labeled_counter(
+                e,
+                "app_auth_requests",
+                "Calls to the application's auth endpoint, by result.",
+                "result",
+                [
+                    ("allowed", app.allowed),
+                    ("denied", app.denied),
+                    ("unavailable", app.unavailable),
+                ],
+            )?;
+            counter(
+                e,
+                "app_auth_cache_hits",
+                "Authorizations answered from the decision cache.",
+                app.cache_hits,
+            )?;
+            gauge(
+                e,
+                "app_auth_cache_entries",
+                "Decisions in the auth proxy's cache.",
+                as_gauge(app.cache_entries),
             )?;
         }
         if !m.channels.is_empty() {

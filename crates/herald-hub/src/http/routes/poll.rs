@@ -2,7 +2,7 @@
 //! `GET /api/events?channel=…`.
 //!
 //! Owns the page request (`after`, or `lastEventId`, as the cursor; `limit`) and the subscribe
-//! right it needs, the same as a stream's. The page itself is the hub's
+//! right it needs, the same as a stream's (in `app` mode, the application is asked). The page itself is the hub's
 //! ([`crate::Hub::events_after`]). It never walks history.
 
 use super::{
@@ -13,13 +13,14 @@ use crate::{
     http::{
         auth::{Caller, Subscriber},
         error::ApiError,
-        extract::{ApiPath, QueryParams},
+        extract::{ApiPath, PeerAddr, QueryParams},
     },
     hub::POLL_LIMIT_MAX,
     ChannelName,
 };
 use axum::{
     extract::State,
+    http::HeaderMap,
     response::{IntoResponse, Response},
     Json,
 };
@@ -32,31 +33,38 @@ pub(super) async fn poll_channel(
     Subscriber(caller): Subscriber,
     ApiPath(channel): ApiPath<String>,
     query: QueryParams,
+    headers: HeaderMap,
+    peer: PeerAddr,
 ) -> Result<Response, ApiError> {
     let channel = ChannelName::new(&channel)?;
-    poll(&api, &caller, &[channel], &query)
+    poll(&api, caller, &[channel], &query, (&headers, peer)).await
 }
 
 pub(super) async fn poll_channels(
     State(api): State<Api>,
     Subscriber(caller): Subscriber,
     query: QueryParams,
+    headers: HeaderMap,
+    peer: PeerAddr,
 ) -> Result<Response, ApiError> {
     let channels = channels_from_query(&query)?;
     if channels.is_empty() {
         return Err(ApiError::invalid_query("give at least one `channel`"));
     }
-    poll(&api, &caller, &channels, &query)
+    poll(&api, caller, &channels, &query, (&headers, peer)).await
 }
 
-fn poll(
+async fn poll(
     api: &Api,
-    caller: &Caller,
+    caller: Caller,
     channels: &[ChannelName],
     query: &QueryParams,
+    (headers, peer): (&HeaderMap, PeerAddr),
 ) -> Result<Response, ApiError> {
     check_channel_count(api, channels)?;
-    caller.check_subscribe(channels)?;
+    api.auth
+        .authorize_subscribe(caller, headers, peer.0, channels)
+        .await?;
     let limit = match query.last("limit") {
         None => POLL_LIMIT_DEFAULT,
         Some(text) => text

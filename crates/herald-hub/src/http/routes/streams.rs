@@ -1,9 +1,9 @@
 //! The stream endpoints: `GET /api/channels/{channel}/stream` and `GET /api/stream?channel=…`.
 //!
 //! Owns opening an event stream over HTTP: the channels asked for, the caller's right to hear
-//! them, the identity a `clientId` is bound to (a `clientId` bound to another identity is not
-//! given: the stream gets a fresh id, as if it had asked for none), the opt-in to presence events
-//! (`presence=true`), the connection limits
+//! them (in `app` mode, the application's answer), the identity a `clientId` is bound to (a
+//! `clientId` bound to another identity is not given: the stream gets a fresh id, as if it had
+//! asked for none), the opt-in to presence events (`presence=true`), the connection limits
 //! (`admission`), and the resume position
 //! ([`LastEventId`]). The stream itself is the hub's ([`crate::ClientStream`]); its answer and
 //! the answer to a refused stream are `sse`'s. It never reads a connection's queue.
@@ -95,9 +95,12 @@ async fn open_stream(
         peer,
     } = request;
     check_channel_count(api, &channels)?;
-    caller.check_subscribe(&channels)?;
     let requested = query.last("clientId").map(ClientId::new).transpose()?;
     let presence = wants_presence(&query)?;
+    let caller = api
+        .auth
+        .authorize_subscribe(caller, &headers, peer.0, &channels)
+        .await?;
     let slot = api.admission.admit(peer.0, &headers)?;
     // Taking a client id (live, or left while events for it wait) closes its stream and inherits
     // what is sent to it: only the identity it is bound to may; anyone else gets a fresh id.
