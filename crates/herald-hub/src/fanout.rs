@@ -233,6 +233,13 @@ impl Fanout {
             .map(|(channel, subscribers)| (channel, subscribers.len()))
     }
 
+    /// How many connections hear `channel` (one hash lookup).
+    pub(crate) fn subscriber_count(&self, channel: &ChannelName) -> usize {
+        self.by_channel
+            .get(channel)
+            .map_or(0, |subscribers| subscribers.len())
+    }
+
     pub(crate) fn subscribers(&self, channel: &ChannelName) -> impl Iterator<Item = &Entry> {
         self.by_channel
             .get(channel)

@@ -120,6 +120,7 @@ mod hooks;
 mod hub;
 mod log;
 mod metrics;
+mod namespace;
 mod record;
 mod stream;
 mod wire;
@@ -148,6 +149,10 @@ pub use log::{
 pub use metrics::{
     ChannelMetrics, CloseReason, Histogram, LogHealth, Metrics, PublishResult,
     LATENCY_BUCKETS_SECONDS,
+};
+pub use namespace::{
+    ByteSize, HistoryKeep, NamespaceConfig, NamespaceError, NamespaceRules, Namespaces,
+    PublishRule, Retention, SubscribeRule, DEFAULT_NAMESPACE, GRACE_DEFAULT, NAMESPACES_MAX,
 };
 pub use record::{Target, PUBLISH_CHANNELS_MAX};
 pub use stream::ClientStream;

@@ -27,6 +27,7 @@ use crate::{
     config::HubConfig,
     event::ClientId,
     fanout::Fanout,
+    history::Dropped,
     history::History,
     hooks::Hooks,
     log::{
@@ -36,6 +37,7 @@ use crate::{
         ClusterConfig, ClusterError, Entry, FsyncPolicy, Log, StoreError,
     },
     metrics::{Counters, Metrics},
+    namespace::{NamespaceRules, Namespaces},
     record::{Audience, Draft, Record},
 };
 use std::{
@@ -60,6 +62,8 @@ pub struct Hub {
 #[derive(Debug)]
 pub(crate) struct Shared {
     config: HubConfig,
+    /// The namespaces compiled from `config`, read on every publish and subscribe.
+    namespaces: Arc<Namespaces>,
     state: Mutex<State>,
     /// The event log behind history: memory, durable or cluster.
     log: Arc<dyn Log>,
@@ -131,9 +135,10 @@ impl Hub {
     /// Creates a hub with an in-memory log: nothing to install, nothing survives a restart.
     ///
     /// # Panics
-    /// When called outside a tokio runtime.
+    /// When called outside a tokio runtime, or when `config.namespaces` holds a bad rule (check
+    /// them first with [`HubConfig::namespaces`]).
     pub fn new(config: HubConfig) -> Self {
-        let history = History::new(config.history.clone());
+        let history = History::new(compile(&config));
         Self::start(config, history, Arc::new(MemoryLog))
     }
 
@@ -146,7 +151,7 @@ impl Hub {
     /// another hub); a hub never silently starts empty.
     ///
     /// # Panics
-    /// When called outside a tokio runtime.
+    /// When called outside a tokio runtime, or when `config.namespaces` holds a bad rule.
     pub fn open(
         config: HubConfig,
         data_dir: &Path,
@@ -154,12 +159,11 @@ impl Hub {
     ) -> Result<Self, StoreError> {
         let (log, recovered) = DurableLog::open(data_dir, fsync)?;
         let count = recovered.len();
-        let mut history = History::new(config.history.clone());
+        let mut history = History::new(compile(&config));
         restore(&mut history, recovered);
+        history.mark_lost_before_oldest();
         let dropped = history.trim(Instant::now());
-        if let Some(through) = dropped {
-            log.trimmed(through);
-        }
+        log.trimmed(&dropped);
         tracing::info!(events = count, kept = history.len(), dir = %data_dir.display(), "recovered the durable log");
         Ok(Self::start(config, history, Arc::new(log)))
     }
@@ -173,7 +177,7 @@ impl Hub {
     /// [`ClusterError::InvalidUrl`] when the Redis URL is malformed.
     ///
     /// # Panics
-    /// When called outside a tokio runtime.
+    /// When called outside a tokio runtime, or when `config.namespaces` holds a bad rule.
     pub fn join_cluster(config: HubConfig, cluster: ClusterConfig) -> Result<Self, ClusterError> {
         let log = ClusterLog::new(
             cluster,
@@ -181,13 +185,15 @@ impl Hub {
             config.history.max_age,
             config.client_linger,
         )?;
-        let history = History::new(config.history.clone());
+        let history = History::new(compile(&config));
         Ok(Self::start(config, history, Arc::new(log)))
     }
 
     fn start(config: HubConfig, history: History, log: Arc<dyn Log>) -> Self {
         let closed = history.closed_channels();
+        let namespaces = history.namespaces().clone();
         let shared = Arc::new(Shared {
+            namespaces,
             state: Mutex::new(State {
                 history,
                 fanout: Fanout::default(),
@@ -216,6 +222,17 @@ impl Hub {
     /// The configuration this hub runs with.
     pub fn config(&self) -> &HubConfig {
         &self.shared.config
+    }
+
+    /// The rules of `channel`'s namespace (the first configured namespace whose pattern
+    /// matches it, else the default one). Costs a prefix comparison per configured namespace.
+    pub fn namespace_of(&self, channel: &ChannelName) -> &NamespaceRules {
+        self.shared.namespaces.of(channel)
+    }
+
+    /// Every namespace of this hub, the default one first.
+    pub fn namespaces(&self) -> &Namespaces {
+        &self.shared.namespaces
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -297,10 +314,13 @@ impl Shared {
     /// Trims history to its limits and tells the log what it dropped ("trim, then tell the log",
     /// written once).
     fn trim(&self, state: &mut State, now: Instant) {
-        if let Some(through) = state.history.trim(now) {
-            self.log.trimmed(through);
-            let first = state.history.first_seq().unwrap_or(u64::MAX);
-            state.closed.retain(|_, closed_at| *closed_at >= first);
+        let dropped = state.history.trim(now);
+        if dropped != Dropped::default() {
+            self.log.trimmed(&dropped);
+            let history = &state.history;
+            state
+                .closed
+                .retain(|_, closed_at| history.get(*closed_at).is_some());
         }
     }
 
@@ -326,12 +346,21 @@ impl Shared {
 
     pub(crate) fn reset_history(&self) {
         let mut state = self.state();
-        state.history = History::new(self.config.history.clone());
+        state.history = History::new(self.namespaces.clone());
         state.closed.clear();
         for entry in state.fanout.entries() {
             entry.client.end(EndReason::HistoryGap, false);
         }
     }
+}
+
+/// The namespaces of `config`, compiled.
+fn compile(config: &HubConfig) -> Arc<Namespaces> {
+    Arc::new(
+        config
+            .namespaces()
+            .unwrap_or_else(|err| panic!("the hub's namespaces are not valid: {err}")),
+    )
 }
 
 /// Rebuilds history from the durable log's entries, oldest first.
@@ -351,7 +380,7 @@ fn restore(history: &mut History, recovered: Vec<RecoveredEntry>) {
             kind,
             ..
         } = entry;
-        if history.len() == 0 {
+        if seq > history.next_seq() {
             history.skip_to(seq);
         }
         let id = event

@@ -273,6 +273,28 @@ impl Hub {
         self.submit(target, event, RecordKind::Event).await
     }
 
+    /// Refuses a publish whose channels fall in different namespaces (one event is kept by
+    /// one namespace's rules). One prefix match per channel.
+    fn check_one_namespace(&self, channels: &[ChannelName]) -> Result<(), PublishError> {
+        let namespaces = &self.shared.namespaces;
+        let Some((first, rest)) = channels.split_first() else {
+            return Ok(());
+        };
+        let first_namespace = namespaces.of(first);
+        match rest
+            .iter()
+            .find(|c| namespaces.of(c).name() != first_namespace.name())
+        {
+            None => Ok(()),
+            Some(other) => Err(PublishError::NamespaceMismatch {
+                first: first.clone(),
+                first_namespace: first_namespace.name().to_owned(),
+                other: other.clone(),
+                other_namespace: namespaces.of(other).name().to_owned(),
+            }),
+        }
+    }
+
     async fn submit(
         &self,
         target: Target,
@@ -295,7 +317,7 @@ impl Hub {
                     given: channels.len(),
                 });
             }
-            Ok(())
+            self.check_one_namespace(channels)
         });
         if let Err(err) = valid {
             self.shared.counters.published(PublishResult::Invalid, None);
@@ -488,7 +510,10 @@ mod tests {
         );
         let newest = state.history.get(2).expect("held");
         assert_eq!(
-            state.history.read_start(Some("1700000000001-0")),
+            state.history.read_start(
+                Some("1700000000001-0"),
+                crate::namespace::NamespaceMask::ALL
+            ),
             crate::history::ReadStart::After(2),
             "the wire id names the newest entry, the one resumes must find"
         );

@@ -8,7 +8,7 @@
 //! the writer deletes what history trimmed. It never fans out and never decides retention.
 
 use crate::{
-    history::unix_ms,
+    history::{unix_ms, Dropped},
     hub::{Apply, PublishError, Published, Shared},
     log::{Entry, Log, LogError, LogFuture, StoredEntry},
     metrics::{LatencyHistogram, LogHealth},
@@ -91,8 +91,8 @@ enum WriteOp {
     /// Write this record (with its publisher's id when that is not its wire id), published at
     /// this Unix time.
     Append(Record, Option<Box<str>>, u64),
-    /// Delete every event at or below this position (history trimmed it).
-    ForgetThrough(u64),
+    /// Delete every event below `below`, and those at `seqs` (history trimmed them).
+    Forget { below: u64, seqs: Vec<u64> },
 }
 
 /// Progress of the writer, as publishers see it.
@@ -162,12 +162,12 @@ impl DurableLog {
                     seq,
                     source,
                 })?;
-            let is_contiguous = records.last().is_none_or(|last| last.seq + 1 == seq);
             let published = entry.published_unix_ms.unwrap_or(now_unix_ms);
             let recipients = entry.recipients.unwrap_or(0);
             let publisher_id = entry.publisher_id.clone();
             let entry = match entry.into_entry() {
-                Some(entry) if is_contiguous && entry.event.id.is_some() => entry,
+                // Positions grow but need not be contiguous: namespaces trim on their own.
+                Some(entry) if entry.event.id.is_some() => entry,
                 _ => return Err(StoreError::Invalid { path, seq }),
             };
             records.push(RecoveredEntry {
@@ -264,8 +264,11 @@ impl Log for DurableLog {
         ));
     }
 
-    fn trimmed(&self, through_seq: u64) {
-        self.send(WriteOp::ForgetThrough(through_seq));
+    fn trimmed(&self, dropped: &Dropped) {
+        self.send(WriteOp::Forget {
+            below: dropped.below,
+            seqs: dropped.seqs.clone(),
+        });
     }
 }
 
@@ -331,8 +334,11 @@ fn commit(db: &Database, ops: &[WriteOp]) -> Result<Option<u64>, redb::Error> {
                     table.insert(record.seq, bytes.as_slice())?;
                     highest = Some(record.seq);
                 }
-                WriteOp::ForgetThrough(seq) => {
-                    table.retain_in(..=*seq, |_, _| false)?;
+                WriteOp::Forget { below, seqs } => {
+                    table.retain_in(..*below, |_, _| false)?;
+                    for seq in seqs {
+                        table.remove(*seq)?;
+                    }
                 }
             }
         }

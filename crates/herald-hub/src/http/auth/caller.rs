@@ -9,7 +9,12 @@ use super::{
     credentials::{Access, Credentials},
     jwt::{ChannelPattern, Claims},
 };
-use crate::{http::error::ApiError, ChannelName};
+use crate::{
+    http::error::ApiError,
+    namespace::{Namespaces, PublishRule, SubscribeRule},
+    ChannelName,
+};
+use axum::http::StatusCode;
 use axum::{
     extract::{FromRef, FromRequestParts},
     http::request::Parts,
@@ -49,12 +54,14 @@ impl AuthConfig {
             Access::Publish => credentials.bearer.as_deref(),
         };
         let Some(token) = token else {
-            return Err(ApiError::unauthorized(match access {
-                Access::Subscribe => {
-                    "no token: send Authorization: Bearer <token>, the herald_token cookie or ?token="
-                }
-                Access::Publish => "no token: send Authorization: Bearer <token or API key>",
-            }));
+            return match access {
+                // Whether a caller without a credential may subscribe depends on the channels'
+                // namespaces (`subscribe = "anyone"`): `check_subscribe` decides.
+                Access::Subscribe => Ok(Caller::Anonymous),
+                Access::Publish => Err(ApiError::unauthorized(
+                    "no token: send Authorization: Bearer <token or API key>",
+                )),
+            };
         };
         jwt.verify(token).map(Caller::Token)
     }
@@ -104,14 +111,25 @@ pub(crate) enum Caller {
     ApiKey(String),
     /// A verified token.
     Token(Claims),
+    /// No credential at all, where one is needed unless a namespace says `anyone`: may only
+    /// subscribe to such namespaces' channels.
+    Anonymous,
 }
+
+/// The message of a 401 for a subscriber without a credential.
+const NO_SUBSCRIBE_TOKEN: &str =
+    "no token: send Authorization: Bearer <token>, the herald_token cookie or ?token=";
+
+/// The stable code of a subscribe to a namespace with `subscribe = "app"` while no
+/// application auth is configured (503).
+pub(crate) const APP_AUTH_UNAVAILABLE_CODE: &str = "app_auth_unavailable";
 
 impl Caller {
     /// The connection's user: the token's `sub`.
     pub(crate) fn user(&self) -> Option<&str> {
         match self {
             Caller::Token(claims) => claims.sub.as_deref(),
-            Caller::Open | Caller::ApiKey(_) => None,
+            Caller::Open | Caller::ApiKey(_) | Caller::Anonymous => None,
         }
     }
 
@@ -120,19 +138,49 @@ impl Caller {
     /// credential is used, never the credential itself); `None` (anonymous) in `none` mode.
     pub(crate) fn identity(&self) -> Option<&str> {
         match self {
-            Caller::Open => None,
+            Caller::Open | Caller::Anonymous => None,
             Caller::ApiKey(identity) => Some(identity),
             Caller::Token(claims) => Some(&claims.identity),
         }
     }
 
-    /// May this caller subscribe to (or poll) every one of `channels`?
+    /// May this caller subscribe to (or poll) every one of `channels`, by the `subscribe` rule
+    /// of each channel's namespace? Returns the channels whose namespace says `app`: the
+    /// application decides those (see [`check_app_subscribe`]).
     ///
     /// # Errors
-    /// 403 `forbidden` naming the channels outside the caller's rights.
-    pub(crate) fn check_subscribe(&self, channels: &[ChannelName]) -> Result<(), ApiError> {
-        let Caller::Token(claims) = self else {
-            return Ok(());
+    /// 401 `unauthorized` for a caller without a credential on a channel that needs one; 403
+    /// `forbidden` naming the channels outside the caller's claims.
+    pub(crate) fn check_subscribe(
+        &self,
+        channels: &[ChannelName],
+        namespaces: &Namespaces,
+    ) -> Result<Vec<ChannelName>, ApiError> {
+        let mut by_claims = Vec::new();
+        let mut by_app = Vec::new();
+        for channel in channels {
+            match namespaces.of(channel).subscribe() {
+                SubscribeRule::Anyone => {}
+                SubscribeRule::Authenticated => self.require_credential(channel)?,
+                SubscribeRule::Claims => by_claims.push(channel.clone()),
+                // An API key holds every right; anyone else is asked about.
+                SubscribeRule::App if matches!(self, Caller::ApiKey(_)) => {}
+                SubscribeRule::App => by_app.push(channel.clone()),
+            }
+        }
+        self.check_subscribe_claims(&by_claims)?;
+        Ok(by_app)
+    }
+
+    /// The subscribe rule without namespaces: a token's `subscribe` claims (or its own
+    /// `user:{sub}` channel); everything for an API key or in `none` mode.
+    fn check_subscribe_claims(&self, channels: &[ChannelName]) -> Result<(), ApiError> {
+        let claims = match self {
+            Caller::Token(claims) => claims,
+            Caller::Anonymous if !channels.is_empty() => {
+                return Err(ApiError::unauthorized(NO_SUBSCRIBE_TOKEN))
+            }
+            Caller::Open | Caller::ApiKey(_) | Caller::Anonymous => return Ok(()),
         };
         let user_channel = claims
             .sub
@@ -145,15 +193,44 @@ impl Caller {
         })
     }
 
-    /// May this caller publish to (or close) every one of `channels`?
+    /// `authenticated`: any credential (a verified token or an API key), whatever its claims.
+    fn require_credential(&self, channel: &ChannelName) -> Result<(), ApiError> {
+        match self {
+            Caller::Token(_) | Caller::ApiKey(_) => Ok(()),
+            Caller::Open | Caller::Anonymous => Err(ApiError::unauthorized(format!(
+                "channel {channel} needs a credential: send Authorization: Bearer <token or API key>"
+            ))),
+        }
+    }
+
+    /// May this caller publish to (or close) every one of `channels`, by the `publish` rule of
+    /// each channel's namespace?
     ///
     /// # Errors
-    /// 403 `forbidden` naming the channels outside the caller's rights.
-    pub(crate) fn check_publish(&self, channels: &[ChannelName]) -> Result<(), ApiError> {
+    /// 401 `unauthorized` for a channel that needs a credential in `none` mode; 403 `forbidden`
+    /// naming the channels outside the caller's claims.
+    pub(crate) fn check_publish(
+        &self,
+        channels: &[ChannelName],
+        namespaces: &Namespaces,
+    ) -> Result<(), ApiError> {
+        let mut by_claims = Vec::new();
+        for channel in channels {
+            match namespaces.of(channel).publish() {
+                PublishRule::Anyone => {}
+                PublishRule::Authenticated => self.require_credential(channel)?,
+                PublishRule::Claims => by_claims.push(channel.clone()),
+            }
+        }
         let Caller::Token(claims) = self else {
-            return Ok(());
+            return match self {
+                Caller::Anonymous if !by_claims.is_empty() => Err(ApiError::unauthorized(
+                    "no token: send Authorization: Bearer <token or API key>",
+                )),
+                _ => Ok(()),
+            };
         };
-        refuse_unmatched("publish to", channels, |channel| {
+        refuse_unmatched("publish to", &by_claims, |channel| {
             claims.admin || claims.publish.iter().any(|p| p.matches(channel))
         })
     }
@@ -165,6 +242,9 @@ impl Caller {
     /// 403 `forbidden`.
     pub(crate) fn check_publish_anywhere(&self) -> Result<(), ApiError> {
         match self {
+            Caller::Anonymous => Err(ApiError::unauthorized(
+                "no token: send Authorization: Bearer <token or API key>",
+            )),
             Caller::Token(claims)
                 if !claims.admin && !claims.publish.contains(&ChannelPattern::All) =>
             {
@@ -183,6 +263,9 @@ impl Caller {
     /// 403 `forbidden`.
     pub(crate) fn check_admin(&self) -> Result<(), ApiError> {
         match self {
+            Caller::Anonymous => Err(ApiError::unauthorized(
+                "no token: send Authorization: Bearer <token or API key>",
+            )),
             Caller::Token(claims) if !claims.admin => Err(ApiError::forbidden(
                 "this endpoint needs \"admin\": true in the token's herald claim, or an API key",
                 Vec::new(),
@@ -190,6 +273,31 @@ impl Caller {
             _ => Ok(()),
         }
     }
+}
+
+/// The channels a namespace with `subscribe = "app"` leaves to the application.
+///
+/// SEAM(app-auth): the application auth proxy (`http/auth/app.rs`, built separately) answers
+/// here: it asks the application about `channels` with the request's cookies and
+/// `Authorization` header and allows or refuses them. Until one is configured, such channels
+/// are refused with 503 `app_auth_unavailable`, so a namespace that needs the application
+/// never opens by default.
+///
+/// # Errors
+/// 503 `app_auth_unavailable` naming the channels, when any.
+pub(crate) fn check_app_subscribe(channels: &[ChannelName]) -> Result<(), ApiError> {
+    if channels.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = channels.iter().map(ChannelName::as_str).collect();
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        APP_AUTH_UNAVAILABLE_CODE,
+        format!(
+            "the application decides who may subscribe to {}, and no application auth is configured",
+            names.join(", ")
+        ),
+    ))
 }
 
 fn refuse_unmatched(
@@ -366,8 +474,12 @@ mod tests {
     #[test]
     fn a_subscriber_may_always_hear_its_own_user_channel() {
         let caller = caller(json!({"sub": "42", "exp": now() + 60}));
-        assert!(caller.check_subscribe(&[channel("user:42")]).is_ok());
-        assert!(caller.check_subscribe(&[channel("user:43")]).is_err());
+        assert!(caller
+            .check_subscribe(&[channel("user:42")], &Namespaces::default())
+            .is_ok());
+        assert!(caller
+            .check_subscribe(&[channel("user:43")], &Namespaces::default())
+            .is_err());
         assert_eq!(caller.user(), Some("42"));
     }
 
@@ -378,12 +490,15 @@ mod tests {
             "herald": {"subscribe": ["orders", "team:7:*"]}
         }));
         let err = caller
-            .check_subscribe(&[
-                channel("orders"),
-                channel("billing"),
-                channel("team:7:x"),
-                channel("team:8:x"),
-            ])
+            .check_subscribe(
+                &[
+                    channel("orders"),
+                    channel("billing"),
+                    channel("team:7:x"),
+                    channel("team:8:x"),
+                ],
+                &Namespaces::default(),
+            )
             .expect_err("two channels refused");
         assert_eq!(err.code(), "forbidden");
         assert_eq!(err.channels(), [channel("billing"), channel("team:8:x")]);
@@ -392,15 +507,21 @@ mod tests {
     #[test]
     fn publish_rights_are_separate_from_subscribe_rights() {
         let subscriber = caller(json!({"exp": now() + 60, "herald": {"subscribe": ["*"]}}));
-        assert!(subscriber.check_publish(&[channel("orders")]).is_err());
+        assert!(subscriber
+            .check_publish(&[channel("orders")], &Namespaces::default())
+            .is_err());
         assert!(subscriber.check_publish_anywhere().is_err());
         assert!(subscriber.check_admin().is_err());
         let publisher = caller(json!({"exp": now() + 60, "herald": {"publish": ["orders"]}}));
-        assert!(publisher.check_publish(&[channel("orders")]).is_ok());
+        assert!(publisher
+            .check_publish(&[channel("orders")], &Namespaces::default())
+            .is_ok());
         assert!(publisher.check_publish_anywhere().is_err());
         let admin = caller(json!({"exp": now() + 60, "herald": {"admin": true}}));
         assert!(admin.check_publish_anywhere().is_ok());
-        assert!(admin.check_subscribe(&[channel("x")]).is_ok());
+        assert!(admin
+            .check_subscribe(&[channel("x")], &Namespaces::default())
+            .is_ok());
         assert!(admin.check_admin().is_ok());
     }
 

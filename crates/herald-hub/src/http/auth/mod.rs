@@ -24,6 +24,6 @@ mod config;
 mod credentials;
 mod jwt;
 
-pub(crate) use caller::{Caller, Publisher, Subscriber};
+pub(crate) use caller::{check_app_subscribe, Caller, Publisher, Subscriber};
 pub use config::{AuthConfig, AuthConfigError, API_KEY_LEN_MIN, JWT_LEEWAY, JWT_SECRET_LEN_MIN};
 pub use credentials::{TOKEN_COOKIE, TOKEN_QUERY_PARAM};

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     http::{
-        auth::{Caller, Subscriber},
+        auth::{check_app_subscribe, Caller, Subscriber},
         error::ApiError,
         extract::{ApiPath, QueryParams},
     },
@@ -56,7 +56,8 @@ fn poll(
     query: &QueryParams,
 ) -> Result<Response, ApiError> {
     check_channel_count(api, channels)?;
-    caller.check_subscribe(channels)?;
+    let by_app = caller.check_subscribe(channels, api.hub.namespaces())?;
+    check_app_subscribe(&by_app)?;
     let limit = match query.last("limit") {
         None => POLL_LIMIT_DEFAULT,
         Some(text) => text

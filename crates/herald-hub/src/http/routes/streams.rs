@@ -10,7 +10,7 @@
 use super::Api;
 use crate::{
     http::{
-        auth::{Caller, Subscriber},
+        auth::{check_app_subscribe, Caller, Subscriber},
         error::ApiError,
         extract::{ApiPath, PeerAddr, QueryParams},
         last_event_id::LastEventId,
@@ -94,7 +94,8 @@ async fn open_stream(
         peer,
     } = request;
     check_channel_count(api, &channels)?;
-    caller.check_subscribe(&channels)?;
+    let by_app = caller.check_subscribe(&channels, api.hub.namespaces())?;
+    check_app_subscribe(&by_app)?;
     let requested = query.last("clientId").map(ClientId::new).transpose()?;
     let slot = api.admission.admit(peer.0, &headers)?;
     // Taking a client id (live, or left while events for it wait) closes its stream and inherits
