@@ -9,6 +9,8 @@
 
 mod connect;
 mod error;
+#[cfg(test)]
+mod namespace_tests;
 mod poll;
 mod publish;
 mod query;
