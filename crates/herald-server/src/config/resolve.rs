@@ -8,7 +8,7 @@ use super::settings::{AuthMode, LogFormat, Secret, ServeArgs, Settings};
 use anyhow::Context;
 use herald_hub::{
     http::{AuthConfig, HttpConfig, HttpLimits, ServeOptions, Tls},
-    ClusterConfig, FsyncPolicy, HistoryConfig, HubConfig,
+    ClusterConfig, FsyncPolicy, HistoryConfig, HubConfig, NamespaceConfig,
 };
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -53,17 +53,39 @@ impl ServeArgs {
     /// The file cannot be read or holds an unknown key or a bad value; a value is out of range;
     /// the auth settings disagree; or both `--data-dir` and `--redis-url` are set.
     pub(crate) fn resolve(self) -> anyhow::Result<ServeConfig> {
-        let file = match &self.config {
+        let (file, namespaces) = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str::<Settings>(&text)
-                    .with_context(|| format!("parsing {}", path.display()))?
+                parse_file(&text).with_context(|| format!("parsing {}", path.display()))?
             }
-            None => Settings::default(),
+            None => (Settings::default(), Vec::new()),
         };
-        resolve_settings(self.settings.or(file))
+        let mut config = resolve_settings(self.settings.or(file))?;
+        config.hub.namespaces = namespaces;
+        config
+            .hub
+            .namespaces()
+            .context("[[namespace]] in the configuration file")?;
+        Ok(config)
     }
+}
+
+/// The configuration file: its flat settings, and its `[[namespace]]` tables (a section of
+/// their own: namespaces have no flag nor environment variable).
+///
+/// # Errors
+/// Bad TOML, an unknown key (in the settings or in a namespace), or a bad value.
+fn parse_file(text: &str) -> anyhow::Result<(Settings, Vec<NamespaceConfig>)> {
+    let mut table: toml::Table = toml::from_str(text)?;
+    let namespaces = match table.remove("namespace") {
+        None => Vec::new(),
+        Some(value) => value
+            .try_into::<Vec<NamespaceConfig>>()
+            .context("[[namespace]]")?,
+    };
+    let settings = toml::Value::Table(table).try_into::<Settings>()?;
+    Ok((settings, namespaces))
 }
 
 /// Applies the defaults to merged settings and checks them.
@@ -140,6 +162,7 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
                 .max_connections_per_user
                 .unwrap_or(hub_defaults.max_connections_per_user),
             metrics_channels,
+            namespaces: Vec::new(),
         },
         http: HttpConfig {
             limits: HttpLimits {
@@ -362,6 +385,50 @@ mod tests {
             .resolve()
             .expect_err("unknown key");
         assert!(format!("{err:#}").contains("heartbeat"), "{err:#}");
+    }
+
+    #[test]
+    fn namespaces_are_read_from_their_own_tables_and_checked() {
+        let path = config_file(
+            "namespaces",
+            "history_max_events = 50\n\
+             [[namespace]]\nname = \"jobs\"\nchannels = \"job:*\"\nhistory = \"until_closed\"\n\
+             grace = \"10m\"\nmax_events = 1000\nmax_bytes = \"1MiB\"\nsubscribe = \"authenticated\"\n\
+             [[namespace]]\nname = \"dash\"\nchannels = \"dash:*\"\nhistory = 20\nmax_subscribers = 3\n",
+        );
+        let config = args(Some(path), Settings::default())
+            .resolve()
+            .expect("valid namespaces");
+        assert_eq!(
+            config.hub.history.max_events, 50,
+            "flat settings still read"
+        );
+        let namespaces = config.hub.namespaces().expect("compiled");
+        let job = namespaces.of(&herald_hub::ChannelName::new("job:1").expect("valid"));
+        assert_eq!(job.name(), "jobs");
+        assert_eq!(job.retention().max_events, 1000);
+        assert_eq!(job.retention().max_bytes, 1 << 20);
+        assert_eq!(job.subscribe(), herald_hub::SubscribeRule::Authenticated);
+        let dash = namespaces.of(&herald_hub::ChannelName::new("dash:x").expect("valid"));
+        assert_eq!(dash.retention().max_events, 20);
+        assert_eq!(dash.max_subscribers(), Some(3));
+
+        let typo = config_file(
+            "namespace-typo",
+            "[[namespace]]\nname = \"jobs\"\nchannels = \"job:*\"\nhistroy = 5\n",
+        );
+        let err = args(Some(typo), Settings::default())
+            .resolve()
+            .expect_err("unknown key in a namespace");
+        assert!(format!("{err:#}").contains("histroy"), "{err:#}");
+        let bad = config_file(
+            "namespace-bad",
+            "[[namespace]]\nname = \"a\"\nchannels = \"a*b\"\n",
+        );
+        let err = args(Some(bad), Settings::default())
+            .resolve()
+            .expect_err("bad pattern");
+        assert!(format!("{err:#}").contains("a*b"), "{err:#}");
     }
 
     #[test]
