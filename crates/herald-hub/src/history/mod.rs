@@ -85,7 +85,14 @@ pub(crate) struct Dropped {
     pub(crate) below: u64,
     /// Positions at or above `below` that left too (namespaces trim on their own).
     pub(crate) seqs: Vec<u64>,
+    /// When this trim lost events: every ring's name and newest lost position (see
+    /// [`History::lost_marks`]), for a durable log to keep across a restart.
+    pub(crate) lost: Vec<(Box<str>, u64)>,
 }
+
+/// The name under which the ring of events to every connection or one client id keeps its lost
+/// mark (no namespace can take it: namespace names have no `*`).
+const DIRECT_RING_NAME: &str = "*direct";
 
 impl History {
     pub(crate) fn new(namespaces: Arc<Namespaces>) -> Self {
@@ -157,13 +164,26 @@ impl History {
         self.next_seq = seq;
     }
 
-    /// After a recovery: whatever each namespace no longer holds before its oldest record was
-    /// trimmed before the restart, so it counts as lost.
-    pub(crate) fn mark_lost_before_oldest(&mut self) {
-        let head = self.head_seq();
-        for ring in &mut self.rings {
-            let before = ring.front().map_or(head, |r| r.seq - 1);
-            ring.lost_through = ring.lost_through.max(before);
+    /// Each ring's name and the newest position it lost before its time.
+    pub(crate) fn lost_marks(&self) -> Vec<(Box<str>, u64)> {
+        self.namespaces
+            .iter()
+            .map(|ns| ns.name())
+            .chain(std::iter::once(DIRECT_RING_NAME))
+            .zip(&self.rings)
+            .map(|(name, ring)| (Box::from(name), ring.lost_through))
+            .collect()
+    }
+
+    /// After a recovery from `first_seq` on: each ring takes the lost mark it had (`marks`, as
+    /// [`Self::lost_marks`] gave them); a ring without one (a namespace new to this run) counts
+    /// every position before the first recovered one as lost.
+    pub(crate) fn recovered(&mut self, first_seq: Option<u64>, marks: &[(String, u64)]) {
+        let floor = first_seq.map_or(self.head_seq(), |seq| seq - 1);
+        let names: Vec<Box<str>> = self.lost_marks().into_iter().map(|(n, _)| n).collect();
+        for (ring, name) in self.rings.iter_mut().zip(names) {
+            let mark = marks.iter().find(|(n, _)| **n == *name).map(|(_, m)| *m);
+            ring.lost_through = ring.lost_through.max(mark.unwrap_or(floor));
         }
     }
 
@@ -501,8 +521,10 @@ impl History {
                 seqs.extend(self.end_grace(&channel, ring));
             }
         }
+        let mut has_lost = false;
         for i in 0..self.rings.len() {
             while self.rings[i].is_over(now_ms) {
+                has_lost = true;
                 let record = self.rings[i]
                     .pop_front()
                     .expect("an over-full ring has records");
@@ -519,7 +541,12 @@ impl History {
         }
         let below = self.first_seq().unwrap_or(self.next_seq);
         seqs.retain(|seq| *seq >= below);
-        Dropped { below, seqs }
+        let lost = if has_lost {
+            self.lost_marks()
+        } else {
+            Vec::new()
+        };
+        Dropped { below, seqs, lost }
     }
 
     /// The grace of closed `channel` ended: its records leave, except those addressed to
@@ -755,12 +782,14 @@ mod tests {
         }));
         push(&mut history, None);
         let dropped = history.trim(Instant::now() + std::time::Duration::from_secs(2));
-        assert_eq!(
-            dropped,
-            Dropped {
-                below: 2,
-                seqs: vec![]
-            }
+        assert_eq!((dropped.below, dropped.seqs), (2, vec![]));
+        assert!(
+            dropped
+                .lost
+                .iter()
+                .any(|(name, seq)| &**name == DIRECT_RING_NAME && *seq == 1),
+            "the loss is reported for the log to keep: {:?}",
+            dropped.lost
         );
         assert_eq!(history.len(), 0);
         assert_eq!(history.bytes(), 0);

@@ -159,11 +159,12 @@ impl Hub {
         data_dir: &Path,
         fsync: FsyncPolicy,
     ) -> Result<Self, StoreError> {
-        let (log, recovered) = DurableLog::open(data_dir, fsync)?;
+        let (log, recovered, lost_marks) = DurableLog::open(data_dir, fsync)?;
         let count = recovered.len();
+        let first_seq = recovered.first().map(|r| r.seq);
         let mut history = History::new(compile(&config));
         restore(&mut history, recovered);
-        history.mark_lost_before_oldest();
+        history.recovered(first_seq, &lost_marks);
         let dropped = history.trim(Instant::now());
         log.trimmed(&dropped);
         tracing::info!(events = count, kept = history.len(), dir = %data_dir.display(), "recovered the durable log");
@@ -181,13 +182,15 @@ impl Hub {
     /// # Panics
     /// When called outside a tokio runtime, or when `config.namespaces` holds a bad rule.
     pub fn join_cluster(config: HubConfig, cluster: ClusterConfig) -> Result<Self, ClusterError> {
+        let namespaces = compile(&config);
         let log = ClusterLog::new(
             cluster,
             config.history.max_events,
             config.history.max_age,
             config.client_linger,
+            namespaces.clone(),
         )?;
-        let history = History::new(compile(&config));
+        let history = History::new(namespaces);
         Ok(Self::start(config, history, Arc::new(log)))
     }
 

@@ -202,3 +202,32 @@ async fn a_channel_at_its_most_subscribers_refuses_the_next() {
     drop(first);
     assert!(open("room:1").is_ok(), "a leaving subscriber makes room");
 }
+
+#[tokio::test]
+async fn a_durable_hub_keeps_a_job_and_its_namespaces_losses_across_a_restart() {
+    let dir = std::env::temp_dir().join(format!("herald-ns-engine-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = job_hub(1000, Duration::from_secs(600)).config().clone();
+    let open = || Hub::open(config.clone(), &dir, crate::FsyncPolicy::Always).expect("opens");
+    let first = {
+        let hub = open();
+        let first = publish(&hub, "job:1", "step 1").await;
+        for n in 0..120 {
+            publish(&hub, "prices", &format!("tick {n}")).await;
+        }
+        publish(&hub, "job:1", "step 2").await;
+        hub.shutdown();
+        first
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let hub = open();
+    let opened = resume(&hub, &["job:1"], &first).await;
+    assert!(opened.contains(r#""resumed":true"#), "{opened}");
+    assert!(opened.contains("data: step 2\n"), "{opened}");
+    let busy = resume(&hub, &["prices"], &first).await;
+    assert!(
+        busy.contains(r#""resumed":false"#),
+        "the busy channel's loss is remembered"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -23,6 +23,9 @@ use std::{
 use tokio::sync::watch;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// The newest position each namespace lost before its time (by namespace name), so a resume
+/// after a restart is still told of a gap and nothing else is.
+const LOST: TableDefinition<&str, u64> = TableDefinition::new("lost");
 /// The database file inside the data folder.
 pub const DATA_FILE_NAME: &str = "herald.redb";
 
@@ -91,8 +94,13 @@ enum WriteOp {
     /// Write this record (with its publisher's id when that is not its wire id), published at
     /// this Unix time.
     Append(Record, Option<Box<str>>, u64),
-    /// Delete every event below `below`, and those at `seqs` (history trimmed them).
-    Forget { below: u64, seqs: Vec<u64> },
+    /// Delete every event below `below`, and those at `seqs` (history trimmed them); keep the
+    /// namespaces' lost marks when given.
+    Forget {
+        below: u64,
+        seqs: Vec<u64>,
+        lost: Vec<(Box<str>, u64)>,
+    },
 }
 
 /// Progress of the writer, as publishers see it.
@@ -134,7 +142,7 @@ impl DurableLog {
     pub(crate) fn open(
         dir: &Path,
         fsync: FsyncPolicy,
-    ) -> Result<(Self, Vec<RecoveredEntry>), StoreError> {
+    ) -> Result<(Self, Vec<RecoveredEntry>, Vec<(String, u64)>), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
             path: dir.to_owned(),
             source,
@@ -144,6 +152,9 @@ impl DurableLog {
         let write = db.begin_write().map_err(|err| open_error(&path, err))?;
         write
             .open_table(EVENTS)
+            .map_err(|err| open_error(&path, err))?;
+        write
+            .open_table(LOST)
             .map_err(|err| open_error(&path, err))?;
         write.commit().map_err(|err| open_error(&path, err))?;
 
@@ -179,6 +190,15 @@ impl DurableLog {
             });
         }
         drop(table);
+        let marks = read
+            .open_table(LOST)
+            .map_err(|err| open_error(&path, err))?;
+        let mut lost = Vec::new();
+        for row in marks.iter().map_err(|err| open_error(&path, err))? {
+            let (name, seq) = row.map_err(|err| open_error(&path, err))?;
+            lost.push((name.value().to_owned(), seq.value()));
+        }
+        drop(marks);
         drop(read);
         let head = records.last().map_or(0, |r| r.seq);
         let (durable_tx, durable_rx) = watch::channel(Durable {
@@ -200,7 +220,7 @@ impl DurableLog {
             durable_rx,
             commit_latency,
         };
-        Ok((log, records))
+        Ok((log, records, lost))
     }
 
     fn send(&self, op: WriteOp) {
@@ -268,6 +288,7 @@ impl Log for DurableLog {
         self.send(WriteOp::Forget {
             below: dropped.below,
             seqs: dropped.seqs.clone(),
+            lost: dropped.lost.clone(),
         });
     }
 }
@@ -334,10 +355,16 @@ fn commit(db: &Database, ops: &[WriteOp]) -> Result<Option<u64>, redb::Error> {
                     table.insert(record.seq, bytes.as_slice())?;
                     highest = Some(record.seq);
                 }
-                WriteOp::Forget { below, seqs } => {
+                WriteOp::Forget { below, seqs, lost } => {
                     table.retain_in(..*below, |_, _| false)?;
                     for seq in seqs {
                         table.remove(*seq)?;
+                    }
+                    if !lost.is_empty() {
+                        let mut marks = write.open_table(LOST)?;
+                        for (name, seq) in lost {
+                            marks.insert(&**name, *seq)?;
+                        }
                     }
                 }
             }
