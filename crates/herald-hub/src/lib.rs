@@ -96,7 +96,10 @@
 //!   `log/memory.rs`, `log/durable.rs` (redb, behind [`Hub::open`]) and `log/cluster/` (Redis,
 //!   behind [`Hub::join_cluster`]: `mod.rs` appends, `reader.rs` follows the stream,
 //!   `registry.rs` the live nodes). `log/entry.rs` is the one stored form of an event.
-//! - `history`: the bounded, ordered ring of records that gives every event its position.
+//! - `history`: the bounded, ordered records that give every event its position, kept per
+//!   namespace (`history/ring.rs`), each trimmed by its own rules.
+//! - `namespace`: rules per channel prefix (history, access, presence, subscriber limit) and the
+//!   lookup from a channel to its namespace.
 //! - `record`: one event in history, laid out once; its encoded frame is the only copy of it.
 //! - `fanout`: the registry of live connections by channel and by client id.
 //! - `hooks`: application code told when a connection opens or ends.

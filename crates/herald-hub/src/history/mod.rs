@@ -36,6 +36,8 @@ const TIME_HORIZON_MIN: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug)]
 pub(crate) struct History {
     namespaces: Arc<Namespaces>,
+    /// Each ring's name: its namespace's, then [`DIRECT_RING_NAME`].
+    ring_names: Vec<Arc<str>>,
     /// One ring per namespace, by namespace index (0: the default namespace), then one for
     /// events to every connection and to one client id (every reader hears those, so they get a
     /// window of their own, with the default namespace's limits, that no busy channel trims).
@@ -85,9 +87,10 @@ pub(crate) struct Dropped {
     pub(crate) below: u64,
     /// Positions at or above `below` that left too (namespaces trim on their own).
     pub(crate) seqs: Vec<u64>,
-    /// When this trim lost events: every ring's name and newest lost position (see
-    /// [`History::lost_marks`]), for a durable log to keep across a restart.
-    pub(crate) lost: Vec<(Box<str>, u64)>,
+    /// The rings this trim dropped events from before their time, by name, with the newest
+    /// position each lost, for a durable log to keep across a
+    /// restart.
+    pub(crate) lost: Vec<(Arc<str>, u64)>,
 }
 
 /// The name under which the ring of events to every connection or one client id keeps its lost
@@ -111,8 +114,14 @@ impl History {
             .map(|ns| Ring::new(ns.retention()))
             .chain(std::iter::once(direct))
             .collect();
+        let ring_names = namespaces
+            .iter()
+            .map(|ns| Arc::from(ns.name()))
+            .chain(std::iter::once(Arc::from(DIRECT_RING_NAME)))
+            .collect();
         Self {
             namespaces,
+            ring_names,
             rings,
             index: HashTable::new(),
             by_publisher_id: HashTable::new(),
@@ -164,25 +173,13 @@ impl History {
         self.next_seq = seq;
     }
 
-    /// Each ring's name and the newest position it lost before its time.
-    pub(crate) fn lost_marks(&self) -> Vec<(Box<str>, u64)> {
-        self.namespaces
-            .iter()
-            .map(|ns| ns.name())
-            .chain(std::iter::once(DIRECT_RING_NAME))
-            .zip(&self.rings)
-            .map(|(name, ring)| (Box::from(name), ring.lost_through))
-            .collect()
-    }
-
-    /// After a recovery from `first_seq` on: each ring takes the lost mark it had (`marks`, as
-    /// [`Self::lost_marks`] gave them); a ring without one (a namespace new to this run) counts
+    /// After a recovery from `first_seq` on: each ring takes the lost mark it had (`marks`, by
+    /// ring name, as [`Dropped::lost`] gave them); a ring without one (a namespace new to this run) counts
     /// every position before the first recovered one as lost.
     pub(crate) fn recovered(&mut self, first_seq: Option<u64>, marks: &[(String, u64)]) {
         let floor = first_seq.map_or(self.head_seq(), |seq| seq - 1);
-        let names: Vec<Box<str>> = self.lost_marks().into_iter().map(|(n, _)| n).collect();
-        for (ring, name) in self.rings.iter_mut().zip(names) {
-            let mark = marks.iter().find(|(n, _)| **n == *name).map(|(_, m)| *m);
+        for (ring, name) in self.rings.iter_mut().zip(&self.ring_names) {
+            let mark = marks.iter().find(|(n, _)| **n == **name).map(|(_, m)| *m);
             ring.lost_through = ring.lost_through.max(mark.unwrap_or(floor));
         }
     }
@@ -521,16 +518,23 @@ impl History {
                 seqs.extend(self.end_grace(&channel, ring));
             }
         }
-        let mut has_lost = false;
+        let mut lost = Vec::new();
         for i in 0..self.rings.len() {
+            if self.rings[i].is_over(now_ms) {
+                lost.push((self.ring_names[i].clone(), 0));
+            }
             while self.rings[i].is_over(now_ms) {
-                has_lost = true;
                 let record = self.rings[i]
                     .pop_front()
                     .expect("an over-full ring has records");
                 self.unindex(&record);
                 self.rings[i].lost_through = record.seq;
                 seqs.push(record.seq);
+            }
+            if let Some((name, mark)) = lost.last_mut() {
+                if **name == *self.ring_names[i] {
+                    *mark = self.rings[i].lost_through;
+                }
             }
         }
         if self.len() == 0 && self.index.capacity() > 1024 {
@@ -541,11 +545,6 @@ impl History {
         }
         let below = self.first_seq().unwrap_or(self.next_seq);
         seqs.retain(|seq| *seq >= below);
-        let lost = if has_lost {
-            self.lost_marks()
-        } else {
-            Vec::new()
-        };
         Dropped { below, seqs, lost }
     }
 

@@ -99,7 +99,7 @@ enum WriteOp {
     Forget {
         below: u64,
         seqs: Vec<u64>,
-        lost: Vec<(Box<str>, u64)>,
+        lost: Vec<(Arc<str>, u64)>,
     },
 }
 
