@@ -11,6 +11,11 @@
 //! no holes, else a binary search). A wire id names exactly one record. It never fans out, never
 //! knows connections and never talks to a log backend: the hub tells the log what trimming
 //! dropped ([`Dropped`]).
+//!
+//! Longer than the usual module (about 650 lines before its tests): the rings, the three indexes
+//! and the closings waiting for their grace change together under one `&mut`, and splitting them
+//! would spread that one invariant over several files. The per-namespace storage itself is
+//! `ring`.
 
 mod ring;
 
@@ -59,6 +64,9 @@ pub(crate) struct History {
     /// Those closings in time order, with their namespace (grace ends oldest first). At most
     /// each ring's event cap: a closing beyond it ends its grace early.
     closings: VecDeque<(u64, ChannelName, NamespaceIndex)>,
+    /// Positions that left outside a trim (a grace ended early on append), for the next
+    /// [`Dropped`].
+    dropped_early: Vec<u64>,
     hasher: std::collections::hash_map::RandomState,
     /// Marks this process's ids, so an id from an earlier run is never taken for a current one.
     epoch: String,
@@ -130,6 +138,7 @@ impl History {
             to_all: VecDeque::new(),
             closed_at: HashMap::new(),
             closings: VecDeque::new(),
+            dropped_early: Vec::new(),
             hasher: Default::default(),
             origin: now.checked_sub(horizon).unwrap_or(now),
             epoch,
@@ -426,8 +435,11 @@ impl History {
             .push_back((record.published_ms, channel.clone(), ring));
         if self.closings.len() > self.rings[ring].retention.max_events {
             // More closings waiting than the namespace holds events: the oldest ends early.
-            if let Some((_, channel, ring)) = self.closings.pop_front() {
-                self.end_grace(&channel, ring);
+            if let Some((closed_ms, channel, ring)) = self.closings.pop_front() {
+                if self.closed_at.get(&channel) == Some(&closed_ms) {
+                    let dropped = self.end_grace(&channel, ring);
+                    self.dropped_early.extend(dropped);
+                }
             }
         }
     }
@@ -506,7 +518,7 @@ impl History {
     /// channels whose grace ended. Returns what left.
     pub(crate) fn trim(&mut self, now: Instant) -> Dropped {
         let now_ms = self.ms_since_origin(now);
-        let mut seqs = Vec::new();
+        let mut seqs = std::mem::take(&mut self.dropped_early);
         while let Some((closed_ms, _, ring)) = self.closings.front() {
             let grace = self.rings[*ring].retention.until_closed.unwrap_or_default();
             let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);

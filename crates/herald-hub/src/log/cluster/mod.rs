@@ -119,11 +119,13 @@ if KEYS[4] ~= '' then
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
 if KEYS[5] ~= '' then
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], id, unpack(fields))
+  -- A copy that cannot be added (its stream is ahead of the log's ids, say after the log was
+  -- deleted alone) must not fail an event the log already holds.
+  redis.pcall('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], id, unpack(fields))
   if ARGV[7] ~= '' then
     local now = redis.call('TIME')
     local min_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[7])
-    redis.call('XTRIM', KEYS[5], 'MINID', '~', string.format('%d', min_ms))
+    redis.pcall('XTRIM', KEYS[5], 'MINID', '~', string.format('%d', min_ms))
   end
 end
 return id
