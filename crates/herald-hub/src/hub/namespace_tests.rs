@@ -231,3 +231,36 @@ async fn a_durable_hub_keeps_a_job_and_its_namespaces_losses_across_a_restart() 
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Cost of a publish with no namespaces and with eight (the channel in the last one, so every
+/// pattern is compared), history full so every publish also trims.
+/// `cargo test --release -p herald-hub --lib -- --ignored --nocapture publish_cost`
+#[tokio::test]
+#[ignore = "measures time: run alone, in release"]
+async fn publish_cost_with_and_without_namespaces() {
+    const EVENTS: u32 = 200_000;
+    let eight: Vec<NamespaceConfig> = (0..8)
+        .map(|i| namespace(&format!("ns{i}"), &format!("prefix{i}:*")))
+        .collect();
+    for (label, namespaces, channel) in [
+        ("no namespaces", Vec::new(), "prefix7:x"),
+        ("8 namespaces", eight, "prefix7:x"),
+    ] {
+        let hub = Hub::new(HubConfig {
+            history: HistoryConfig {
+                max_events: 10_000,
+                ..HistoryConfig::default()
+            },
+            namespaces,
+            ..HubConfig::default()
+        });
+        let started = std::time::Instant::now();
+        for _ in 0..EVENTS {
+            hub.broadcast(channel, None, "x", None)
+                .await
+                .expect("published");
+        }
+        let per_event = started.elapsed() / EVENTS;
+        eprintln!("{label}: {per_event:?} per publish");
+    }
+}
