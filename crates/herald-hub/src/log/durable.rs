@@ -123,6 +123,9 @@ pub(crate) struct DurableLog {
     commit_latency: Arc<LatencyHistogram>,
 }
 
+/// Each namespace's newest lost position, by namespace name, as stored.
+pub(crate) type LostMarks = Vec<(String, u64)>;
+
 /// One event found on disk at start, with its position.
 #[derive(Debug)]
 pub(crate) struct RecoveredEntry {
@@ -138,11 +141,12 @@ pub(crate) struct RecoveredEntry {
 }
 
 impl DurableLog {
-    /// Opens (or creates) the database in `dir` and reads back every stored event, oldest first.
+    /// Opens (or creates) the database in `dir` and reads back every stored event, oldest first,
+    /// and the namespaces' lost marks.
     pub(crate) fn open(
         dir: &Path,
         fsync: FsyncPolicy,
-    ) -> Result<(Self, Vec<RecoveredEntry>, Vec<(String, u64)>), StoreError> {
+    ) -> Result<(Self, Vec<RecoveredEntry>, LostMarks), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
             path: dir.to_owned(),
             source,
