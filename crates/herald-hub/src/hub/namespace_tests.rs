@@ -264,3 +264,38 @@ async fn publish_cost_with_and_without_namespaces() {
         eprintln!("{label}: {per_event:?} per publish");
     }
 }
+
+#[tokio::test]
+async fn history_read_from_a_shared_log_keeps_its_age_so_a_grace_runs_from_the_closing() {
+    use crate::{hub::Apply, log::Entry, record::RecordKind};
+    let hub = job_hub(1000, Duration::from_secs(1));
+    let closed_unix_ms = crate::history::unix_ms() - 5_000;
+    let entry = |n: u64, kind: RecordKind| Entry {
+        target: Target::Channels(vec![channel("job:1")]),
+        event: crate::NewEvent::new(crate::EventData::text("step")),
+        kind,
+        log_id: Some(format!("{}-{n}", closed_unix_ms - 10 + n)),
+        is_publisher_id_on_wire: false,
+    };
+    hub.shared
+        .apply(entry(0, RecordKind::Event), Apply::History)
+        .expect("applied");
+    hub.shared
+        .apply(
+            entry(
+                1,
+                RecordKind::Close {
+                    has_final_event: false,
+                },
+            ),
+            Apply::History,
+        )
+        .expect("applied");
+    publish(&hub, "elsewhere", "trims").await;
+    assert!(
+        hub.events_after(&[channel("job:1")], None, 10)
+            .events
+            .is_empty(),
+        "closed five seconds ago with a one-second grace: gone at once"
+    );
+}

@@ -183,8 +183,19 @@ impl Shared {
             data: &event.data,
             kind,
         };
-        let now = state.history.ms_since_origin(Instant::now());
-        let mut record = Record::new(seq, &draft, audience, now);
+        let now = Instant::now();
+        // An entry read as history (a cluster node joining) keeps the age its log id tells
+        // (`{unix ms}-{n}`), so ages and graces run from its publish, not from this node's read.
+        let published_at = match (how, log_id_ms(log_id.as_deref())) {
+            (Apply::History, Some(unix)) => {
+                let age = crate::history::unix_ms().saturating_sub(unix);
+                now.checked_sub(std::time::Duration::from_millis(age))
+                    .unwrap_or(now)
+            }
+            _ => now,
+        };
+        let published_ms = state.history.ms_since_origin(published_at);
+        let mut record = Record::new(seq, &draft, audience, published_ms);
         if how != Apply::History {
             if let Some(frame) = record.delivered_frame() {
                 let delivered =
@@ -458,6 +469,11 @@ impl Hub {
         )
         .await
     }
+}
+
+/// The Unix time in ms of a log id shaped `{unix ms}-{n}` (a Redis stream entry id).
+fn log_id_ms(log_id: Option<&str>) -> Option<u64> {
+    log_id?.split_once('-')?.0.parse().ok()
 }
 
 /// The event [`Hub::broadcast`] and its siblings build from their arguments.
