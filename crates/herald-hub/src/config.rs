@@ -3,6 +3,7 @@
 //! Owns only values and their defaults; it never reads files, flags or the environment (the binary
 //! does that) and never starts anything.
 
+use crate::namespace::{NamespaceConfig, NamespaceError, Namespaces};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -60,6 +61,20 @@ pub struct HubConfig {
     pub metrics_channels: Vec<String>,
     /// Who is on a channel, and join and leave events for subscribers who ask for them.
     pub presence: PresenceConfig,
+    /// Rules per channel prefix (history, access, presence, subscriber limit); a channel takes
+    /// the first that matches, else the default namespace, whose rules are the settings above.
+    /// Check them with [`HubConfig::namespaces`]. Default none.
+    pub namespaces: Vec<NamespaceConfig>,
+}
+
+impl HubConfig {
+    /// The namespaces compiled, the default one built from `history`.
+    ///
+    /// # Errors
+    /// [`NamespaceError`] for the first bad rule.
+    pub fn namespaces(&self) -> Result<Namespaces, NamespaceError> {
+        Namespaces::compile(&self.namespaces, &self.history)
+    }
 }
 
 impl Default for HubConfig {
@@ -73,6 +88,7 @@ impl Default for HubConfig {
             max_connections_per_user: CONNECTIONS_PER_USER_MAX_DEFAULT,
             metrics_channels: Vec::new(),
             presence: PresenceConfig::default(),
+            namespaces: Vec::new(),
         }
     }
 }

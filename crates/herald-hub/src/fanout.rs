@@ -74,11 +74,6 @@ impl Fanout {
         self.watcher = Some(watcher);
     }
 
-    /// The watcher told of occupancy (and presence), if any.
-    pub(crate) fn watcher(&self) -> Option<&Arc<dyn ChannelWatcher>> {
-        self.watcher.as_ref()
-    }
-
     /// Adds `client` to `channel`'s subscribers and to the roster, telling the watcher when it is
     /// the first.
     fn attach(&mut self, channel: &ChannelName, key: u64, client: Arc<ClientShared>) {
@@ -319,6 +314,13 @@ impl Fanout {
         self.by_channel
             .iter()
             .map(|(channel, subscribers)| (channel, subscribers.len()))
+    }
+
+    /// How many connections hear `channel` (one hash lookup).
+    pub(crate) fn subscriber_count(&self, channel: &ChannelName) -> usize {
+        self.by_channel
+            .get(channel)
+            .map_or(0, |subscribers| subscribers.len())
     }
 
     pub(crate) fn subscribers(&self, channel: &ChannelName) -> impl Iterator<Item = &Entry> {

@@ -96,7 +96,10 @@
 //!   `log/memory.rs`, `log/durable.rs` (redb, behind [`Hub::open`]) and `log/cluster/` (Redis,
 //!   behind [`Hub::join_cluster`]: `mod.rs` appends, `reader.rs` follows the stream,
 //!   `registry.rs` the live nodes). `log/entry.rs` is the one stored form of an event.
-//! - `history`: the bounded, ordered ring of records that gives every event its position.
+//! - `history`: the bounded, ordered records that give every event its position, kept per
+//!   namespace (`history/ring.rs`), each trimmed by its own rules.
+//! - `namespace`: rules per channel prefix (history, access, presence, subscriber limit) and the
+//!   lookup from a channel to its namespace.
 //! - `record`: one event in history, laid out once; its encoded frame is the only copy of it.
 //! - `fanout`: the registry of live connections by channel and by client id.
 //! - `hooks`: application code told when a connection opens or ends, and the watcher told when a
@@ -125,6 +128,7 @@ mod hooks;
 mod hub;
 mod log;
 mod metrics;
+mod namespace;
 mod presence;
 mod record;
 mod stream;
@@ -157,6 +161,10 @@ pub use log::{
 pub use metrics::{
     ChannelMetrics, CloseReason, Histogram, LogHealth, Metrics, PublishResult, WebhookMetrics,
     LATENCY_BUCKETS_SECONDS,
+};
+pub use namespace::{
+    ByteSize, HistoryKeep, NamespaceConfig, NamespaceError, NamespaceRules, Namespaces,
+    PublishRule, Retention, SubscribeRule, DEFAULT_NAMESPACE, GRACE_DEFAULT, NAMESPACES_MAX,
 };
 pub use presence::{
     Presence, PresenceChange, PresenceError, PresenceKind, PresenceSink, PresenceUser,

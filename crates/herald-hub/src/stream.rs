@@ -162,7 +162,8 @@ impl ClientStream {
         let client_id = self.client.id.clone();
         let mut left_channels = Vec::new();
         let step = self.hub.with_history(|history: &History| {
-            let Some(records) = history.after(replay.cursor) else {
+            let mask = history.mask_of(&replay.channels);
+            let Some(records) = history.after(replay.cursor, mask) else {
                 return ReplayStep::End(None, EndReason::HistoryGap);
             };
             let mut chunk = BytesMut::new();

@@ -797,6 +797,31 @@ async fn error_codes_agree_between_api_md_the_document_and_the_hub() {
         &answer,
     );
 
+    // Namespaces: one subscriber per `room:*` channel, `private:*` left to an application that
+    // is not configured, and one publish across two namespaces.
+    let config =
+        std::env::temp_dir().join(format!("herald-openapi-ns-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        "[[namespace]]\nname = \"rooms\"\nchannels = \"room:*\"\nmax_subscribers = 1\n\n\
+         [[namespace]]\nname = \"private\"\nchannels = \"private:*\"\nsubscribe = \"app\"\n",
+    )
+    .expect("write the namespaces");
+    let namespaced = TestHub::start(&["--config", config.to_str().expect("utf-8 path")]);
+    let _seated = SseStream::open(&namespaced.url("/api/channels/room:1/stream"), &[]).await;
+    for (method, path, body) in [
+        ("GET", "/api/channels/room:1/stream", None),
+        ("GET", "/api/channels/private:1/stream", None),
+        (
+            "POST",
+            "/api/events",
+            publish(json!({"channels": ["room:1", "news"], "data": 1})),
+        ),
+    ] {
+        let answer = send(&namespaced, method, path, &[], body).await;
+        provoked(&mut seen, &mut samples, method, path, &answer);
+    }
+
     let mut redis = RedisServer::start();
     let node = TestHub::start(&["--redis-url", &redis.url(), "--node-id", "n1"]);
     redis.stop();

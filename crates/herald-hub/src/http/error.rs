@@ -141,6 +141,11 @@ impl From<PublishError> for ApiError {
                 "invalid_body",
                 "channels must hold at least one channel",
             ),
+            PublishError::NamespaceMismatch { .. } => Self::new(
+                StatusCode::BAD_REQUEST,
+                "namespace_mismatch",
+                err.to_string(),
+            ),
             PublishError::Unavailable(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -150,12 +155,18 @@ impl From<PublishError> for ApiError {
     }
 }
 
+/// The stable code of a subscribe refused by a namespace's `max_subscribers` (429).
+pub(crate) const CHANNEL_FULL_CODE: &str = "channel_full";
+
 impl From<SubscriptionError> for ApiError {
     fn from(err: SubscriptionError) -> Self {
         let (status, code) = match err {
             SubscriptionError::ClientNotFound(_) => (StatusCode::NOT_FOUND, "client_not_found"),
             SubscriptionError::NotSubscribed(_) => (StatusCode::NOT_FOUND, "not_subscribed"),
             SubscriptionError::ChannelClosed(_) => (StatusCode::CONFLICT, "channel_closed"),
+            SubscriptionError::ChannelFull { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, CHANNEL_FULL_CODE)
+            }
         };
         Self::new(status, code, err.to_string())
     }

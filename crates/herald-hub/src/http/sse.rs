@@ -51,7 +51,8 @@ impl IntoResponse for ClientStream {
 /// A refused stream as an HTTP answer: [`ConnectError::ChannelClosed`] is `204 No Content`, which
 /// tells a browser's `EventSource` to stop reconnecting (the stream has ended for good);
 /// [`ConnectError::ShuttingDown`] is `503 Service Unavailable` with the error code
-/// `shutting_down`, after which it retries.
+/// `shutting_down`, after which it retries; [`ConnectError::ChannelFull`] is `429 Too Many
+/// Requests` with the code `channel_full`.
 impl IntoResponse for ConnectError {
     fn into_response(self) -> Response {
         match self {
@@ -59,6 +60,12 @@ impl IntoResponse for ConnectError {
             ConnectError::ShuttingDown => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",
+                self.to_string(),
+            )
+            .into_response(),
+            ConnectError::ChannelFull { .. } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                crate::http::error::CHANNEL_FULL_CODE,
                 self.to_string(),
             )
             .into_response(),

@@ -112,7 +112,8 @@ impl Hub {
                 .with_presence(options.presence),
         );
         let last_event_id = options.last_event_id.as_deref();
-        let resume_after = match state.history.read_start(last_event_id) {
+        let mask = state.history.mask_of(&channels);
+        let resume_after = match state.history.read_start(last_event_id, mask) {
             ReadStart::After(seq) => Some(seq),
             ReadStart::Oldest | ReadStart::Unknown => None,
         };
@@ -136,6 +137,9 @@ impl Hub {
         if requested > 0 && channels.is_empty() {
             let channel = first_closed.expect("a channel was refused because it is closed");
             return Err(ConnectError::ChannelClosed(channel));
+        }
+        if let Some(full) = self.full_channel(&state, &channels, Some(&client_id)) {
+            return Err(full);
         }
         let head = state.history.head_seq();
         let start_id = match (resume_after, last_event_id) {
@@ -221,6 +225,29 @@ impl Hub {
         fresh
     }
 
+    /// The first of `channels` that already has its namespace's most subscribers on this node
+    /// (a connection about to be replaced by `replacing` is not counted), as the error to
+    /// answer. One prefix match and one hash lookup per channel.
+    fn full_channel(
+        &self,
+        state: &State,
+        channels: &[ChannelName],
+        replacing: Option<&ClientId>,
+    ) -> Option<ConnectError> {
+        let replaced = replacing.and_then(|id| state.fanout.get_by_id(id));
+        channels.iter().find_map(|channel| {
+            let max = self.shared.namespaces.of(channel).max_subscribers()?;
+            let mut count = state.fanout.subscriber_count(channel);
+            if replaced.is_some_and(|entry| entry.channels.contains(channel)) {
+                count -= 1;
+            }
+            (count >= max).then(|| ConnectError::ChannelFull {
+                channel: channel.clone(),
+                max,
+            })
+        })
+    }
+
     /// Ends the oldest connections of the new connection's user beyond the per-user limit.
     fn make_room_for(&self, state: &mut State, client: &ClientShared) {
         let per_user_max = self.shared.config.max_connections_per_user;
@@ -272,7 +299,8 @@ impl Hub {
     ) -> (Start, Option<u64>) {
         let (resume_after, head, start_id) = {
             let state = self.state();
-            let after = match state.history.read_start(last_event_id) {
+            let mask = state.history.mask_of(&channels);
+            let after = match state.history.read_start(last_event_id, mask) {
                 ReadStart::After(seq) if last_event_id.is_some() => Some(seq),
                 ReadStart::After(_) | ReadStart::Oldest | ReadStart::Unknown => None,
             };
@@ -381,6 +409,17 @@ impl Hub {
             .fanout
             .key_of(id)
             .ok_or_else(|| SubscriptionError::ClientNotFound(id.clone()))?;
+        let is_new = !state
+            .fanout
+            .get_by_id(id)
+            .is_some_and(|entry| entry.channels.contains(&channel));
+        if is_new {
+            if let Some(ConnectError::ChannelFull { channel, max }) =
+                self.full_channel(&state, std::slice::from_ref(&channel), None)
+            {
+                return Err(SubscriptionError::ChannelFull { channel, max });
+            }
+        }
         state.fanout.subscribe(key, channel);
         self.report_channels_changed(&state, id);
         Ok(())

@@ -32,6 +32,19 @@ pub enum PublishError {
         /// Distinct channels named.
         given: usize,
     },
+    /// The channels of one publish fall in different namespaces (each keeps its own history,
+    /// so one event cannot be kept by the rules of two).
+    #[error("the channels of one publish must share a namespace: {first} is in {first_namespace}, {other} in {other_namespace}")]
+    NamespaceMismatch {
+        /// A channel of the first namespace.
+        first: ChannelName,
+        /// Its namespace.
+        first_namespace: String,
+        /// A channel of another namespace.
+        other: ChannelName,
+        /// Its namespace.
+        other_namespace: String,
+    },
     /// The log behind the hub (the durable log, or Redis in a cluster) cannot take the event
     /// now. It may or may not have been recorded: retry with the same publisher id to be safe.
     #[error("the event log is unavailable")]
@@ -53,7 +66,10 @@ impl PublishError {
     pub fn is_invalid(&self) -> bool {
         matches!(
             self,
-            Self::InvalidField(_) | Self::NoChannel | Self::TooManyChannels { .. }
+            Self::InvalidField(_)
+                | Self::NoChannel
+                | Self::TooManyChannels { .. }
+                | Self::NamespaceMismatch { .. }
         )
     }
 }
@@ -103,6 +119,14 @@ pub enum ConnectError {
     /// Every channel asked for has been closed; a stream would only end at once.
     #[error("channel {0} is closed")]
     ChannelClosed(ChannelName),
+    /// A channel asked for already has the most subscribers its namespace allows on this node.
+    #[error("channel {channel} has its most subscribers ({max})")]
+    ChannelFull {
+        /// The channel.
+        channel: ChannelName,
+        /// Its namespace's `max_subscribers`.
+        max: usize,
+    },
 }
 
 impl ConnectError {
@@ -130,6 +154,14 @@ pub enum SubscriptionError {
     /// The channel is closed.
     #[error("channel {0} is closed")]
     ChannelClosed(ChannelName),
+    /// The channel already has the most subscribers its namespace allows on this node.
+    #[error("channel {channel} has its most subscribers ({max})")]
+    ChannelFull {
+        /// The channel.
+        channel: ChannelName,
+        /// Its namespace's `max_subscribers`.
+        max: usize,
+    },
 }
 
 impl SubscriptionError {

@@ -10,6 +10,8 @@
 
 mod connect;
 mod error;
+#[cfg(test)]
+mod namespace_tests;
 mod poll;
 mod presence;
 mod publish;
@@ -26,9 +28,10 @@ pub use query::{ChannelInfo, ClientInfo, HistoryStats, Stats};
 use crate::{
     channel::ChannelName,
     client::{ClientShared, EndReason},
-    config::HubConfig,
+    config::{HubConfig, PresenceConfig},
     event::ClientId,
     fanout::Fanout,
+    history::Dropped,
     history::History,
     hooks::Hooks,
     log::{
@@ -38,6 +41,7 @@ use crate::{
         ClusterConfig, ClusterError, Entry, FsyncPolicy, Log, StoreError,
     },
     metrics::{Counters, Metrics},
+    namespace::{NamespaceRules, Namespaces},
     presence::{Roster, SinkSlot},
     record::{Audience, Draft, Record},
 };
@@ -63,6 +67,8 @@ pub struct Hub {
 #[derive(Debug)]
 pub(crate) struct Shared {
     config: HubConfig,
+    /// The namespaces compiled from `config`, read on every publish and subscribe.
+    namespaces: Arc<Namespaces>,
     state: Mutex<State>,
     /// The event log behind history: memory, durable or cluster.
     log: Arc<dyn Log>,
@@ -136,9 +142,10 @@ impl Hub {
     /// Creates a hub with an in-memory log: nothing to install, nothing survives a restart.
     ///
     /// # Panics
-    /// When called outside a tokio runtime.
+    /// When called outside a tokio runtime, or when `config.namespaces` holds a bad rule (check
+    /// them first with [`HubConfig::namespaces`]).
     pub fn new(config: HubConfig) -> Self {
-        let history = History::new(config.history.clone());
+        let history = History::new(compile(&config));
         Self::start(config, history, Arc::new(MemoryLog))
     }
 
@@ -151,20 +158,20 @@ impl Hub {
     /// another hub); a hub never silently starts empty.
     ///
     /// # Panics
-    /// When called outside a tokio runtime.
+    /// When called outside a tokio runtime, or when `config.namespaces` holds a bad rule.
     pub fn open(
         config: HubConfig,
         data_dir: &Path,
         fsync: FsyncPolicy,
     ) -> Result<Self, StoreError> {
-        let (log, recovered) = DurableLog::open(data_dir, fsync)?;
+        let (log, recovered, lost_marks) = DurableLog::open(data_dir, fsync)?;
         let count = recovered.len();
-        let mut history = History::new(config.history.clone());
+        let first_seq = recovered.first().map(|r| r.seq);
+        let mut history = History::new(compile(&config));
         restore(&mut history, recovered);
+        history.recovered(first_seq, &lost_marks);
         let dropped = history.trim(Instant::now());
-        if let Some(through) = dropped {
-            log.trimmed(through);
-        }
+        log.trimmed(&dropped);
         tracing::info!(events = count, kept = history.len(), dir = %data_dir.display(), "recovered the durable log");
         Ok(Self::start(config, history, Arc::new(log)))
     }
@@ -178,25 +185,36 @@ impl Hub {
     /// [`ClusterError::InvalidUrl`] when the Redis URL is malformed.
     ///
     /// # Panics
-    /// When called outside a tokio runtime.
+    /// When called outside a tokio runtime, or when `config.namespaces` holds a bad rule.
     pub fn join_cluster(config: HubConfig, cluster: ClusterConfig) -> Result<Self, ClusterError> {
+        let namespaces = compile(&config);
         let log = ClusterLog::new(
             cluster,
             config.history.max_events,
             config.history.max_age,
             config.client_linger,
-            &config.presence,
+            &PresenceConfig {
+                enabled: config.presence.enabled || namespaces.iter().any(NamespaceRules::presence),
+                ..config.presence.clone()
+            },
+            namespaces.clone(),
         )?;
-        let history = History::new(config.history.clone());
+        let history = History::new(namespaces);
         Ok(Self::start(config, history, Arc::new(log)))
     }
 
     fn start(config: HubConfig, history: History, log: Arc<dyn Log>) -> Self {
         let closed = history.closed_channels();
+        let namespaces = history.namespaces().clone();
+        let shared_namespaces = namespaces.clone();
         let shared = Arc::new(Shared {
+            namespaces,
             state: Mutex::new(State {
                 history,
-                fanout: Fanout::new(Roster::new(config.presence.enabled, config.presence.linger)),
+                fanout: Fanout::new(
+                    Roster::new(config.presence.enabled, config.presence.linger)
+                        .with_namespaces(shared_namespaces),
+                ),
                 closed,
                 departed: HashMap::new(),
                 client_events: HashMap::new(),
@@ -224,6 +242,17 @@ impl Hub {
     /// The configuration this hub runs with.
     pub fn config(&self) -> &HubConfig {
         &self.shared.config
+    }
+
+    /// The rules of `channel`'s namespace (the first configured namespace whose pattern
+    /// matches it, else the default one). Costs a prefix comparison per configured namespace.
+    pub fn namespace_of(&self, channel: &ChannelName) -> &NamespaceRules {
+        self.shared.namespaces.of(channel)
+    }
+
+    /// Every namespace of this hub, the default one first.
+    pub fn namespaces(&self) -> &Namespaces {
+        &self.shared.namespaces
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -325,10 +354,13 @@ impl Shared {
     /// Trims history to its limits and tells the log what it dropped ("trim, then tell the log",
     /// written once).
     fn trim(&self, state: &mut State, now: Instant) {
-        if let Some(through) = state.history.trim(now) {
-            self.log.trimmed(through);
-            let first = state.history.first_seq().unwrap_or(u64::MAX);
-            state.closed.retain(|_, closed_at| *closed_at >= first);
+        let dropped = state.history.trim(now);
+        if dropped != Dropped::default() {
+            self.log.trimmed(&dropped);
+            let history = &state.history;
+            state
+                .closed
+                .retain(|_, closed_at| history.get(*closed_at).is_some());
         }
     }
 
@@ -354,12 +386,21 @@ impl Shared {
 
     pub(crate) fn reset_history(&self) {
         let mut state = self.state();
-        state.history = History::new(self.config.history.clone());
+        state.history = History::new(self.namespaces.clone());
         state.closed.clear();
         for entry in state.fanout.entries() {
             entry.client.end(EndReason::HistoryGap, false);
         }
     }
+}
+
+/// The namespaces of `config`, compiled.
+fn compile(config: &HubConfig) -> Arc<Namespaces> {
+    Arc::new(
+        config
+            .namespaces()
+            .unwrap_or_else(|err| panic!("the hub's namespaces are not valid: {err}")),
+    )
 }
 
 /// Rebuilds history from the durable log's entries, oldest first.
@@ -379,7 +420,7 @@ fn restore(history: &mut History, recovered: Vec<RecoveredEntry>) {
             kind,
             ..
         } = entry;
-        if history.len() == 0 {
+        if seq > history.next_seq() {
             history.skip_to(seq);
         }
         let id = event

@@ -78,10 +78,11 @@ impl Hub {
         let limit = limit.clamp(1, POLL_LIMIT_MAX);
         let state = self.state();
         let history = &state.history;
-        let (start, reset) = match history.read_start(after) {
+        let mask = history.mask_of(channels);
+        let (start, reset) = match history.read_start(after, mask) {
             ReadStart::After(seq) => (seq, false),
-            ReadStart::Oldest => (history.before_oldest(), false),
-            ReadStart::Unknown => (history.before_oldest(), true),
+            ReadStart::Oldest => (history.before_oldest(mask), false),
+            ReadStart::Unknown => (history.before_oldest(mask), true),
         };
         let (records, has_more) = history.on_channels_after(channels, start, limit);
         let events: Vec<PolledEvent> = records

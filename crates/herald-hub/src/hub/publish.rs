@@ -183,8 +183,19 @@ impl Shared {
             data: &event.data,
             kind,
         };
-        let now = state.history.ms_since_origin(Instant::now());
-        let mut record = Record::new(seq, &draft, audience, now);
+        let now = Instant::now();
+        // An entry read as history (a cluster node joining) keeps the age its log id tells
+        // (`{unix ms}-{n}`), so ages and graces run from its publish, not from this node's read.
+        let published_at = match (how, log_id_ms(log_id.as_deref())) {
+            (Apply::History, Some(unix)) => {
+                let age = crate::history::unix_ms().saturating_sub(unix);
+                now.checked_sub(std::time::Duration::from_millis(age))
+                    .unwrap_or(now)
+            }
+            _ => now,
+        };
+        let published_ms = state.history.ms_since_origin(published_at);
+        let mut record = Record::new(seq, &draft, audience, published_ms);
         if how != Apply::History {
             if let Some(frame) = record.delivered_frame() {
                 let delivered =
@@ -273,6 +284,28 @@ impl Hub {
         self.submit(target, event, RecordKind::Event).await
     }
 
+    /// Refuses a publish whose channels fall in different namespaces (one event is kept by
+    /// one namespace's rules). One prefix match per channel.
+    fn check_one_namespace(&self, channels: &[ChannelName]) -> Result<(), PublishError> {
+        let namespaces = &self.shared.namespaces;
+        let Some((first, rest)) = channels.split_first() else {
+            return Ok(());
+        };
+        let first_namespace = namespaces.of(first);
+        match rest
+            .iter()
+            .find(|c| namespaces.of(c).name() != first_namespace.name())
+        {
+            None => Ok(()),
+            Some(other) => Err(PublishError::NamespaceMismatch {
+                first: first.clone(),
+                first_namespace: first_namespace.name().to_owned(),
+                other: other.clone(),
+                other_namespace: namespaces.of(other).name().to_owned(),
+            }),
+        }
+    }
+
     async fn submit(
         &self,
         target: Target,
@@ -295,7 +328,7 @@ impl Hub {
                     given: channels.len(),
                 });
             }
-            Ok(())
+            self.check_one_namespace(channels)
         });
         if let Err(err) = valid {
             self.shared.counters.published(PublishResult::Invalid, None);
@@ -438,6 +471,11 @@ impl Hub {
     }
 }
 
+/// The Unix time in ms of a log id shaped `{unix ms}-{n}` (a Redis stream entry id).
+fn log_id_ms(log_id: Option<&str>) -> Option<u64> {
+    log_id?.split_once('-')?.0.parse().ok()
+}
+
 /// The event [`Hub::broadcast`] and its siblings build from their arguments.
 fn new_event<T: Serialize + ?Sized>(
     event: Option<&str>,
@@ -488,7 +526,10 @@ mod tests {
         );
         let newest = state.history.get(2).expect("held");
         assert_eq!(
-            state.history.read_start(Some("1700000000001-0")),
+            state.history.read_start(
+                Some("1700000000001-0"),
+                crate::namespace::NamespaceMask::ALL
+            ),
             crate::history::ReadStart::After(2),
             "the wire id names the newest entry, the one resumes must find"
         );

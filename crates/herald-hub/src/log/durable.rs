@@ -8,7 +8,7 @@
 //! the writer deletes what history trimmed. It never fans out and never decides retention.
 
 use crate::{
-    history::unix_ms,
+    history::{unix_ms, Dropped},
     hub::{Apply, PublishError, Published, Shared},
     log::{Entry, Log, LogError, LogFuture, StoredEntry},
     metrics::{LatencyHistogram, LogHealth},
@@ -23,6 +23,9 @@ use std::{
 use tokio::sync::watch;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// The newest position each namespace lost before its time (by namespace name), so a resume
+/// after a restart is still told of a gap and nothing else is.
+const LOST: TableDefinition<&str, u64> = TableDefinition::new("lost");
 /// The database file inside the data folder.
 pub const DATA_FILE_NAME: &str = "herald.redb";
 
@@ -91,8 +94,13 @@ enum WriteOp {
     /// Write this record (with its publisher's id when that is not its wire id), published at
     /// this Unix time.
     Append(Record, Option<Box<str>>, u64),
-    /// Delete every event at or below this position (history trimmed it).
-    ForgetThrough(u64),
+    /// Delete every event below `below`, and those at `seqs` (history trimmed them); keep the
+    /// namespaces' lost marks when given.
+    Forget {
+        below: u64,
+        seqs: Vec<u64>,
+        lost: Vec<(Arc<str>, u64)>,
+    },
 }
 
 /// Progress of the writer, as publishers see it.
@@ -115,6 +123,9 @@ pub(crate) struct DurableLog {
     commit_latency: Arc<LatencyHistogram>,
 }
 
+/// Each namespace's newest lost position, by namespace name, as stored.
+pub(crate) type LostMarks = Vec<(String, u64)>;
+
 /// One event found on disk at start, with its position.
 #[derive(Debug)]
 pub(crate) struct RecoveredEntry {
@@ -130,11 +141,12 @@ pub(crate) struct RecoveredEntry {
 }
 
 impl DurableLog {
-    /// Opens (or creates) the database in `dir` and reads back every stored event, oldest first.
+    /// Opens (or creates) the database in `dir` and reads back every stored event, oldest first,
+    /// and the namespaces' lost marks.
     pub(crate) fn open(
         dir: &Path,
         fsync: FsyncPolicy,
-    ) -> Result<(Self, Vec<RecoveredEntry>), StoreError> {
+    ) -> Result<(Self, Vec<RecoveredEntry>, LostMarks), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
             path: dir.to_owned(),
             source,
@@ -144,6 +156,9 @@ impl DurableLog {
         let write = db.begin_write().map_err(|err| open_error(&path, err))?;
         write
             .open_table(EVENTS)
+            .map_err(|err| open_error(&path, err))?;
+        write
+            .open_table(LOST)
             .map_err(|err| open_error(&path, err))?;
         write.commit().map_err(|err| open_error(&path, err))?;
 
@@ -162,12 +177,12 @@ impl DurableLog {
                     seq,
                     source,
                 })?;
-            let is_contiguous = records.last().is_none_or(|last| last.seq + 1 == seq);
             let published = entry.published_unix_ms.unwrap_or(now_unix_ms);
             let recipients = entry.recipients.unwrap_or(0);
             let publisher_id = entry.publisher_id.clone();
             let entry = match entry.into_entry() {
-                Some(entry) if is_contiguous && entry.event.id.is_some() => entry,
+                // Positions grow but need not be contiguous: namespaces trim on their own.
+                Some(entry) if entry.event.id.is_some() => entry,
                 _ => return Err(StoreError::Invalid { path, seq }),
             };
             records.push(RecoveredEntry {
@@ -179,6 +194,15 @@ impl DurableLog {
             });
         }
         drop(table);
+        let marks = read
+            .open_table(LOST)
+            .map_err(|err| open_error(&path, err))?;
+        let mut lost = Vec::new();
+        for row in marks.iter().map_err(|err| open_error(&path, err))? {
+            let (name, seq) = row.map_err(|err| open_error(&path, err))?;
+            lost.push((name.value().to_owned(), seq.value()));
+        }
+        drop(marks);
         drop(read);
         let head = records.last().map_or(0, |r| r.seq);
         let (durable_tx, durable_rx) = watch::channel(Durable {
@@ -200,7 +224,7 @@ impl DurableLog {
             durable_rx,
             commit_latency,
         };
-        Ok((log, records))
+        Ok((log, records, lost))
     }
 
     fn send(&self, op: WriteOp) {
@@ -264,8 +288,12 @@ impl Log for DurableLog {
         ));
     }
 
-    fn trimmed(&self, through_seq: u64) {
-        self.send(WriteOp::ForgetThrough(through_seq));
+    fn trimmed(&self, dropped: &Dropped) {
+        self.send(WriteOp::Forget {
+            below: dropped.below,
+            seqs: dropped.seqs.clone(),
+            lost: dropped.lost.clone(),
+        });
     }
 }
 
@@ -331,8 +359,17 @@ fn commit(db: &Database, ops: &[WriteOp]) -> Result<Option<u64>, redb::Error> {
                     table.insert(record.seq, bytes.as_slice())?;
                     highest = Some(record.seq);
                 }
-                WriteOp::ForgetThrough(seq) => {
-                    table.retain_in(..=*seq, |_, _| false)?;
+                WriteOp::Forget { below, seqs, lost } => {
+                    table.retain_in(..*below, |_, _| false)?;
+                    for seq in seqs {
+                        table.remove(*seq)?;
+                    }
+                    if !lost.is_empty() {
+                        let mut marks = write.open_table(LOST)?;
+                        for (name, seq) in lost {
+                            marks.insert(&**name, *seq)?;
+                        }
+                    }
                 }
             }
         }

@@ -19,6 +19,7 @@ pub(crate) use entry::StoredEntry;
 use crate::{
     channel::ChannelName,
     event::NewEvent,
+    history::Dropped,
     hub::{PublishError, Published, Shared},
     metrics::LogHealth,
     presence::{Drained, Presence, PresenceChange},
@@ -92,8 +93,9 @@ pub(crate) trait Log: fmt::Debug + Send + Sync + 'static {
     /// `publisher_id` is the id its publisher gave when that is not its wire id.
     fn recorded(&self, _record: &Record, _publisher_id: Option<&str>) {}
 
-    /// History dropped every record at or below `seq`.
-    fn trimmed(&self, _through_seq: u64) {}
+    /// History dropped records: every one below `dropped.below`, and those at `dropped.seqs`
+    /// (namespaces trim on their own, so what leaves is not always a prefix).
+    fn trimmed(&self, _dropped: &Dropped) {}
 
     /// Whether the log can take and deliver events now (readiness).
     fn is_ready(&self) -> bool {

@@ -13,7 +13,10 @@
 //! Channels with an entry are channels with live subscribers (or a lingering leave).
 
 use super::{Presence, PresenceChange, PresenceKind, PresenceUser};
-use crate::channel::ChannelName;
+use crate::{
+    channel::ChannelName,
+    namespace::{NamespaceRules, Namespaces},
+};
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -59,7 +62,10 @@ pub(crate) struct Drained {
 /// This node's presence counts.
 #[derive(Debug)]
 pub(crate) struct Roster {
+    /// `--presence on`: every channel keeps presence.
     is_enabled: bool,
+    /// Channels of namespaces with `presence = true` keep it too.
+    namespaces: Option<Arc<Namespaces>>,
     linger: Duration,
     channels: HashMap<ChannelName, HashMap<UserKey, Entry>>,
     /// Entries changed since the last tick, and entries whose leave lingers.
@@ -79,6 +85,7 @@ impl Roster {
     pub(crate) fn new(is_enabled: bool, linger: Duration) -> Self {
         Self {
             is_enabled,
+            namespaces: None,
             linger,
             channels: HashMap::new(),
             dirty: HashSet::new(),
@@ -87,15 +94,29 @@ impl Roster {
         }
     }
 
-    /// Whether `channel` keeps presence. The one place this is decided: today the hub-level
-    /// setting, later a per-channel rule.
-    pub(crate) fn presence_enabled(&self, _channel: &ChannelName) -> bool {
+    /// This roster, keeping presence also for the channels of `namespaces` whose rule says so.
+    pub(crate) fn with_namespaces(mut self, namespaces: Arc<Namespaces>) -> Self {
+        self.namespaces = Some(namespaces);
+        self
+    }
+
+    /// Whether `channel` keeps presence: the hub-level setting, or its namespace's rule. The one
+    /// place this is decided.
+    pub(crate) fn presence_enabled(&self, channel: &ChannelName) -> bool {
         self.is_enabled
+            || self
+                .namespaces
+                .as_ref()
+                .is_some_and(|namespaces| namespaces.of(channel).presence())
     }
 
     /// Whether any channel may keep presence (the hub runs the presence tick).
     pub(crate) fn is_any_enabled(&self) -> bool {
         self.is_enabled
+            || self
+                .namespaces
+                .as_ref()
+                .is_some_and(|namespaces| namespaces.iter().any(NamespaceRules::presence))
     }
 
     /// A connection of `user` began hearing `channel`.

@@ -11,8 +11,8 @@ use herald_hub::{
         AppAuth, AuthConfig, HttpConfig, HttpLimits, ServeOptions, Tls, APP_AUTH_CACHE_TTL_DEFAULT,
         APP_AUTH_TIMEOUT_DEFAULT,
     },
-    ClusterConfig, FsyncPolicy, HistoryConfig, HubConfig, PresenceConfig, WebhookConfig,
-    WEBHOOK_QUEUE_DEFAULT, WEBHOOK_VACATED_DELAY_DEFAULT,
+    ClusterConfig, FsyncPolicy, HistoryConfig, HubConfig, NamespaceConfig, PresenceConfig,
+    SubscribeRule, WebhookConfig, WEBHOOK_QUEUE_DEFAULT, WEBHOOK_VACATED_DELAY_DEFAULT,
 };
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -59,17 +59,48 @@ impl ServeArgs {
     /// The file cannot be read or holds an unknown key or a bad value; a value is out of range;
     /// the auth settings disagree; or both `--data-dir` and `--redis-url` are set.
     pub(crate) fn resolve(self) -> anyhow::Result<ServeConfig> {
-        let file = match &self.config {
+        let (file, namespaces) = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str::<Settings>(&text)
-                    .with_context(|| format!("parsing {}", path.display()))?
+                parse_file(&text).with_context(|| format!("parsing {}", path.display()))?
             }
-            None => Settings::default(),
+            None => (Settings::default(), Vec::new()),
         };
-        resolve_settings(self.settings.or(file))
+        let mut config = resolve_settings(self.settings.or(file))?;
+        config.hub.namespaces = namespaces;
+        let compiled = config
+            .hub
+            .namespaces()
+            .context("[[namespace]] in the configuration file")?;
+        let asks_app = compiled
+            .iter()
+            .any(|namespace| namespace.subscribe() == SubscribeRule::App);
+        let auth = &config.http.auth;
+        anyhow::ensure!(
+            auth.app().is_none() || auth.asks_app_for_every_channel() || asks_app,
+            "--auth-app-url is set but nothing asks the application: add --auth app, or a \
+             [[namespace]] with subscribe = \"app\""
+        );
+        Ok(config)
     }
+}
+
+/// The configuration file: its flat settings, and its `[[namespace]]` tables (a section of
+/// their own: namespaces have no flag nor environment variable).
+///
+/// # Errors
+/// Bad TOML, an unknown key (in the settings or in a namespace), or a bad value.
+fn parse_file(text: &str) -> anyhow::Result<(Settings, Vec<NamespaceConfig>)> {
+    let mut table: toml::Table = toml::from_str(text)?;
+    let namespaces = match table.remove("namespace") {
+        None => Vec::new(),
+        Some(value) => value
+            .try_into::<Vec<NamespaceConfig>>()
+            .context("[[namespace]]")?,
+    };
+    let settings = toml::Value::Table(table).try_into::<Settings>()?;
+    Ok((settings, namespaces))
 }
 
 /// Applies the defaults to merged settings and checks them.
@@ -176,6 +207,7 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
                     .presence_node_timeout
                     .unwrap_or(hub_defaults.presence.node_timeout),
             },
+            namespaces: Vec::new(),
         },
         http: HttpConfig {
             limits: HttpLimits {
@@ -274,8 +306,14 @@ fn with_app_auth(
             let app = AppAuth::with_limits(&url, timeout, cache).context("--auth-app-url")?;
             Ok(auth.with_app(app))
         }
-        (_, Some(_)) => {
-            anyhow::bail!("--auth-app-url is set but auth is not `app`: add --auth app")
+        // Other modes: the application decides only the channels of namespaces with
+        // `subscribe = "app"`.
+        (_, Some(url)) => {
+            let timeout = timeout.unwrap_or(APP_AUTH_TIMEOUT_DEFAULT);
+            anyhow::ensure!(!timeout.is_zero(), "auth_app_timeout must be more than 0");
+            let cache = cache.unwrap_or(APP_AUTH_CACHE_TTL_DEFAULT);
+            let app = AppAuth::with_limits(&url, timeout, cache).context("--auth-app-url")?;
+            Ok(auth.with_app_for_namespaces(app))
         }
         (_, None) => Ok(auth),
     }
@@ -431,6 +469,50 @@ mod tests {
             .resolve()
             .expect_err("unknown key");
         assert!(format!("{err:#}").contains("heartbeat"), "{err:#}");
+    }
+
+    #[test]
+    fn namespaces_are_read_from_their_own_tables_and_checked() {
+        let path = config_file(
+            "namespaces",
+            "history_max_events = 50\n\
+             [[namespace]]\nname = \"jobs\"\nchannels = \"job:*\"\nhistory = \"until_closed\"\n\
+             grace = \"10m\"\nmax_events = 1000\nmax_bytes = \"1MiB\"\nsubscribe = \"authenticated\"\n\
+             [[namespace]]\nname = \"dash\"\nchannels = \"dash:*\"\nhistory = 20\nmax_subscribers = 3\n",
+        );
+        let config = args(Some(path), Settings::default())
+            .resolve()
+            .expect("valid namespaces");
+        assert_eq!(
+            config.hub.history.max_events, 50,
+            "flat settings still read"
+        );
+        let namespaces = config.hub.namespaces().expect("compiled");
+        let job = namespaces.of(&herald_hub::ChannelName::new("job:1").expect("valid"));
+        assert_eq!(job.name(), "jobs");
+        assert_eq!(job.retention().max_events, 1000);
+        assert_eq!(job.retention().max_bytes, 1 << 20);
+        assert_eq!(job.subscribe(), herald_hub::SubscribeRule::Authenticated);
+        let dash = namespaces.of(&herald_hub::ChannelName::new("dash:x").expect("valid"));
+        assert_eq!(dash.retention().max_events, 20);
+        assert_eq!(dash.max_subscribers(), Some(3));
+
+        let typo = config_file(
+            "namespace-typo",
+            "[[namespace]]\nname = \"jobs\"\nchannels = \"job:*\"\nhistroy = 5\n",
+        );
+        let err = args(Some(typo), Settings::default())
+            .resolve()
+            .expect_err("unknown key in a namespace");
+        assert!(format!("{err:#}").contains("histroy"), "{err:#}");
+        let bad = config_file(
+            "namespace-bad",
+            "[[namespace]]\nname = \"a\"\nchannels = \"a*b\"\n",
+        );
+        let err = args(Some(bad), Settings::default())
+            .resolve()
+            .expect_err("bad pattern");
+        assert!(format!("{err:#}").contains("a*b"), "{err:#}");
     }
 
     #[test]

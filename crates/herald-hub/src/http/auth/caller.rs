@@ -11,7 +11,12 @@ use super::{
     credentials::{Access, Credentials},
     jwt::{ChannelPattern, Claims},
 };
-use crate::{http::error::ApiError, ChannelName};
+use crate::{
+    http::error::ApiError,
+    namespace::{Namespaces, PublishRule, SubscribeRule},
+    ChannelName,
+};
+use axum::http::StatusCode;
 use axum::{
     extract::{FromRef, FromRequestParts},
     http::{request::Parts, HeaderMap},
@@ -29,7 +34,7 @@ impl AuthConfig {
                 return Ok(Caller::ApiKey(credential_identity("key", bearer)));
             }
         }
-        if access == Access::Subscribe && self.app().is_some() {
+        if access == Access::Subscribe && self.asks_app_for_every_channel() {
             // The channels are not known yet: the handler asks the application
             // (`authorize_subscribe`).
             return Ok(Caller::AskApp);
@@ -57,12 +62,14 @@ impl AuthConfig {
             Access::Publish => credentials.bearer.as_deref(),
         };
         let Some(token) = token else {
-            return Err(ApiError::unauthorized(match access {
-                Access::Subscribe => {
-                    "no token: send Authorization: Bearer <token>, the herald_token cookie or ?token="
-                }
-                Access::Publish => "no token: send Authorization: Bearer <token or API key>",
-            }));
+            return match access {
+                // Whether a caller without a credential may subscribe depends on the channels'
+                // namespaces (`subscribe = "anyone"`): `check_subscribe` decides.
+                Access::Subscribe => Ok(Caller::Anonymous),
+                Access::Publish => Err(ApiError::unauthorized(
+                    "no token: send Authorization: Bearer <token or API key>",
+                )),
+            };
         };
         jwt.verify(token).map(Caller::Token)
     }
@@ -70,34 +77,55 @@ impl AuthConfig {
 
 impl AuthConfig {
     /// `caller`, allowed to subscribe to (or poll) every one of `channels`: in `app` mode the
-    /// application is asked (with the request's `headers`, from `peer`) and its grant becomes the
-    /// caller; otherwise the caller's own rights decide.
+    /// application is asked about all of them (with the request's `headers`, from `peer`) and its
+    /// grant becomes the caller; otherwise each channel's namespace decides, and the application
+    /// is asked about the channels of namespaces with `subscribe = "app"`.
     ///
     /// # Errors
-    /// 403 `forbidden` naming the channels outside the caller's rights; in `app` mode, what
-    /// [`super::AppAuth::authorize`] answers (401, 403, 503 `app_auth_unavailable`).
+    /// 401 or 403 `forbidden` naming the channels outside the caller's rights; from the
+    /// application, what [`super::AppAuth::authorize`] answers (401, 403, 503
+    /// `app_auth_unavailable`); 503 `app_auth_unavailable` for a `subscribe = "app"` namespace
+    /// when no application is configured.
     pub(crate) async fn authorize_subscribe(
         &self,
         caller: Caller,
+        namespaces: &Namespaces,
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
         channels: &[ChannelName],
     ) -> Result<Caller, ApiError> {
-        match (caller, self.app()) {
-            (Caller::AskApp, Some(app)) => {
-                let grant = app.authorize(headers, peer, channels).await?;
-                let identity = match &grant.user {
-                    Some(user) => Some(format!("user:{user}")),
-                    None => app_credentials(headers).map(|c| credential_identity("app", &c)),
-                };
-                Ok(Caller::App { grant, identity })
-            }
-            (caller, _) => {
-                caller.check_subscribe(channels)?;
-                Ok(caller)
-            }
+        if let (Caller::AskApp, Some(app)) = (&caller, self.app()) {
+            // `app` mode: the application decides every channel.
+            let grant = app.authorize(headers, peer, channels).await?;
+            return Ok(app_caller(grant, headers));
         }
+        let by_app = caller.check_subscribe(channels, namespaces)?;
+        if by_app.is_empty() {
+            return Ok(caller);
+        }
+        // Namespaces with `subscribe = "app"`: the application decides those channels, the
+        // caller's own rights the others (checked above).
+        let Some(app) = self.app() else {
+            check_app_subscribe(&by_app)?;
+            return Ok(caller);
+        };
+        let grant = app.authorize(headers, peer, &by_app).await?;
+        Ok(match caller {
+            // A caller with no identity of its own takes the one the application gave.
+            Caller::Open | Caller::Anonymous => app_caller(grant, headers),
+            caller => caller,
+        })
     }
+}
+
+/// The caller the application's `grant` makes: its user, or else an identity from the
+/// forwarded credentials, which client ids are bound to.
+fn app_caller(grant: AppGrant, headers: &HeaderMap) -> Caller {
+    let identity = match &grant.user {
+        Some(user) => Some(format!("user:{user}")),
+        None => app_credentials(headers).map(|c| credential_identity("app", &c)),
+    };
+    Caller::App { grant, identity }
 }
 
 /// The credentials forwarded to the application (`Cookie` and `Authorization`), joined: what a
@@ -169,7 +197,18 @@ pub(crate) enum Caller {
         grant: AppGrant,
         identity: Option<String>,
     },
+    /// No credential at all, where one is needed unless a namespace says `anyone`: may only
+    /// subscribe to such namespaces' channels.
+    Anonymous,
 }
+
+/// The message of a 401 for a subscriber without a credential.
+const NO_SUBSCRIBE_TOKEN: &str =
+    "no token: send Authorization: Bearer <token>, the herald_token cookie or ?token=";
+
+/// The stable code of a subscribe to a namespace with `subscribe = "app"` while no
+/// application auth is configured (503).
+pub(crate) const APP_AUTH_UNAVAILABLE_CODE: &str = "app_auth_unavailable";
 
 impl Caller {
     /// The connection's user: the token's `sub`.
@@ -177,7 +216,7 @@ impl Caller {
         match self {
             Caller::Token(claims) => claims.sub.as_deref(),
             Caller::App { grant, .. } => grant.user.as_deref(),
-            Caller::Open | Caller::ApiKey(_) | Caller::AskApp => None,
+            Caller::Open | Caller::ApiKey(_) | Caller::AskApp | Caller::Anonymous => None,
         }
     }
 
@@ -186,21 +225,50 @@ impl Caller {
     /// credential is used, never the credential itself); `None` (anonymous) in `none` mode.
     pub(crate) fn identity(&self) -> Option<&str> {
         match self {
-            Caller::Open | Caller::AskApp => None,
+            Caller::Open | Caller::AskApp | Caller::Anonymous => None,
             Caller::ApiKey(identity) => Some(identity),
             Caller::Token(claims) => Some(&claims.identity),
             Caller::App { identity, .. } => identity.as_deref(),
         }
     }
 
-    /// May this caller subscribe to (or poll) every one of `channels`?
+    /// May this caller subscribe to (or poll) every one of `channels`, by the `subscribe` rule
+    /// of each channel's namespace? Returns the channels whose namespace says `app`: the
+    /// application decides those (see [`check_app_subscribe`]).
     ///
     /// # Errors
-    /// 403 `forbidden` naming the channels outside the caller's rights.
-    pub(crate) fn check_subscribe(&self, channels: &[ChannelName]) -> Result<(), ApiError> {
+    /// 401 `unauthorized` for a caller without a credential on a channel that needs one; 403
+    /// `forbidden` naming the channels outside the caller's claims.
+    pub(crate) fn check_subscribe(
+        &self,
+        channels: &[ChannelName],
+        namespaces: &Namespaces,
+    ) -> Result<Vec<ChannelName>, ApiError> {
+        let mut by_claims = Vec::new();
+        let mut by_app = Vec::new();
+        for channel in channels {
+            match namespaces.of(channel).subscribe() {
+                SubscribeRule::Anyone => {}
+                SubscribeRule::Authenticated => self.require_credential(channel)?,
+                SubscribeRule::Claims => by_claims.push(channel.clone()),
+                // An API key holds every right; anyone else is asked about.
+                SubscribeRule::App if matches!(self, Caller::ApiKey(_)) => {}
+                SubscribeRule::App => by_app.push(channel.clone()),
+            }
+        }
+        self.check_subscribe_claims(&by_claims)?;
+        Ok(by_app)
+    }
+
+    /// The subscribe rule without namespaces: a token's `subscribe` claims (or its own
+    /// `user:{sub}` channel); everything for an API key or in `none` mode.
+    fn check_subscribe_claims(&self, channels: &[ChannelName]) -> Result<(), ApiError> {
         let claims = match self {
             Caller::Token(claims) => claims,
-            Caller::Open | Caller::ApiKey(_) => return Ok(()),
+            Caller::Anonymous if !channels.is_empty() => {
+                return Err(ApiError::unauthorized(NO_SUBSCRIBE_TOKEN))
+            }
+            Caller::Open | Caller::ApiKey(_) | Caller::Anonymous => return Ok(()),
             Caller::App { grant, .. } => {
                 return refuse_unmatched("subscribe to", channels, |channel| {
                     grant.channels.contains(channel)
@@ -225,17 +293,45 @@ impl Caller {
         })
     }
 
-    /// May this caller publish to (or close) every one of `channels`?
+    /// `authenticated`: any credential (a verified token or an API key), whatever its claims.
+    fn require_credential(&self, channel: &ChannelName) -> Result<(), ApiError> {
+        match self {
+            Caller::Token(_) | Caller::ApiKey(_) | Caller::App { .. } => Ok(()),
+            Caller::Open | Caller::Anonymous | Caller::AskApp => Err(ApiError::unauthorized(format!(
+                "channel {channel} needs a credential: send Authorization: Bearer <token or API key>"
+            ))),
+        }
+    }
+
+    /// May this caller publish to (or close) every one of `channels`, by the `publish` rule of
+    /// each channel's namespace?
     ///
     /// # Errors
-    /// 403 `forbidden` naming the channels outside the caller's rights.
-    pub(crate) fn check_publish(&self, channels: &[ChannelName]) -> Result<(), ApiError> {
-        let claims = match self {
-            Caller::Token(claims) => claims,
-            Caller::Open | Caller::ApiKey(_) => return Ok(()),
-            Caller::AskApp | Caller::App { .. } => return Err(subscriber_only()),
+    /// 401 `unauthorized` for a channel that needs a credential in `none` mode; 403 `forbidden`
+    /// naming the channels outside the caller's claims.
+    pub(crate) fn check_publish(
+        &self,
+        channels: &[ChannelName],
+        namespaces: &Namespaces,
+    ) -> Result<(), ApiError> {
+        let mut by_claims = Vec::new();
+        for channel in channels {
+            match namespaces.of(channel).publish() {
+                PublishRule::Anyone => {}
+                PublishRule::Authenticated => self.require_credential(channel)?,
+                PublishRule::Claims => by_claims.push(channel.clone()),
+            }
+        }
+        let Caller::Token(claims) = self else {
+            return match self {
+                Caller::Anonymous if !by_claims.is_empty() => Err(ApiError::unauthorized(
+                    "no token: send Authorization: Bearer <token or API key>",
+                )),
+                Caller::AskApp | Caller::App { .. } => Err(subscriber_only()),
+                _ => Ok(()),
+            };
         };
-        refuse_unmatched("publish to", channels, |channel| {
+        refuse_unmatched("publish to", &by_claims, |channel| {
             claims.admin || claims.publish.iter().any(|p| p.matches(channel))
         })
     }
@@ -248,6 +344,9 @@ impl Caller {
     pub(crate) fn check_publish_anywhere(&self) -> Result<(), ApiError> {
         match self {
             Caller::AskApp | Caller::App { .. } => Err(subscriber_only()),
+            Caller::Anonymous => Err(ApiError::unauthorized(
+                "no token: send Authorization: Bearer <token or API key>",
+            )),
             Caller::Token(claims)
                 if !claims.admin && !claims.publish.contains(&ChannelPattern::All) =>
             {
@@ -267,6 +366,9 @@ impl Caller {
     pub(crate) fn check_admin(&self) -> Result<(), ApiError> {
         match self {
             Caller::AskApp | Caller::App { .. } => Err(subscriber_only()),
+            Caller::Anonymous => Err(ApiError::unauthorized(
+                "no token: send Authorization: Bearer <token or API key>",
+            )),
             Caller::Token(claims) if !claims.admin => Err(ApiError::forbidden(
                 "this endpoint needs \"admin\": true in the token's herald claim, or an API key",
                 Vec::new(),
@@ -283,6 +385,31 @@ fn subscriber_only() -> ApiError {
         "the application grants subscriptions only: publishing and admin take an API key",
         Vec::new(),
     )
+}
+
+/// The channels a namespace with `subscribe = "app"` leaves to the application.
+///
+/// SEAM(app-auth): the application auth proxy (`http/auth/app.rs`, built separately) answers
+/// here: it asks the application about `channels` with the request's cookies and
+/// `Authorization` header and allows or refuses them. Until one is configured, such channels
+/// are refused with 503 `app_auth_unavailable`, so a namespace that needs the application
+/// never opens by default.
+///
+/// # Errors
+/// 503 `app_auth_unavailable` naming the channels, when any.
+pub(crate) fn check_app_subscribe(channels: &[ChannelName]) -> Result<(), ApiError> {
+    if channels.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = channels.iter().map(ChannelName::as_str).collect();
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        APP_AUTH_UNAVAILABLE_CODE,
+        format!(
+            "the application decides who may subscribe to {}, and no application auth is configured",
+            names.join(", ")
+        ),
+    ))
 }
 
 fn refuse_unmatched(
@@ -459,8 +586,12 @@ mod tests {
     #[test]
     fn a_subscriber_may_always_hear_its_own_user_channel() {
         let caller = caller(json!({"sub": "42", "exp": now() + 60}));
-        assert!(caller.check_subscribe(&[channel("user:42")]).is_ok());
-        assert!(caller.check_subscribe(&[channel("user:43")]).is_err());
+        assert!(caller
+            .check_subscribe(&[channel("user:42")], &Namespaces::default())
+            .is_ok());
+        assert!(caller
+            .check_subscribe(&[channel("user:43")], &Namespaces::default())
+            .is_err());
         assert_eq!(caller.user(), Some("42"));
     }
 
@@ -471,12 +602,15 @@ mod tests {
             "herald": {"subscribe": ["orders", "team:7:*"]}
         }));
         let err = caller
-            .check_subscribe(&[
-                channel("orders"),
-                channel("billing"),
-                channel("team:7:x"),
-                channel("team:8:x"),
-            ])
+            .check_subscribe(
+                &[
+                    channel("orders"),
+                    channel("billing"),
+                    channel("team:7:x"),
+                    channel("team:8:x"),
+                ],
+                &Namespaces::default(),
+            )
             .expect_err("two channels refused");
         assert_eq!(err.code(), "forbidden");
         assert_eq!(err.channels(), [channel("billing"), channel("team:8:x")]);
@@ -485,15 +619,21 @@ mod tests {
     #[test]
     fn publish_rights_are_separate_from_subscribe_rights() {
         let subscriber = caller(json!({"exp": now() + 60, "herald": {"subscribe": ["*"]}}));
-        assert!(subscriber.check_publish(&[channel("orders")]).is_err());
+        assert!(subscriber
+            .check_publish(&[channel("orders")], &Namespaces::default())
+            .is_err());
         assert!(subscriber.check_publish_anywhere().is_err());
         assert!(subscriber.check_admin().is_err());
         let publisher = caller(json!({"exp": now() + 60, "herald": {"publish": ["orders"]}}));
-        assert!(publisher.check_publish(&[channel("orders")]).is_ok());
+        assert!(publisher
+            .check_publish(&[channel("orders")], &Namespaces::default())
+            .is_ok());
         assert!(publisher.check_publish_anywhere().is_err());
         let admin = caller(json!({"exp": now() + 60, "herald": {"admin": true}}));
         assert!(admin.check_publish_anywhere().is_ok());
-        assert!(admin.check_subscribe(&[channel("x")]).is_ok());
+        assert!(admin
+            .check_subscribe(&[channel("x")], &Namespaces::default())
+            .is_ok());
         assert!(admin.check_admin().is_ok());
     }
 

@@ -54,6 +54,9 @@ pub struct AuthConfig {
     api_keys: Arc<[[u8; 32]]>,
     /// The application that decides who may subscribe (`app` mode); `None` otherwise.
     app: Option<AppAuth>,
+    /// `app` mode: the application decides every subscription (else only those of namespaces
+    /// with `subscribe = "app"`).
+    app_everywhere: bool,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -116,6 +119,7 @@ impl AuthConfig {
             jwt: Some(Arc::new(JwtVerifier::new(key, algorithm))),
             api_keys: Arc::new([]),
             app: None,
+            app_everywhere: false,
         }
     }
 
@@ -124,7 +128,21 @@ impl AuthConfig {
     /// tokens, if a JWT key is also set).
     pub fn with_app(mut self, app: AppAuth) -> Self {
         self.app = Some(app);
+        self.app_everywhere = true;
         self
+    }
+
+    /// Lets the application decide who may subscribe to the channels of namespaces with
+    /// `subscribe = "app"` only; every other channel keeps this mode's rules.
+    pub fn with_app_for_namespaces(mut self, app: AppAuth) -> Self {
+        self.app = Some(app);
+        self.app_everywhere = false;
+        self
+    }
+
+    /// Whether the application decides every subscription (`app` mode).
+    pub fn asks_app_for_every_channel(&self) -> bool {
+        self.app.is_some() && self.app_everywhere
     }
 
     /// The application that decides who may subscribe, in `app` mode.

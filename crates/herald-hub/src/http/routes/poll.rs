@@ -63,7 +63,7 @@ async fn poll(
 ) -> Result<Response, ApiError> {
     check_channel_count(api, channels)?;
     api.auth
-        .authorize_subscribe(caller, headers, peer.0, channels)
+        .authorize_subscribe(caller, api.hub.namespaces(), headers, peer.0, channels)
         .await?;
     let limit = match query.last("limit") {
         None => POLL_LIMIT_DEFAULT,

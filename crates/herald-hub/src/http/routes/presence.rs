@@ -6,17 +6,31 @@
 
 use super::Api;
 use crate::{
-    http::{auth::Subscriber, error::ApiError, extract::ApiPath},
+    http::{
+        auth::Subscriber,
+        error::ApiError,
+        extract::{ApiPath, PeerAddr},
+    },
     ChannelName, Presence,
 };
-use axum::{extract::State, Json};
+use axum::{extract::State, http::HeaderMap, Json};
 
 pub(super) async fn presence(
     State(api): State<Api>,
     Subscriber(caller): Subscriber,
+    peer: PeerAddr,
+    headers: HeaderMap,
     ApiPath(channel): ApiPath<String>,
 ) -> Result<Json<Presence>, ApiError> {
     let channel = ChannelName::new(&channel)?;
-    caller.check_subscribe(std::slice::from_ref(&channel))?;
+    api.auth
+        .authorize_subscribe(
+            caller,
+            api.hub.namespaces(),
+            &headers,
+            peer.0,
+            std::slice::from_ref(&channel),
+        )
+        .await?;
     Ok(Json(api.hub.presence(&channel).await?))
 }

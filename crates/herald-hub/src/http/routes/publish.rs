@@ -98,7 +98,7 @@ async fn publish_to_one(
     channel: ChannelName,
     body: PublishBody,
 ) -> Result<Response, ApiError> {
-    caller.check_publish(std::slice::from_ref(&channel))?;
+    caller.check_publish(std::slice::from_ref(&channel), api.hub.namespaces())?;
     publish(api, Target::Channels(vec![channel]), body).await
 }
 
@@ -126,7 +126,7 @@ pub(super) async fn publish_to_channels(
         .iter()
         .map(|c| ChannelName::new(c))
         .collect::<Result<Vec<_>, _>>()?;
-    caller.check_publish(&channels)?;
+    caller.check_publish(&channels, api.hub.namespaces())?;
     publish(&api, Target::Channels(channels), body).await
 }
 
@@ -174,7 +174,7 @@ pub(super) async fn close_channel(
     OptionalJsonBody(body): OptionalJsonBody<PublishBody>,
 ) -> Result<Response, ApiError> {
     let channel = ChannelName::new(&channel)?;
-    caller.check_publish(std::slice::from_ref(&channel))?;
+    caller.check_publish(std::slice::from_ref(&channel), api.hub.namespaces())?;
     let final_event = match body {
         Some(body) => Some(body.into_event(&api.limits)?),
         None => None,

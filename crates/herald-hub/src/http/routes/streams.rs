@@ -99,7 +99,7 @@ async fn open_stream(
     let presence = wants_presence(&query)?;
     let caller = api
         .auth
-        .authorize_subscribe(caller, &headers, peer.0, &channels)
+        .authorize_subscribe(caller, api.hub.namespaces(), &headers, peer.0, &channels)
         .await?;
     let slot = api.admission.admit(peer.0, &headers)?;
     // Taking a client id (live, or left while events for it wait) closes its stream and inherits

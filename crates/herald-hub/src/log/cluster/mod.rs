@@ -1,7 +1,13 @@
-//! The cluster log: one Redis Stream that every hub node appends to and reads from.
+//! The cluster log: one Redis Stream that every hub node appends to and reads from, plus one
+//! retained copy per configured namespace.
 //!
 //! Owns the Redis side of `--redis-url`: its settings and errors, the connection for commands, and
-//! appending an event with the cross-node idempotency check. The reader (`reader`) feeds every
+//! appending an event with the cross-node idempotency check. The global stream (`log`) gives the
+//! one order and feeds every node; it is trimmed by count, like the default namespace. An event
+//! of a configured namespace is also copied, in the same script and with the same entry id, to
+//! that namespace's stream (`ns:{name}`), trimmed by the namespace's own cap and age: a node that
+//! joins reads those copies along with the global stream's tail, so a job's early steps survive
+//! a busy channel that pushed them out of the global stream. The reader (`reader`) feeds every
 //! entry, in stream order, to this node's hub; the registry (`registry`) lets any node answer for
 //! the whole cluster. A node's own publishes reach its subscribers through the stream too, never by
 //! a local shortcut, so every node sees one order. It never fans out itself and never holds the
@@ -16,6 +22,7 @@ use crate::{
     config::PresenceConfig,
     hub::{Precheck, PublishError, Published, Shared},
     log::{Entry, Log, LogError, LogFuture, NodeClients, NodeStats, RegistryChange, StoredEntry},
+    namespace::Namespaces,
     presence::{Drained, Presence, PresenceChange},
     record::Target,
 };
@@ -98,7 +105,9 @@ impl ClusterError {
 /// atomically, and decides once for every node whether the publisher's id is the event's wire id:
 /// it is unless another event (of another scope) has it on the wire already (field `w`).
 /// KEYS: the log, the idempotency key (publisher id and scope), the wire key (publisher id), the
-/// owner key of the addressed client id (or the empty string). An event for a client id keeps
+/// owner key of the addressed client id (or the empty string), the stream of the event's
+/// namespace (or the empty string for the default one; ARGV[6] its cap in events, ARGV[7] its
+/// age in ms or the empty string). An event for a client id keeps
 /// its owner binding alive for as long as the event can be in history.
 const APPEND_SCRIPT: &str = r#"
 local fields = {'e', ARGV[4]}
@@ -113,7 +122,18 @@ end
 if KEYS[4] ~= '' then
   redis.call('PEXPIRE', KEYS[4], ARGV[5])
 end
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+if KEYS[5] ~= '' then
+  -- A copy that cannot be added (its stream is ahead of the log's ids, say after the log was
+  -- deleted alone) must not fail an event the log already holds.
+  redis.pcall('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], id, unpack(fields))
+  if ARGV[7] ~= '' then
+    local now = redis.call('TIME')
+    local min_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[7])
+    redis.pcall('XTRIM', KEYS[5], 'MINID', '~', string.format('%d', min_ms))
+  end
+end
+return id
 "#;
 
 /// Binds a client id to an owner (`ARGV[1]`) unless another owner holds it; refreshes the
@@ -148,6 +168,8 @@ pub(crate) struct ClusterLog {
     reader: ReaderState,
     registry: Registry,
     max_len: usize,
+    /// Which events are copied to a namespace's stream, and how it is trimmed.
+    namespaces: Arc<Namespaces>,
     idempotency_ttl: Duration,
     /// How long a client id stays bound to its owner after the last claim, event for it,
     /// departure or refresh (live connections are refreshed every quarter of it).
@@ -232,6 +254,7 @@ impl ClusterLog {
         idempotency_ttl: Duration,
         client_linger: Duration,
         presence: &PresenceConfig,
+        namespaces: Arc<Namespaces>,
     ) -> Result<Self, ClusterError> {
         let client = Client::open(config.redis_url.as_str()).map_err(ClusterError::InvalidUrl)?;
         Ok(Self {
@@ -243,10 +266,30 @@ impl ClusterLog {
             reader: ReaderState::default(),
             registry: Registry::new(config.node_id),
             max_len: max_len.max(1),
+            namespaces,
             idempotency_ttl,
             binding_ttl: idempotency_ttl.max(client_linger),
             presence: ClusterPresence::new(presence.enabled, presence.node_timeout),
         })
+    }
+
+    /// The stream holding the retained copies of namespace `name`'s events.
+    fn namespace_key(&self, name: &str) -> String {
+        self.redis.key(&format!("ns:{name}"))
+    }
+
+    /// The streams of every configured namespace, with their caps in events.
+    fn namespace_streams(&self) -> Vec<(String, usize)> {
+        self.namespaces
+            .iter()
+            .skip(1)
+            .map(|rules| {
+                (
+                    self.namespace_key(rules.name()),
+                    rules.retention().max_events,
+                )
+            })
+            .collect()
     }
 
     fn ms(duration: Duration) -> u64 {
@@ -274,9 +317,29 @@ impl ClusterLog {
             Target::Client(client) => self.redis.key(&format!("owner:{client}")),
             _ => String::new(),
         };
+        let namespace = match &entry.target {
+            Target::Channels(channels) => channels
+                .first()
+                .map_or(0, |channel| self.namespaces.index_of(channel)),
+            Target::Client(_) | Target::All => 0,
+        };
+        let (namespace_key, namespace_cap, namespace_age) = match namespace {
+            0 => (String::new(), 0, String::new()),
+            index => {
+                let rules = self.namespaces.at(index);
+                let retention = rules.retention();
+                (
+                    self.namespace_key(rules.name()),
+                    retention.max_events,
+                    retention
+                        .max_age
+                        .map_or(String::new(), |age| Self::ms(age).to_string()),
+                )
+            }
+        };
         let mut eval = redis::cmd("EVAL");
         eval.arg(APPEND_SCRIPT)
-            .arg(4)
+            .arg(5)
             .arg(self.redis.key("log"))
             .arg(
                 self.redis
@@ -284,11 +347,14 @@ impl ClusterLog {
             )
             .arg(self.redis.key(&format!("wire:{id}")))
             .arg(owner_key)
+            .arg(namespace_key)
             .arg(id)
             .arg(Self::ms(self.idempotency_ttl))
             .arg(self.max_len)
             .arg(&payload)
-            .arg(Self::ms(self.binding_ttl));
+            .arg(Self::ms(self.binding_ttl))
+            .arg(namespace_cap)
+            .arg(namespace_age);
         let id: Option<String> = self.redis.run(&Request::Cmd(eval)).await?;
         match id {
             None => Ok(None),

@@ -230,6 +230,26 @@ async fn read_session(
                 .query_async(&mut conn)
                 .await
                 .map_err(ClusterError::Unavailable)?;
+            let newest_in_log = recent.first().and_then(|(id, _)| EntryId::parse(id));
+            let mut recent: Vec<_> = recent.into_iter().rev().collect();
+            // The namespaces' retained copies, up to the newest entry just read (later ones
+            // come through the global stream like every live event).
+            if let Some(newest) = newest_in_log {
+                for (key, cap) in log.namespace_streams() {
+                    let retained: Entries = redis::cmd("XREVRANGE")
+                        .arg(&key)
+                        .arg(newest.to_string())
+                        .arg("-")
+                        .arg("COUNT")
+                        .arg(cap.max(1))
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(ClusterError::Unavailable)?;
+                    recent.extend(retained);
+                }
+                recent.sort_by_key(|(id, _)| EntryId::parse(id).unwrap_or_default());
+                recent.dedup_by(|a, b| a.0 == b.0);
+            }
             let Some(shared) = hub.upgrade() else {
                 return Ok(());
             };
@@ -237,7 +257,7 @@ async fn read_session(
             // waits) started from no point of the shared log: tell them, so they reconnect.
             shared.join_log();
             let mut newest = EntryId::default();
-            for (id, fields) in recent.into_iter().rev() {
+            for (id, fields) in recent {
                 newest = apply_raw(&shared, &id, fields, Apply::History).unwrap_or(newest);
             }
             drop(shared);

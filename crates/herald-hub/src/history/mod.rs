@@ -1,29 +1,52 @@
-//! The in-memory event history: an ordered, bounded ring that gives every event its position.
+//! The in-memory event history: ordered, bounded per namespace, giving every event its position.
 //!
-//! Owns positions (`seq`), three indexes kept and trimmed with the records (wire id → position for
-//! resume and polling; publisher id and scope → position for idempotent publish; channel →
-//! positions, so a poll walks only the channels it asks for), where a reader starts
-//! ([`History::read_start`], one rule for resume and polling) and trimming by count, bytes and age.
-//! Finding where to start is O(1): a hash of the id, then an index into the ring. A wire id names
-//! exactly one record. It never fans out, never knows connections and never talks to a log
-//! backend: the hub tells the log what trimming dropped.
+//! Owns positions (`seq`: one global order for the whole hub, whatever the namespace), the split
+//! of records into one [`Ring`] per namespace (each trimmed by its own caps, count, age, and for
+//! `until_closed` namespaces the grace after a channel's closing), what each ring lost (so a
+//! reader is told of a gap only in the namespaces it reads), three indexes kept and trimmed with
+//! the records (wire id → position for resume and polling; publisher id and scope → position for
+//! idempotent publish; channel → positions, so a poll walks only the channels it asks for), and
+//! where a reader starts ([`History::read_start`], one rule for resume and polling).
+//! Finding where to start is a hash of the id, then an index into a ring (O(1) while the ring has
+//! no holes, else a binary search). A wire id names exactly one record. It never fans out, never
+//! knows connections and never talks to a log backend: the hub tells the log what trimming
+//! dropped ([`Dropped`]).
+//!
+//! Longer than the usual module (about 650 lines before its tests): the rings, the three indexes
+//! and the closings waiting for their grace change together under one `&mut`, and splitting them
+//! would spread that one invariant over several files. The per-namespace storage itself is
+//! `ring`.
+
+mod ring;
 
 use crate::{
     channel::ChannelName,
-    config::HistoryConfig,
+    namespace::{NamespaceIndex, NamespaceMask, Namespaces},
     record::{Audience, Record, RecordKind},
 };
 use hashbrown::HashTable;
+use ring::Ring;
 use std::{
     collections::{HashMap, VecDeque},
     hash::BuildHasher,
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
+
+/// How far back a recovered record's publish time can be told apart (older ones count as this
+/// old): the longest age or grace any namespace keeps, at least this.
+const TIME_HORIZON_MIN: Duration = Duration::from_secs(24 * 3600);
 
 /// The bounded in-memory history.
 #[derive(Debug)]
 pub(crate) struct History {
-    records: VecDeque<Record>,
+    namespaces: Arc<Namespaces>,
+    /// Each ring's name: its namespace's, then [`DIRECT_RING_NAME`].
+    ring_names: Vec<Arc<str>>,
+    /// One ring per namespace, by namespace index (0: the default namespace), then one for
+    /// events to every connection and to one client id (every reader hears those, so they get a
+    /// window of their own, with the default namespace's limits, that no busy channel trims).
+    rings: Vec<Ring>,
     /// Positions by the hash of their record's wire id (the id itself lives in the frame).
     index: HashTable<u64>,
     /// Positions of records with a publisher id, by the hash of (audience, publisher id): the
@@ -36,14 +59,20 @@ pub(crate) struct History {
     by_channel: HashMap<ChannelName, VecDeque<u64>>,
     /// Positions of the records addressed to every connection, oldest first.
     to_all: VecDeque<u64>,
+    /// Channels of `until_closed` namespaces whose closing is in history, with its time.
+    closed_at: HashMap<ChannelName, u64>,
+    /// Those closings in time order, with their namespace (grace ends oldest first). At most
+    /// each ring's event cap: a closing beyond it ends its grace early.
+    closings: VecDeque<(u64, ChannelName, NamespaceIndex)>,
+    /// Positions that left outside a trim (a grace ended early on append), for the next
+    /// [`Dropped`].
+    dropped_early: Vec<u64>,
     hasher: std::collections::hash_map::RandomState,
-    bytes: usize,
-    limits: HistoryConfig,
     /// Marks this process's ids, so an id from an earlier run is never taken for a current one.
     epoch: String,
     next_seq: u64,
-    /// Publish times are kept as ms since this instant (set `max_age` in the past, so a recovered
-    /// record older than that saturates to 0 and is trimmed as too old).
+    /// Publish times are kept as ms since this instant (set far enough in the past that every
+    /// age and grace can be measured for recovered records).
     origin: Instant,
 }
 
@@ -52,30 +81,74 @@ pub(crate) struct History {
 pub(crate) enum ReadStart {
     /// No id was given: from the oldest event held.
     Oldest,
-    /// The id is in history: what follows this position.
+    /// The id is in history, and nothing the reader hears left history after it: what follows
+    /// this position.
     After(u64),
-    /// The id is unknown or has left history.
+    /// The id is unknown, or events the reader would have heard left history after it.
     Unknown,
 }
 
+/// What one trim dropped, for the log to forget.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Dropped {
+    /// Every position below this one has left history.
+    pub(crate) below: u64,
+    /// Positions at or above `below` that left too (namespaces trim on their own).
+    pub(crate) seqs: Vec<u64>,
+    /// The rings this trim dropped events from before their time, by name, with the newest
+    /// position each lost, for a durable log to keep across a
+    /// restart.
+    pub(crate) lost: Vec<(Arc<str>, u64)>,
+}
+
+/// The name under which the ring of events to every connection or one client id keeps its lost
+/// mark (no namespace can take it: namespace names have no `*`).
+const DIRECT_RING_NAME: &str = "*direct";
+
 impl History {
-    pub(crate) fn new(limits: HistoryConfig) -> Self {
+    pub(crate) fn new(namespaces: Arc<Namespaces>) -> Self {
         let epoch = new_epoch();
         let now = Instant::now();
+        let horizon = namespaces
+            .iter()
+            .map(|ns| {
+                let r = ns.retention();
+                r.max_age.unwrap_or_default() + r.until_closed.unwrap_or_default()
+            })
+            .fold(TIME_HORIZON_MIN, Duration::max);
+        let direct = Ring::new(namespaces.at(0).retention());
+        let rings = namespaces
+            .iter()
+            .map(|ns| Ring::new(ns.retention()))
+            .chain(std::iter::once(direct))
+            .collect();
+        let ring_names = namespaces
+            .iter()
+            .map(|ns| Arc::from(ns.name()))
+            .chain(std::iter::once(Arc::from(DIRECT_RING_NAME)))
+            .collect();
         Self {
-            records: VecDeque::new(),
+            namespaces,
+            ring_names,
+            rings,
             index: HashTable::new(),
             by_publisher_id: HashTable::new(),
             renamed: HashMap::new(),
             by_channel: HashMap::new(),
             to_all: VecDeque::new(),
+            closed_at: HashMap::new(),
+            closings: VecDeque::new(),
+            dropped_early: Vec::new(),
             hasher: Default::default(),
-            bytes: 0,
-            origin: now.checked_sub(limits.max_age).unwrap_or(now),
-            limits,
+            origin: now.checked_sub(horizon).unwrap_or(now),
             epoch,
             next_seq: 1,
         }
+    }
+
+    /// The namespaces this history keeps records for.
+    pub(crate) fn namespaces(&self) -> &Arc<Namespaces> {
+        &self.namespaces
     }
 
     /// The publish time `at` as a record keeps it.
@@ -86,7 +159,7 @@ impl History {
     /// Channels whose closing is in history and that were not published to since.
     pub(crate) fn closed_channels(&self) -> HashMap<ChannelName, u64> {
         let mut closed = HashMap::new();
-        for record in &self.records {
+        for record in self.merged(NamespaceMask::ALL, 0) {
             for channel in record.audience.channels() {
                 match record.kind() {
                     RecordKind::Close { .. } => closed.insert(channel.clone(), record.seq),
@@ -102,10 +175,22 @@ impl History {
         self.next_seq
     }
 
-    /// Makes the next record take position `seq` (a recovered log continues its positions).
+    /// Makes the next record take position `seq` (a recovered log continues its positions,
+    /// which need not be contiguous). Call [`Self::mark_lost_before_oldest`] once recovered.
     pub(crate) fn skip_to(&mut self, seq: u64) {
-        debug_assert!(self.records.is_empty() && seq >= self.next_seq);
+        debug_assert!(seq >= self.next_seq);
         self.next_seq = seq;
+    }
+
+    /// After a recovery from `first_seq` on: each ring takes the lost mark it had (`marks`, by
+    /// ring name, as [`Dropped::lost`] gave them); a ring without one (a namespace new to this run) counts
+    /// every position before the first recovered one as lost.
+    pub(crate) fn recovered(&mut self, first_seq: Option<u64>, marks: &[(String, u64)]) {
+        let floor = first_seq.map_or(self.head_seq(), |seq| seq - 1);
+        for (ring, name) in self.rings.iter_mut().zip(&self.ring_names) {
+            let mark = marks.iter().find(|(n, _)| **n == **name).map(|(_, m)| *m);
+            ring.lost_through = ring.lost_through.max(mark.unwrap_or(floor));
+        }
     }
 
     /// Gives this history a new epoch: position ids handed out so far name nothing any more.
@@ -161,21 +246,39 @@ impl History {
         format!("{}-{seq}", self.epoch)
     }
 
-    /// Where a reader that last saw `last_event_id` starts: the one rule for resume and polling.
-    /// An id is either an event's id still in history, or a position id of this history
-    /// (`{epoch}-{n}`, what [`Self::start_id`] hands out) whose position is still readable.
-    pub(crate) fn read_start(&self, last_event_id: Option<&str>) -> ReadStart {
+    /// The namespaces a reader of `channels` reads (theirs, and the default one).
+    pub(crate) fn mask_of(&self, channels: &[ChannelName]) -> NamespaceMask {
+        self.namespaces.mask_of(channels)
+    }
+
+    /// Whether a reader of the namespaces in `mask` that last saw position `after` missed
+    /// events that left history.
+    pub(crate) fn has_gap_after(&self, after: u64, mask: NamespaceMask) -> bool {
+        self.rings
+            .iter()
+            .enumerate()
+            .any(|(i, ring)| mask.has(i) && ring.lost_through > after)
+    }
+
+    /// Where a reader of the namespaces in `mask` that last saw `last_event_id` starts: the one
+    /// rule for resume and polling. An id is either an event's id still in history, or a
+    /// position id of this history (`{epoch}-{n}`, what [`Self::start_id`] hands out); either
+    /// way, nothing the reader hears may have left history after it.
+    pub(crate) fn read_start(&self, last_event_id: Option<&str>, mask: NamespaceMask) -> ReadStart {
         let Some(id) = last_event_id else {
             return ReadStart::Oldest;
         };
-        if let Some(record) = self.get_by_id(id) {
-            return ReadStart::After(record.seq);
-        }
-        match self.own_position(id) {
-            Some(seq) if seq >= self.before_oldest() && seq <= self.head_seq() => {
-                ReadStart::After(seq)
-            }
-            _ => ReadStart::Unknown,
+        let seq = match self.get_by_id(id) {
+            Some(record) => record.seq,
+            None => match self.own_position(id) {
+                Some(seq) if seq <= self.head_seq() => seq,
+                _ => return ReadStart::Unknown,
+            },
+        };
+        if self.has_gap_after(seq, mask) {
+            ReadStart::Unknown
+        } else {
+            ReadStart::After(seq)
         }
     }
 
@@ -201,34 +304,68 @@ impl History {
         n.parse().ok()
     }
 
-    /// The position just before the oldest event held (where reading "from the oldest" starts).
-    pub(crate) fn before_oldest(&self) -> u64 {
-        self.records.front().map_or(self.head_seq(), |r| r.seq - 1)
+    /// The position just before the oldest event held in the namespaces of `mask` (where
+    /// reading "from the oldest" starts).
+    pub(crate) fn before_oldest(&self, mask: NamespaceMask) -> u64 {
+        self.rings
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask.has(*i))
+            .filter_map(|(_, ring)| ring.front())
+            .map(|r| r.seq - 1)
+            .min()
+            .unwrap_or(self.head_seq())
     }
 
     /// The record at position `seq`, if still in history.
     pub(crate) fn get(&self, seq: u64) -> Option<&Record> {
-        let first = self.records.front()?.seq;
-        let index = seq.checked_sub(first)?;
-        self.records.get(usize::try_from(index).ok()?)
+        record_at(&self.rings, seq)
     }
 
-    /// The position of the oldest event still in history.
+    /// The position of the oldest event still in history, in any namespace.
     pub(crate) fn first_seq(&self) -> Option<u64> {
-        self.records.front().map(|r| r.seq)
+        self.rings
+            .iter()
+            .filter_map(|r| r.front())
+            .map(|r| r.seq)
+            .min()
     }
 
-    /// Records after position `after`, oldest first. `None` when some of them already left
-    /// history (the reader has a gap it must be told about).
-    pub(crate) fn after(&self, after: u64) -> Option<impl Iterator<Item = &Record>> {
-        let start = match self.records.front() {
-            None => 0,
-            Some(front) if after + 1 >= front.seq => {
-                usize::try_from(after + 1 - front.seq).unwrap_or(usize::MAX)
-            }
-            Some(_) => return None,
-        };
-        Some(self.records.iter().skip(start))
+    /// Records of the namespaces in `mask` after position `after`, oldest first. `None` when
+    /// some the reader would hear already left history (it has a gap it must be told about).
+    pub(crate) fn after(
+        &self,
+        after: u64,
+        mask: NamespaceMask,
+    ) -> Option<impl Iterator<Item = &Record>> {
+        (!self.has_gap_after(after, mask)).then(|| self.merged(mask, after))
+    }
+
+    /// The records of the namespaces in `mask` after `after`, merged into position order.
+    fn merged(&self, mask: NamespaceMask, after: u64) -> Merged<'_> {
+        let mut parts: Vec<_> = self
+            .rings
+            .iter()
+            .enumerate()
+            .filter(|(i, ring)| mask.has(*i) && ring.len() > 0)
+            .map(|(_, ring)| {
+                let part: Box<dyn Iterator<Item = &Record> + '_> = Box::new(ring.after(after));
+                part.peekable()
+            })
+            .collect();
+        parts.shrink_to_fit();
+        Merged { parts }
+    }
+
+    /// The ring a record is kept in: its (first) channel's namespace; the direct ring for events
+    /// to every connection or to one client id.
+    fn ring_of(&self, audience: &Audience) -> NamespaceIndex {
+        audience
+            .channels()
+            .first()
+            .map_or(self.namespaces.len(), |channel| {
+                self.namespaces.index_of(channel)
+            })
     }
 
     /// Appends a record whose `seq` is [`Self::next_seq`]; `publisher_id` is the id its
@@ -243,37 +380,38 @@ impl History {
             "records are appended in position order"
         );
         self.next_seq = record.seq + 1;
-        self.bytes += record.cost_bytes();
         let seq = record.seq;
         let hash = self.hasher.hash_one(record.id());
-        let first = self.records.front().map_or(seq, |r| r.seq);
-        let records = &self.records;
-        if let Ok(stale) = self
-            .index
-            .find_entry(hash, |s| records[(*s - first) as usize].id() == record.id())
-        {
+        let rings = &self.rings;
+        if let Ok(stale) = self.index.find_entry(hash, |s| {
+            record_at(rings, *s).is_some_and(|r| r.id() == record.id())
+        }) {
             stale.remove();
         }
         if let Some(publisher_id) = publisher_id.filter(|id| *id != record.id()) {
             self.renamed.insert(seq, publisher_id.into());
         }
+        let ring = self.ring_of(&record.audience);
         match &record.audience {
             Audience::All => self.to_all.push_back(seq),
             Audience::Client(_) => {}
             channels => {
+                let grace = self.rings[ring].retention.until_closed;
                 for channel in channels.channels() {
                     self.by_channel
                         .entry(channel.clone())
                         .or_default()
                         .push_back(seq);
+                    if grace.is_some() {
+                        self.note_closing(channel, ring, &record);
+                    }
                 }
             }
         }
         let is_publisher_id = record.is_publisher_id();
-        self.records.push_back(record);
-        let (records, hasher, renamed) = (&self.records, &self.hasher, &self.renamed);
-        let first = records.front().map_or(0, |r| r.seq);
-        let at = |seq: u64| &records[(seq - first) as usize];
+        self.rings[ring].push(record);
+        let (rings, hasher, renamed) = (&self.rings, &self.hasher, &self.renamed);
+        let at = |seq: u64| record_at(rings, seq).expect("indexed records are in history");
         self.index
             .insert_unique(hash, seq, |seq| hasher.hash_one(at(*seq).id()));
         if is_publisher_id {
@@ -286,8 +424,28 @@ impl History {
         }
     }
 
-    /// Forgets the indexes' entries for `record`, the oldest record, as it leaves history.
-    fn unindex_front(&mut self, record: &Record) {
+    /// Keeps the closing (or reopening) of `channel` of an `until_closed` namespace.
+    fn note_closing(&mut self, channel: &ChannelName, ring: NamespaceIndex, record: &Record) {
+        if !record.is_close() {
+            self.closed_at.remove(channel);
+            return;
+        }
+        self.closed_at.insert(channel.clone(), record.published_ms);
+        self.closings
+            .push_back((record.published_ms, channel.clone(), ring));
+        if self.closings.len() > self.rings[ring].retention.max_events {
+            // More closings waiting than the namespace holds events: the oldest ends early.
+            if let Some((closed_ms, channel, ring)) = self.closings.pop_front() {
+                if self.closed_at.get(&channel) == Some(&closed_ms) {
+                    let dropped = self.end_grace(&channel, ring);
+                    self.dropped_early.extend(dropped);
+                }
+            }
+        }
+    }
+
+    /// Forgets the indexes' entries for `record` as it leaves history.
+    fn unindex(&mut self, record: &Record) {
         let seq = record.seq;
         let hash = self.hasher.hash_one(record.id());
         if let Ok(slot) = self.index.find_entry(hash, |s| *s == seq) {
@@ -303,18 +461,12 @@ impl History {
         }
         self.renamed.remove(&seq);
         match &record.audience {
-            Audience::All => {
-                if self.to_all.front() == Some(&seq) {
-                    self.to_all.pop_front();
-                }
-            }
+            Audience::All => remove_seq(&mut self.to_all, seq),
             Audience::Client(_) => {}
             channels => {
                 for channel in channels.channels() {
                     if let Some(seqs) = self.by_channel.get_mut(channel) {
-                        if seqs.front() == Some(&seq) {
-                            seqs.pop_front();
-                        }
+                        remove_seq(seqs, seq);
                         if seqs.is_empty() {
                             self.by_channel.remove(channel);
                         }
@@ -362,40 +514,122 @@ impl History {
         }
     }
 
-    /// Drops the oldest records until every limit holds. Returns the position of the last record
-    /// dropped, if any (the log forgets through it).
-    pub(crate) fn trim(&mut self, now: Instant) -> Option<u64> {
+    /// Drops, in every namespace, the oldest records until its limits hold, and the records of
+    /// channels whose grace ended. Returns what left.
+    pub(crate) fn trim(&mut self, now: Instant) -> Dropped {
         let now_ms = self.ms_since_origin(now);
-        let max_age_ms = u64::try_from(self.limits.max_age.as_millis()).unwrap_or(u64::MAX);
-        let mut dropped = None;
-        while let Some(front) = self.records.front() {
-            let too_old = now_ms.saturating_sub(front.published_ms) > max_age_ms;
-            if self.records.len() <= self.limits.max_events
-                && self.bytes <= self.limits.max_bytes
-                && !too_old
-            {
+        let mut seqs = std::mem::take(&mut self.dropped_early);
+        while let Some((closed_ms, _, ring)) = self.closings.front() {
+            let grace = self.rings[*ring].retention.until_closed.unwrap_or_default();
+            let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+            if now_ms.saturating_sub(*closed_ms) < grace_ms {
                 break;
             }
-            let front = self.records.pop_front().expect("front was just seen");
-            self.unindex_front(&front);
-            self.bytes -= front.cost_bytes();
-            dropped = Some(front.seq);
+            let (closed_ms, channel, ring) = self.closings.pop_front().expect("seen");
+            if self.closed_at.get(&channel) == Some(&closed_ms) {
+                seqs.extend(self.end_grace(&channel, ring));
+            }
         }
-        if self.records.is_empty() && self.index.capacity() > 1024 {
+        let mut lost = Vec::new();
+        for i in 0..self.rings.len() {
+            if self.rings[i].is_over(now_ms) {
+                lost.push((self.ring_names[i].clone(), 0));
+            }
+            while self.rings[i].is_over(now_ms) {
+                let record = self.rings[i]
+                    .pop_front()
+                    .expect("an over-full ring has records");
+                self.unindex(&record);
+                self.rings[i].lost_through = record.seq;
+                seqs.push(record.seq);
+            }
+            if let Some((name, mark)) = lost.last_mut() {
+                if **name == *self.ring_names[i] {
+                    *mark = self.rings[i].lost_through;
+                }
+            }
+        }
+        if self.len() == 0 && self.index.capacity() > 1024 {
             self.index.shrink_to_fit(|_| 0);
             self.by_publisher_id.shrink_to_fit(|_| 0);
             self.to_all.shrink_to_fit();
             self.by_channel.shrink_to_fit();
         }
+        let below = self.first_seq().unwrap_or(self.next_seq);
+        seqs.retain(|seq| *seq >= below);
+        Dropped { below, seqs, lost }
+    }
+
+    /// The grace of closed `channel` ended: its records leave, except those addressed to
+    /// another channel that is still open. Returns their positions.
+    fn end_grace(&mut self, channel: &ChannelName, ring: NamespaceIndex) -> Vec<u64> {
+        self.closed_at.remove(channel);
+        let Some(seqs) = self.by_channel.get(channel).cloned() else {
+            return Vec::new();
+        };
+        let mut dropped = Vec::new();
+        for seq in seqs {
+            let is_held_open = self.rings[ring].get(seq).is_some_and(|r| {
+                r.audience
+                    .channels()
+                    .iter()
+                    .any(|c| c != channel && !self.closed_at.contains_key(c))
+            });
+            if is_held_open {
+                continue;
+            }
+            if let Some(record) = self.rings[ring].remove(seq) {
+                self.unindex(&record);
+                dropped.push(seq);
+            }
+        }
         dropped
     }
 
+    /// Events held, in every namespace.
     pub(crate) fn len(&self) -> usize {
-        self.records.len()
+        self.rings.iter().map(Ring::len).sum()
     }
 
+    /// Bytes held, in every namespace.
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes
+        self.rings.iter().map(Ring::bytes).sum()
+    }
+}
+
+/// The record at `seq` in whichever ring holds it.
+fn record_at(rings: &[Ring], seq: u64) -> Option<&Record> {
+    rings.iter().find_map(|ring| ring.get(seq))
+}
+
+/// Removes `seq` from an ascending list of positions (usually its front).
+fn remove_seq(seqs: &mut VecDeque<u64>, seq: u64) {
+    if seqs.front() == Some(&seq) {
+        seqs.pop_front();
+    } else if let Ok(index) = seqs.binary_search(&seq) {
+        seqs.remove(index);
+    }
+}
+
+/// Several rings' records after one position, merged into position order.
+struct Merged<'a> {
+    parts: Vec<std::iter::Peekable<Box<dyn Iterator<Item = &'a Record> + 'a>>>,
+}
+
+impl<'a> Iterator for Merged<'a> {
+    type Item = &'a Record;
+
+    fn next(&mut self) -> Option<&'a Record> {
+        if let [only] = self.parts.as_mut_slice() {
+            return only.next();
+        }
+        let (_, part) = self
+            .parts
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, p)| p.peek().map(|r| (r.seq, i)))
+            .min()?;
+        self.parts[part].next()
     }
 }
 
@@ -435,6 +669,7 @@ fn to_base36(mut n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::HistoryConfig;
     use crate::{
         event::EventData,
         record::{Audience, Draft},
@@ -456,12 +691,18 @@ mod tests {
         history.trim(Instant::now());
     }
 
-    fn limits(max_events: usize) -> HistoryConfig {
-        HistoryConfig {
+    fn limits(max_events: usize) -> Arc<Namespaces> {
+        history_of(HistoryConfig {
             max_events,
             ..HistoryConfig::default()
-        }
+        })
     }
+
+    fn history_of(config: HistoryConfig) -> Arc<Namespaces> {
+        Arc::new(Namespaces::compile(&[], &config).expect("no namespaces is valid"))
+    }
+
+    const ALL: NamespaceMask = NamespaceMask::ALL;
 
     #[test]
     fn resume_finds_the_position_of_a_known_id_and_reads_what_follows() {
@@ -470,10 +711,14 @@ mod tests {
             push(&mut history, None);
         }
         let third = history.get(3).expect("in history").id().to_owned();
-        let ReadStart::After(seq) = history.read_start(Some(&third)) else {
+        let ReadStart::After(seq) = history.read_start(Some(&third), ALL) else {
             panic!("known id")
         };
-        let seqs: Vec<u64> = history.after(seq).expect("no gap").map(|r| r.seq).collect();
+        let seqs: Vec<u64> = history
+            .after(seq, ALL)
+            .expect("no gap")
+            .map(|r| r.seq)
+            .collect();
         assert_eq!(seqs, vec![4, 5]);
     }
 
@@ -481,7 +726,7 @@ mod tests {
     fn the_start_id_resumes_from_where_a_stream_opened() {
         let mut history = History::new(limits(3));
         let empty = history.start_id();
-        assert_eq!(history.read_start(Some(&empty)), ReadStart::After(0));
+        assert_eq!(history.read_start(Some(&empty), ALL), ReadStart::After(0));
         push(&mut history, None);
         assert_eq!(
             history.start_id(),
@@ -495,25 +740,25 @@ mod tests {
             "a publisher's id is never shown"
         );
         assert_eq!(
-            history.read_start(Some(&after_publisher_id)),
+            history.read_start(Some(&after_publisher_id), ALL),
             ReadStart::After(2)
         );
         for _ in 0..3 {
             push(&mut history, None);
         }
         assert_eq!(
-            history.read_start(Some(&empty)),
+            history.read_start(Some(&empty), ALL),
             ReadStart::Unknown,
             "position 0 is no longer readable: events after it left history"
         );
         let head = history.head_seq();
         assert_eq!(
-            history.read_start(Some(&format!("{}-{}", history.epoch, head + 1))),
+            history.read_start(Some(&format!("{}-{}", history.epoch, head + 1)), ALL),
             ReadStart::Unknown,
             "a position not reached yet names nothing"
         );
         let other = History::new(limits(3));
-        assert_eq!(other.read_start(Some(&empty)), ReadStart::Unknown);
+        assert_eq!(other.read_start(Some(&empty), ALL), ReadStart::Unknown);
     }
 
     #[test]
@@ -524,10 +769,10 @@ mod tests {
             push(&mut history, None);
         }
         assert_eq!(history.len(), 3);
-        assert_eq!(history.read_start(Some("first")), ReadStart::Unknown);
-        assert!(history.after(1).is_none(), "position 2 left history");
+        assert_eq!(history.read_start(Some("first"), ALL), ReadStart::Unknown);
+        assert!(history.after(1, ALL).is_none(), "position 2 left history");
         assert!(
-            history.after(2).is_some(),
+            history.after(2, ALL).is_some(),
             "everything after 2 is still here"
         );
     }
@@ -541,13 +786,22 @@ mod tests {
 
     #[test]
     fn trimming_by_age_drops_old_events() {
-        let mut history = History::new(HistoryConfig {
+        let mut history = History::new(history_of(HistoryConfig {
             max_age: std::time::Duration::from_secs(1),
-            ..limits(10)
-        });
+            max_events: 10,
+            ..HistoryConfig::default()
+        }));
         push(&mut history, None);
         let dropped = history.trim(Instant::now() + std::time::Duration::from_secs(2));
-        assert_eq!(dropped, Some(1));
+        assert_eq!((dropped.below, dropped.seqs), (2, vec![]));
+        assert!(
+            dropped
+                .lost
+                .iter()
+                .any(|(name, seq)| &**name == DIRECT_RING_NAME && *seq == 1),
+            "the loss is reported for the log to keep: {:?}",
+            dropped.lost
+        );
         assert_eq!(history.len(), 0);
         assert_eq!(history.bytes(), 0);
     }
@@ -569,11 +823,11 @@ mod tests {
     #[ignore = "measures memory: run alone"]
     fn history_of_a_million_small_events_stays_near_its_frames() {
         const EVENTS: usize = 1_000_000;
-        let mut history = History::new(HistoryConfig {
+        let mut history = History::new(history_of(HistoryConfig {
             max_events: EVENTS,
             max_bytes: usize::MAX,
             ..HistoryConfig::default()
-        });
+        }));
         let channel = crate::channel::ChannelName::new("prices").expect("valid");
         let data = EventData::from_raw_json(r#"{"p":12.5}"#).expect("ten bytes of JSON");
         let before = rss_bytes();
