@@ -280,8 +280,14 @@ async fn publish(
         last_sent_ns = sent_ns;
         let body = serde_json::json!({ "data": data_text(seq, sent_ns, args.payload_bytes) });
         let request = http::post_json_request(&path, body.to_string().as_bytes());
-        write_halves[seq as usize % targets.len()]
+        let write_half = &mut write_halves[seq as usize % targets.len()];
+        write_half
             .write_all(&request)
+            .await
+            .context("writing a publish request")?;
+        // Over TLS, what the socket did not take yet waits in the session until a flush.
+        write_half
+            .flush()
             .await
             .context("writing a publish request")?;
     }

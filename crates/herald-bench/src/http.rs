@@ -41,6 +41,7 @@ pub(crate) async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<ser
     socket
         .write_all(&get_request(path, "Connection: close\r\n"))
         .await?;
+    socket.flush().await?;
     let mut reader = ResponseReader::new(socket);
     let (status, body) = reader.read_response().await?;
     if status != 200 {
@@ -63,6 +64,7 @@ pub(crate) async fn post_json(
 ) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut socket = transport::connect(addr).await?;
     socket.write_all(&post_json_request(path, body)).await?;
+    socket.flush().await?;
     ResponseReader::new(socket).read_response().await
 }
 

@@ -84,6 +84,7 @@ impl Subscriber {
                 &format!("Accept: text/event-stream\r\n{extra_headers}"),
             ))
             .await?;
+        socket.flush().await?;
         let mut reader = ResponseReader::new(socket);
         let head = reader.read_head().await?;
         if head.status != 200 || !head.content_type.starts_with("text/event-stream") {
