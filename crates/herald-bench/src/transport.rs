@@ -341,3 +341,73 @@ pub(crate) async fn h2_get(
         body: response.into_body(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::PrivateKeyDer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server holding the run's certificate, as `herald serve --tls-cert --tls-key` would.
+    fn acceptor(serve_args: &[String], alpn: &[u8]) -> tokio_rustls::TlsAcceptor {
+        let chain = CertificateDer::pem_file_iter(&serve_args[1])
+            .expect("the certificate file")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("a certificate");
+        let key = PrivateKeyDer::from_pem_file(&serve_args[3]).expect("the key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("the key matches the certificate");
+        config.alpn_protocols = vec![alpn.to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
+    #[tokio::test]
+    async fn the_run_trusts_the_certificate_it_made_and_asks_for_its_protocol() {
+        let (hub_tls, ca) = make_certificate().expect("a certificate");
+        for alpn in [&b"http/1.1"[..], b"h2"] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a port");
+            let addr = listener.local_addr().expect("an address");
+            let acceptor = acceptor(&hub_tls.serve_args, alpn);
+            let server = tokio::spawn(async move {
+                let (socket, _) = listener.accept().await.expect("a connection");
+                let mut tls = acceptor.accept(socket).await.expect("a handshake");
+                let protocol = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                tls.write_all(b"hello").await.expect("writes");
+                tls.flush().await.expect("flushes");
+                protocol
+            });
+            let connector = tls_connector(&ca, alpn).expect("a client");
+            let mut io = connect_with(addr, Some(&connector))
+                .await
+                .expect("connects");
+            let mut hello = [0u8; 5];
+            io.read_exact(&mut hello).await.expect("reads");
+            assert_eq!(&hello, b"hello");
+            assert_eq!(server.await.expect("the server").as_deref(), Some(alpn));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_certificate_from_another_authority_is_refused() {
+        let (hub_tls, _) = make_certificate().expect("a certificate");
+        let (_other_dir, other_ca) = make_certificate().expect("another authority");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let addr = listener.local_addr().expect("an address");
+        let acceptor = acceptor(&hub_tls.serve_args, b"http/1.1");
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("a connection");
+            let _ = acceptor.accept(socket).await;
+        });
+        let connector = tls_connector(&other_ca, b"http/1.1").expect("a client");
+        assert!(connect_with(addr, Some(&connector)).await.is_err());
+    }
+}
