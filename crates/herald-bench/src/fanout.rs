@@ -23,6 +23,7 @@ use crate::{
     report::{CpuPer, Report},
     subscriber::Subscriber,
     swarm,
+    transport::{self, BoxIo},
 };
 use anyhow::Context;
 use std::{
@@ -30,7 +31,7 @@ use std::{
     net::SocketAddr,
     time::{Duration, Instant},
 };
-use tokio::{io::AsyncWriteExt, net::TcpStream, sync::watch};
+use tokio::{io::AsyncWriteExt, sync::watch};
 
 /// Time the hub gets to settle after start-up before its baseline memory is read.
 const SETTLE: Duration = Duration::from_millis(500);
@@ -250,11 +251,10 @@ async fn publish(
     let mut write_halves = Vec::with_capacity(targets.len());
     let mut answer_readers = Vec::with_capacity(targets.len());
     for (index, target) in targets.iter().enumerate() {
-        let socket = TcpStream::connect(target.addr)
+        let socket = transport::connect(target.addr)
             .await
             .context("connecting the publisher")?;
-        socket.set_nodelay(true)?;
-        let (read_half, write_half) = socket.into_split();
+        let (read_half, write_half) = tokio::io::split(socket);
         write_halves.push(write_half);
         let answers = (index as u64..events).step_by(targets.len()).count() as u64;
         answer_readers.push(tokio::spawn(read_answers(
@@ -280,8 +280,14 @@ async fn publish(
         last_sent_ns = sent_ns;
         let body = serde_json::json!({ "data": data_text(seq, sent_ns, args.payload_bytes) });
         let request = http::post_json_request(&path, body.to_string().as_bytes());
-        write_halves[seq as usize % targets.len()]
+        let write_half = &mut write_halves[seq as usize % targets.len()];
+        write_half
             .write_all(&request)
+            .await
+            .context("writing a publish request")?;
+        // Over TLS, what the socket did not take yet waits in the session until a flush.
+        write_half
+            .flush()
             .await
             .context("writing a publish request")?;
     }
@@ -306,7 +312,7 @@ async fn publish(
 
 /// Reads `answers` publish answers off one connection, expecting `subscribers` recipients each.
 async fn read_answers(
-    read_half: tokio::net::tcp::OwnedReadHalf,
+    read_half: tokio::io::ReadHalf<BoxIo>,
     answers: u64,
     subscribers: u64,
 ) -> anyhow::Result<Published> {

@@ -2,14 +2,13 @@
 //! framed by `Content-Length` or decoded from `chunked`.
 //!
 //! Hand-written so that thousands of open streams cost the load generator one socket and one small
-//! buffer each. It is not a general client: no redirects, no TLS, no compression, loopback only.
+//! buffer each. It is not a general client: no redirects, no compression, loopback only; TLS,
+//! when the run uses it, is `transport`'s.
 
+use crate::transport;
 use anyhow::{bail, Context};
 use std::net::SocketAddr;
-use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK_BYTES: usize = 4096;
@@ -38,12 +37,11 @@ pub(crate) fn post_json_request(path: &str, body: &[u8]) -> Vec<u8> {
 /// # Errors
 /// On a connection failure, a status other than 200, or a body that is not JSON.
 pub(crate) async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
-    let mut socket = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
+    let mut socket = transport::connect(addr).await?;
     socket
         .write_all(&get_request(path, "Connection: close\r\n"))
         .await?;
+    socket.flush().await?;
     let mut reader = ResponseReader::new(socket);
     let (status, body) = reader.read_response().await?;
     if status != 200 {
@@ -64,10 +62,9 @@ pub(crate) async fn post_json(
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut socket = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
+    let mut socket = transport::connect(addr).await?;
     socket.write_all(&post_json_request(path, body)).await?;
+    socket.flush().await?;
     ResponseReader::new(socket).read_response().await
 }
 

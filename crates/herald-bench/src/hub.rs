@@ -1,7 +1,7 @@
 //! The hub under test: a `herald serve` child process on a loopback port chosen by the kernel.
 //!
 //! Owns the child's life (it is killed when [`HubProcess`] drops) and watches its log: the address
-//! comes from the `herald listening on http://…` line, and every later `WARN` or `ERROR` line is
+//! comes from the `herald listening on http://…` (or `https://…`) line, and every later `WARN` or `ERROR` line is
 //! counted and echoed, so a misbehaving hub shows in the report. It never talks HTTP.
 
 use crate::proc;
@@ -20,7 +20,7 @@ use std::{
 
 /// The text before the address in the start-up line of the hub (`herald listening on …`) and of
 /// the floor (`floor listening on …`).
-const LISTENING_MARKER: &str = " listening on http://";
+const LISTENING_MARKER: &str = " listening on ";
 /// How long the hub gets to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -188,6 +188,9 @@ fn watch_log(
 
 fn parse_listening(line: &str) -> Option<SocketAddr> {
     let (_, rest) = line.split_once(LISTENING_MARKER)?;
+    let rest = rest
+        .strip_prefix("http://")
+        .or_else(|| rest.strip_prefix("https://"))?;
     let addr = rest.split(|c: char| c == '/' || c.is_whitespace()).next()?;
     addr.parse().ok()
 }
@@ -207,6 +210,10 @@ mod tests {
         assert_eq!(parse_listening("INFO something else"), None);
         assert_eq!(
             parse_listening("floor listening on http://127.0.0.1:9"),
+            Some("127.0.0.1:9".parse().expect("an address"))
+        );
+        assert_eq!(
+            parse_listening("herald listening on https://127.0.0.1:9 addr=127.0.0.1:9"),
             Some("127.0.0.1:9".parse().expect("valid"))
         );
     }

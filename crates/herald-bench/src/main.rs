@@ -17,6 +17,7 @@
 //!   `temp_dir`: the folders they use, removed afterwards.
 //! - `swarm` and `subscriber`: many open event streams, and one.
 //! - `api` and `http`: the hub's API as used here, over a minimal hand-written HTTP/1.1 client.
+//! - `transport`: plain HTTP/1.1, TLS, or event streams over HTTP/2 (`--transport`).
 //! - `proc`: memory, CPU time and limits from `/proc`.
 //! - `latency`: quantiles of a set of latencies.
 //! - `report`: the table and the JSON.
@@ -37,6 +38,7 @@ mod restart;
 mod subscriber;
 mod swarm;
 mod temp_dir;
+mod transport;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -62,6 +64,8 @@ struct Cli {
     json: bool,
     #[command(flatten)]
     deployment: deployment::DeploymentArgs,
+    #[command(flatten)]
+    transport: transport::TransportArgs,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -101,12 +105,27 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let bin = cli.herald_bin.clone().unwrap_or_else(hub::default_bin);
     let Cli {
-        hub_args,
+        mut hub_args,
         json,
         deployment: deployment_args,
+        transport: transport_args,
         mode,
         ..
     } = cli;
+    let transport = transport_args.kind();
+    anyhow::ensure!(
+        transport == transport::Kind::H1
+            || matches!(&mode, Mode::Fanout(args) if !args.vs_floor())
+            || matches!(mode, Mode::Idle(_)),
+        "--transport {} is for fanout (without --vs-floor) and idle",
+        transport.name()
+    );
+    let hub_tls = transport::install(&transport_args)?;
+    let load_at_start = proc::load_average();
+    let extra_args = hub_args.len();
+    if let Some(tls) = &hub_tls {
+        hub_args.extend(tls.serve_args.iter().cloned());
+    }
     let (mut report, setup, floor) = runtime.block_on(async {
         let streams = match &mode {
             Mode::Fanout(args) => args.subscribers(),
@@ -150,9 +169,32 @@ fn main() -> anyhow::Result<()> {
     report.section("hub");
     report.add("hubSetup", "under test", setup, "");
     report.add("herald", "binary", bin.display().to_string(), "");
-    if !hub_args.is_empty() {
-        report.add("hubArgs", "extra serve arguments", hub_args.join(" "), "");
+    report.add("transport", "transport", transport.name(), "");
+    if let Some(load) = load_at_start {
+        report.add(
+            "loadAverage",
+            "load average at start (1, 5, 15 min)",
+            load,
+            "",
+        );
     }
+    if transport == transport::Kind::H2Tls {
+        report.add(
+            "h2StreamsPerConnection",
+            "streams per HTTP/2 connection",
+            transport_args.streams_per_connection(),
+            "",
+        );
+    }
+    if extra_args > 0 {
+        report.add(
+            "hubArgs",
+            "extra serve arguments",
+            hub_args[..extra_args].join(" "),
+            "",
+        );
+    }
+    drop(hub_tls);
     match floor {
         None if json => println!("{}", report.to_json()),
         None => print!("{}", report.to_table()),

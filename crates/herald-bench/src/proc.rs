@@ -134,6 +134,17 @@ pub(crate) fn ensure_open_files(needed: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The machine's load average over 1, 5 and 15 minutes, as `/proc/loadavg` gives it.
+pub(crate) fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

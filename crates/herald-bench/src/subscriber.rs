@@ -1,22 +1,33 @@
 //! One subscriber: an open `text/event-stream` response, read as lines.
 //!
-//! Owns the socket, the chunked decoding and the splitting into lines. It does not interpret
+//! Owns the stream (an HTTP/1.1 socket, plain or TLS, or an HTTP/2 stream, as the run's
+//! transport says), the chunked decoding and the splitting into lines. It does not interpret
 //! fields beyond recognising the hub's `connected` event; what a `data:` line means is the
 //! caller's business. It never reconnects: a stream the hub ends stays ended, and the caller
 //! counts what it missed.
 
-use crate::http::{self, Dechunker, Framing, ResponseReader};
-use anyhow::{bail, Context};
+use crate::{
+    http::{self, Dechunker, Framing, ResponseReader},
+    transport::{self, BoxIo},
+};
+use anyhow::bail;
 use std::net::SocketAddr;
-use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream};
+use tokio::{io::AsyncReadExt, io::AsyncWriteExt};
 
 /// Bytes read from the socket at a time; one buffer of this size per open stream.
 const READ_BUFFER_BYTES: usize = 4096;
 
+/// Where a stream's body comes from.
+enum Body {
+    /// An HTTP/1.1 response on its own connection.
+    Http1(BoxIo),
+    /// An HTTP/2 stream (its DATA frames carry the body, unframed).
+    Http2(h2::RecvStream),
+}
+
 /// An open event stream that has received the hub's `connected` event.
-#[derive(Debug)]
 pub(crate) struct Subscriber {
-    socket: TcpStream,
+    body: Body,
     /// `None` when the body is not chunked (delimited by the connection's end).
     dechunker: Option<Dechunker>,
     /// Bytes read and not yet split into lines.
@@ -63,16 +74,17 @@ impl Subscriber {
         path: &str,
         extra_headers: &str,
     ) -> anyhow::Result<Self> {
-        let mut socket = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        socket.set_nodelay(true)?;
+        if transport::streams_over_h2() {
+            return Self::open_h2(addr, path, extra_headers).await;
+        }
+        let mut socket = transport::connect(addr).await?;
         socket
             .write_all(&http::get_request(
                 path,
                 &format!("Accept: text/event-stream\r\n{extra_headers}"),
             ))
             .await?;
+        socket.flush().await?;
         let mut reader = ResponseReader::new(socket);
         let head = reader.read_head().await?;
         if head.status != 200 || !head.content_type.starts_with("text/event-stream") {
@@ -87,9 +99,32 @@ impl Subscriber {
         let framing = head.framing;
         let (socket, leftover) = reader.into_parts();
         Ok(Self {
-            socket,
+            body: Body::Http1(socket),
             dechunker: (framing == Framing::Chunked).then(Dechunker::default),
             read_buf: leftover,
+            partial_line: Vec::new(),
+        })
+    }
+
+    /// [`Subscriber::open`] over HTTP/2.
+    async fn open_h2(addr: SocketAddr, path: &str, extra_headers: &str) -> anyhow::Result<Self> {
+        let mut headers = vec![("accept", "text/event-stream")];
+        headers.extend(extra_headers.split("\r\n").filter_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            Some((name.trim(), value.trim()))
+        }));
+        let response = transport::h2_get(addr, path, &headers).await?;
+        if response.status != 200 || !response.content_type.starts_with("text/event-stream") {
+            bail!(
+                "GET {path} answered {} {:?} over HTTP/2",
+                response.status,
+                response.content_type
+            );
+        }
+        Ok(Self {
+            body: Body::Http2(response.body),
+            dechunker: None,
+            read_buf: Vec::new(),
             partial_line: Vec::new(),
         })
     }
@@ -102,12 +137,25 @@ impl Subscriber {
         if self.dechunker.as_ref().is_some_and(Dechunker::is_done) {
             return Ok(false);
         }
-        let start = self.read_buf.len();
-        self.read_buf.resize(start + READ_BUFFER_BYTES, 0);
-        let read = self.socket.read(&mut self.read_buf[start..]).await;
-        let read = read.inspect_err(|_| self.read_buf.truncate(start))?;
-        self.read_buf.truncate(start + read);
-        Ok(read > 0)
+        match &mut self.body {
+            Body::Http1(socket) => {
+                let start = self.read_buf.len();
+                self.read_buf.resize(start + READ_BUFFER_BYTES, 0);
+                let read = socket.read(&mut self.read_buf[start..]).await;
+                let read = read.inspect_err(|_| self.read_buf.truncate(start))?;
+                self.read_buf.truncate(start + read);
+                Ok(read > 0)
+            }
+            Body::Http2(stream) => match stream.data().await {
+                None => Ok(false),
+                Some(data) => {
+                    let data = data?;
+                    let _ = stream.flow_control().release_capacity(data.len());
+                    self.read_buf.extend_from_slice(&data);
+                    Ok(true)
+                }
+            },
+        }
     }
 
     /// Hands every complete line read so far to `on_line`, without its line end.

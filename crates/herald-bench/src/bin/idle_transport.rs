@@ -5,6 +5,11 @@
 //! every one has received its `connected` event, holds them past a heartbeat, and prints the
 //! hub's `VmRSS` growth over its baseline divided by the streams. It never starts or stops the
 //! hub; `scripts/bench-transports` does. TLS trusts the authority in `--ca` for `localhost`.
+//!
+//! The same measurement of another server (nginx with nchan, `scripts/bench-nchan`): `--path`
+//! names its stream, `--ready-on head` counts a stream open once its `200` head arrives (nchan
+//! sends no `connected` event), and `--pid` repeated sums the memory of several processes (nginx's
+//! workers).
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
@@ -26,8 +31,6 @@ use tokio::{
 
 /// Handshakes in flight at once.
 const CONNECT_CONCURRENCY: usize = 200;
-/// The stream every connection opens.
-const STREAM_PATH: &str = "/api/channels/bench/stream";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Transport {
@@ -39,15 +42,30 @@ enum Transport {
     H2Tls,
 }
 
+/// When a stream counts as open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReadyOn {
+    /// The hub's `connected` event has arrived.
+    Connected,
+    /// A `200` response head has arrived.
+    Head,
+}
+
 /// Flags of `idle-transport`.
 #[derive(Debug, Parser)]
 struct Args {
     /// The hub's address.
     #[arg(long)]
     addr: SocketAddr,
-    /// The hub's process id, whose memory is read.
-    #[arg(long)]
-    pid: u32,
+    /// The hub's process id, whose memory is read; repeat it to sum several processes.
+    #[arg(long, required = true)]
+    pid: Vec<u32>,
+    /// The stream's path.
+    #[arg(long, default_value = "/api/channels/bench/stream")]
+    path: String,
+    /// When a stream counts as open.
+    #[arg(long, value_enum, default_value_t = ReadyOn::Connected)]
+    ready_on: ReadyOn,
     /// The transport.
     #[arg(long, value_enum)]
     transport: Transport,
@@ -65,7 +83,12 @@ struct Args {
     ca: Option<PathBuf>,
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+/// The summed `VmRSS` of `pids`.
+fn rss_kib(pids: &[u32]) -> anyhow::Result<u64> {
+    pids.iter().map(|&pid| process_rss_kib(pid)).sum()
+}
+
+fn process_rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -89,9 +112,16 @@ fn tls_connector(ca: &PathBuf, alpn: &[u8]) -> anyhow::Result<tokio_rustls::TlsC
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
-/// Sends the HTTP/1.1 stream request, then reads and discards forever, counting `connected`.
-async fn hold_http1<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, opened: Arc<AtomicUsize>) {
-    let request = format!("GET {STREAM_PATH} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+/// Sends the HTTP/1.1 stream request, then reads and discards forever, counting the stream open
+/// once `marker` arrives.
+async fn hold_http1<S: AsyncRead + AsyncWrite + Unpin>(
+    mut socket: S,
+    path: &str,
+    marker: &[u8],
+    opened: Arc<AtomicUsize>,
+) {
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n");
     if socket.write_all(request.as_bytes()).await.is_err() || socket.flush().await.is_err() {
         return;
     }
@@ -101,7 +131,7 @@ async fn hold_http1<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, opened: Ar
         match socket.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                if !counted && buf[..n].windows(9).any(|w| w == b"connected") {
+                if !counted && buf[..n].windows(marker.len()).any(|w| w == marker) {
                     counted = true;
                     opened.fetch_add(1, Ordering::Relaxed);
                 }
@@ -111,7 +141,13 @@ async fn hold_http1<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, opened: Ar
 }
 
 /// Opens `streams` HTTP/2 streams on one connection and reads each until it ends.
-async fn hold_http2<S>(socket: S, streams: usize, opened: Arc<AtomicUsize>) -> anyhow::Result<()>
+async fn hold_http2<S>(
+    socket: S,
+    streams: usize,
+    path: &str,
+    ready_on: ReadyOn,
+    opened: Arc<AtomicUsize>,
+) -> anyhow::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -120,13 +156,19 @@ where
     let mut tasks = Vec::new();
     for _ in 0..streams {
         let mut send = send.clone().ready().await?;
-        let request = http::Request::get(format!("https://localhost{STREAM_PATH}")).body(())?;
+        let request = http::Request::get(format!("https://localhost{path}"))
+            .header("accept", "text/event-stream")
+            .body(())?;
         let (response, _) = send.send_request(request, true)?;
         let opened = opened.clone();
         tasks.push(tokio::spawn(async move {
             let Ok(response) = response.await else { return };
-            let mut body = response.into_body();
             let mut counted = false;
+            if ready_on == ReadyOn::Head && response.status() == 200 {
+                counted = true;
+                opened.fetch_add(1, Ordering::Relaxed);
+            }
+            let mut body = response.into_body();
             while let Some(Ok(chunk)) = body.data().await {
                 let _ = body.flow_control().release_capacity(chunk.len());
                 if !counted && chunk.windows(9).any(|w| w == b"connected") {
@@ -145,7 +187,12 @@ where
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let baseline = rss_kib(args.pid)?;
+    let baseline = rss_kib(&args.pid)?;
+    let marker: &'static [u8] = match args.ready_on {
+        ReadyOn::Connected => b"connected",
+        ReadyOn::Head => b" 200 ",
+    };
+    let path: Arc<str> = args.path.clone().into();
     let opened = Arc::new(AtomicUsize::new(0));
     let permits = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
     let per_connection = match args.transport {
@@ -165,6 +212,7 @@ async fn main() -> anyhow::Result<()> {
         let permit = permits.clone().acquire_owned().await?;
         let (opened, connector, transport, addr) =
             (opened.clone(), connector.clone(), args.transport, args.addr);
+        let (path, ready_on) = (path.clone(), args.ready_on);
         tokio::spawn(async move {
             let Ok(socket) = TcpStream::connect(addr).await else {
                 eprintln!("connect failed");
@@ -174,7 +222,7 @@ async fn main() -> anyhow::Result<()> {
             match (transport, connector) {
                 (Transport::H1, _) => {
                     drop(permit);
-                    hold_http1(socket, opened).await;
+                    hold_http1(socket, &path, marker, opened).await;
                 }
                 (Transport::H1Tls, Some(connector)) => {
                     let Ok(tls) = connector.connect(name, socket).await else {
@@ -182,7 +230,7 @@ async fn main() -> anyhow::Result<()> {
                         return;
                     };
                     drop(permit);
-                    hold_http1(tls, opened).await;
+                    hold_http1(tls, &path, marker, opened).await;
                 }
                 (_, Some(connector)) => {
                     let Ok(tls) = connector.connect(name, socket).await else {
@@ -190,7 +238,7 @@ async fn main() -> anyhow::Result<()> {
                         return;
                     };
                     drop(permit);
-                    if let Err(err) = hold_http2(tls, streams, opened).await {
+                    if let Err(err) = hold_http2(tls, streams, &path, ready_on, opened).await {
                         eprintln!("http/2: {err}");
                     }
                 }
@@ -210,9 +258,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let open_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let open_rss = rss_kib(args.pid)?;
+    let open_rss = rss_kib(&args.pid)?;
     tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
-    let held_rss = rss_kib(args.pid)?;
+    let held_rss = rss_kib(&args.pid)?;
     let per_stream =
         |rss: u64| (rss.saturating_sub(baseline) as f64) * 1024.0 / args.streams as f64;
     println!(
