@@ -118,6 +118,8 @@ pub(crate) struct ClientShared {
     pub(crate) last_enqueued_seq: AtomicU64,
     /// True once the stream's opening (`connected`) was decided: the stream has a starting point.
     pub(crate) is_opened: AtomicBool,
+    /// What a topic-selecting connection (Mercure) hears; `None` for Herald's API.
+    pub(crate) filter: Option<Arc<crate::topic::TopicFilter>>,
     queue: Mutex<Queue>,
 }
 
@@ -138,8 +140,15 @@ impl ClientShared {
             connected_at: SystemTime::now(),
             last_enqueued_seq: AtomicU64::new(0),
             is_opened: AtomicBool::new(false),
+            filter: None,
             queue: Mutex::new(Queue::default()),
         }
+    }
+
+    /// The same connection, hearing what `filter` selects.
+    pub(crate) fn with_filter(mut self, filter: Option<Arc<crate::topic::TopicFilter>>) -> Self {
+        self.filter = filter;
+        self
     }
 
     pub(crate) fn lock_queue(&self) -> MutexGuard<'_, Queue> {

@@ -105,6 +105,8 @@
 //! - `wire`: SSE encoding, done once per event.
 //! - `metrics`: the lock-free counters behind [`Hub::metrics`] (and `GET /metrics`).
 //! - `channel`, `event`: validated names, ids and payloads ([`ChannelName`], [`EventData`]).
+//! - `topic`: topic selectors (exact, `*`, URI templates, URL patterns) and the private-update
+//!   grants of topic-selecting connections ([`TopicFilter`], used by Mercure subscribers).
 //! - `config`: settings and their defaults ([`HubConfig`]).
 //! - [`http`] (feature `axum`, on by default): the HTTP API and the server loop.
 //!
@@ -122,12 +124,13 @@ mod log;
 mod metrics;
 mod record;
 mod stream;
+mod topic;
 mod wire;
 
 #[cfg(feature = "axum")]
 pub mod http;
 
-pub use channel::{ChannelName, ChannelNameError, CHANNEL_NAME_LEN_MAX};
+pub use channel::{ChannelName, ChannelNameError, CHANNEL_NAME_LEN_MAX, TOPIC_LEN_MAX};
 pub use config::{
     HistoryConfig, HubConfig, CLIENT_LINGER_DEFAULT, CONNECTIONS_PER_USER_MAX_DEFAULT,
     HEARTBEAT_INTERVAL_DEFAULT, HISTORY_AGE_MAX_DEFAULT, HISTORY_BYTES_MAX_DEFAULT,
@@ -151,3 +154,4 @@ pub use metrics::{
 };
 pub use record::{Target, PUBLISH_CHANNELS_MAX};
 pub use stream::ClientStream;
+pub use topic::{SelectorError, TopicFilter, TopicSelector};

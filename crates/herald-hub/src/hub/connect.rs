@@ -14,12 +14,16 @@ use crate::{
     log::RegistryChange,
     metrics::CloseReason,
     stream::{ClientStream, Replay, Start},
+    topic::TopicFilter,
     wire,
 };
 use std::{
     net::SocketAddr,
     sync::{atomic::Ordering, Arc},
 };
+
+/// The `Last-Event-ID` a topic client sends to replay all of history (Mercure's `earliest`).
+pub(crate) const EARLIEST: &str = "earliest";
 
 /// How a new connection wants to start.
 #[derive(Debug, Clone, Default)]
@@ -85,6 +89,32 @@ impl Hub {
     /// # Errors
     /// [`ConnectError`] when the hub is shutting down or every channel asked for is closed.
     pub fn add_client(&self, options: ClientOptions) -> Result<ClientStream, ConnectError> {
+        self.connect(options, None).map(|(stream, _)| stream)
+    }
+
+    /// Registers a topic-selecting connection (a Mercure subscriber): it hears the channels of
+    /// `options`, every channel `filter` selects, and private events on channels its grants
+    /// match; never broadcasts to everyone. Its stream opens with a comment (no `connected`
+    /// event). Returns the stream and the id of the event its replay starts after, or
+    /// `earliest` when it replays all of history: a `Last-Event-ID` that is `earliest`, or that
+    /// history does not hold (it left, or never was), replays every event history holds that the
+    /// connection may read, so a reader is never silently moved past events it missed.
+    ///
+    /// # Errors
+    /// As [`Hub::add_client`].
+    pub fn add_topic_client(
+        &self,
+        options: ClientOptions,
+        filter: TopicFilter,
+    ) -> Result<(ClientStream, String), ConnectError> {
+        self.connect(options, Some(filter))
+    }
+
+    fn connect(
+        &self,
+        options: ClientOptions,
+        filter: Option<TopicFilter>,
+    ) -> Result<(ClientStream, String), ConnectError> {
         let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
         let owner: Option<Arc<str>> = options
             .owner
@@ -92,6 +122,9 @@ impl Hub {
             .map(Arc::from);
         let user = options.user.map(Arc::from);
         let mut channels = options.channels;
+        if let Some(filter) = &filter {
+            channels.extend(filter.exact_channels().cloned());
+        }
         channels.sort();
         channels.dedup();
 
@@ -104,24 +137,34 @@ impl Hub {
             // Bound to someone else: answered as a fresh connection would be.
             Some(_) | None => ClientId::random(),
         };
-        let client = Arc::new(ClientShared::new(
-            key,
-            client_id.clone(),
-            user,
-            owner,
-            options.remote_addr,
-        ));
+        let client = Arc::new(
+            ClientShared::new(key, client_id.clone(), user, owner, options.remote_addr)
+                .with_filter(filter.map(Arc::new)),
+        );
+        let is_topic_client = client.filter.is_some();
         let last_event_id = options.last_event_id.as_deref();
-        let resume_after = match state.history.read_start(last_event_id) {
-            ReadStart::After(seq) => Some(seq),
-            ReadStart::Oldest | ReadStart::Unknown => None,
+        let wants_earliest = is_topic_client && last_event_id == Some(EARLIEST);
+        let mut resume_after = match state.history.read_start(last_event_id) {
+            ReadStart::After(seq) if !wants_earliest => Some(seq),
+            ReadStart::After(_) | ReadStart::Oldest | ReadStart::Unknown => None,
         };
         // An id the log has not read as far as yet: open once it has (bounded).
         let catch_up = match (resume_after, last_event_id) {
+            (None, Some(_)) if wants_earliest => None,
             (None, Some(id)) => self.shared.log.catch_up(id),
             (None, None) => self.shared.log.opening_wait(),
             (Some(_), _) => None,
         };
+        // A topic client whose id history does not hold replays all of history.
+        let mut replay_from = None;
+        if is_topic_client
+            && resume_after.is_none()
+            && last_event_id.is_some()
+            && catch_up.is_none()
+        {
+            resume_after = Some(state.history.before_oldest());
+            replay_from = Some(EARLIEST.to_owned());
+        }
         // A closed channel is still served to a client resuming from before its closing (it gets
         // the rest and the final event); to anyone else it is gone.
         let requested = channels.len();
@@ -142,6 +185,10 @@ impl Hub {
             (Some(_), Some(id)) => id.to_owned(),
             _ => state.history.start_id(),
         };
+        let replay_from = replay_from.unwrap_or_else(|| match last_event_id {
+            Some(id) if catch_up.is_some() => id.to_owned(),
+            _ => start_id.clone(),
+        });
         self.make_room_for(&mut state, &client);
         if let Some(replaced) = state.fanout.insert(client.clone(), channels.clone()) {
             replaced.end(EndReason::Replaced, false);
@@ -162,7 +209,7 @@ impl Hub {
             },
             None => {
                 client.is_opened.store(true, Ordering::Relaxed);
-                self.opening(&client_id, channels.clone(), resume_after, head, &start_id)
+                self.opening(&client, channels.clone(), resume_after, head, &start_id)
             }
         };
         tracing::info!(
@@ -183,7 +230,7 @@ impl Hub {
         );
         self.report_client(|| info_of(&client, channels.clone()));
         self.shared.hooks.connected(|| info_of(&client, channels));
-        Ok(stream)
+        Ok((stream, replay_from))
     }
 
     /// The client id a new connection of `owner` gets when it asks for `requested`: that id when
@@ -237,14 +284,23 @@ impl Hub {
     }
 
     /// The opening of a stream: `retry:`, the `connected` event, then the replay (if resuming).
+    /// A topic client's opens with a comment instead (Mercure has no `connected` event).
     fn opening(
         &self,
-        client_id: &ClientId,
+        client: &ClientShared,
         channels: Vec<ChannelName>,
         resume_after: Option<u64>,
         head: u64,
         start_id: &str,
     ) -> Start {
+        let replay = resume_after
+            .filter(|after| *after < head)
+            .map(|after| Replay::new(after, head, channels.clone()));
+        if client.filter.is_some() {
+            let preamble = wire::encode_comment("");
+            return Start::Open { preamble, replay };
+        }
+        let client_id = &client.id;
         let connected = serde_json::json!({
             "clientId": client_id,
             "channels": channels,
@@ -255,9 +311,6 @@ impl Hub {
             start_id,
             &connected.to_string(),
         );
-        let replay = resume_after
-            .filter(|after| *after < head)
-            .map(|after| Replay::new(after, head, channels));
         Start::Open { preamble, replay }
     }
 
@@ -274,6 +327,10 @@ impl Hub {
             let state = self.state();
             let after = match state.history.read_start(last_event_id) {
                 ReadStart::After(seq) if last_event_id.is_some() => Some(seq),
+                // A topic client whose id history still does not hold replays all of it.
+                ReadStart::Unknown if client.filter.is_some() && self.shared.log.is_ready() => {
+                    Some(state.history.before_oldest())
+                }
                 ReadStart::After(_) | ReadStart::Oldest | ReadStart::Unknown => None,
             };
             let start_id = match (after, last_event_id) {
@@ -293,7 +350,7 @@ impl Hub {
         }
         tracing::debug!(client.id = %client.id, resumed = resume_after.is_some(), "stream opened after the log caught up");
         (
-            self.opening(&client.id, channels, resume_after, head, &start_id),
+            self.opening(client, channels, resume_after, head, &start_id),
             resume_after,
         )
     }

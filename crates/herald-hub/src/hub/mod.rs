@@ -366,6 +366,8 @@ fn restore(history: &mut History, recovered: Vec<RecoveredEntry>) {
             event: event.event.as_deref(),
             data: &event.data,
             kind,
+            is_private: event.private,
+            retry: event.retry,
         };
         let published_ms = history.ms_since_origin(now.checked_sub(age).unwrap_or(now));
         let mut record = Record::new(seq, &draft, Audience::from_target(target), published_ms);
