@@ -75,6 +75,7 @@ fn resolve_settings(mut settings: Settings) -> anyhow::Result<ServeConfig> {
     let history_defaults = HistoryConfig::default();
     let limit_defaults = HttpLimits::default();
     let serve_defaults = ServeOptions::default();
+    let mercure = resolve_mercure(&mut settings)?;
     let auth = resolve_auth(
         settings.auth.unwrap_or_default(),
         settings.jwt_secret,
@@ -106,7 +107,6 @@ fn resolve_settings(mut settings: Settings) -> anyhow::Result<ServeConfig> {
     let listen: SocketAddr = settings
         .listen
         .unwrap_or_else(|| LISTEN_DEFAULT.parse().expect("the default address parses"));
-    let mercure = resolve_mercure(&mut settings)?;
     let mut cors_origins = settings.cors_origins.unwrap_or_default();
     if mercure.is_some() {
         // Mercure's origins join the one CORS list (with credentials, for the cookie).
