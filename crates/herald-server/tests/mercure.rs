@@ -687,3 +687,113 @@ async fn current_draft_access_tokens_publish_and_subscribe() {
         publish_with(&hub, &[("authorization", &subscriber)], &[("topic", "t")]).await;
     assert_eq!(status, 403, "a subscribe grant does not publish");
 }
+
+#[tokio::test]
+async fn subscription_events_and_the_subscriptions_api_show_who_listens() {
+    let hub = mercure_hub(&["--mercure-anonymous", "--mercure-subscriptions"]);
+    let watcher_token = token(json!({
+        "mercure": {"subscribe": ["/.well-known/mercure/subscriptions{/rest*}"]},
+        "exp": now_s() + 600,
+    }));
+    let watcher_bearer = format!("Bearer {watcher_token}");
+    let mut watcher = subscribe(
+        &hub,
+        &[("match_urlpattern", "/.well-known/mercure/subscriptions/*")],
+        &[("authorization", &watcher_bearer)],
+    )
+    .await;
+    let mut outsider = subscribe(&hub, &[("topic", "*")], &[]).await;
+
+    let payload_token = token(json!({
+        "authorization_details": [{
+            "type": "https://mercure.rocks/authorization-detail",
+            "actions": ["subscribe"],
+            "topics": [{"match": "*"}],
+            "payload": {"user": "ann"}
+        }],
+        "exp": now_s() + 600,
+    }));
+    let bearer = format!("Bearer {payload_token}");
+    let books = subscribe(
+        &hub,
+        &[("match_urlpattern", "https://example.com/books/:id")],
+        &[("authorization", &bearer)],
+    )
+    .await;
+    // The watcher also sees the outsider's subscription (and its own, depending on timing).
+    let started = loop {
+        let event = watcher.next_event().await;
+        assert_eq!(event.event, "mercure");
+        let document: Value = serde_json::from_str(&event.data).expect("a JSON document");
+        if document["match"] == "https://example.com/books/:id" {
+            break document;
+        }
+    };
+    assert_eq!(started["type"], "subscription");
+    assert_eq!(started["match_type"], "urlpattern");
+    assert_eq!(started["match"], "https://example.com/books/:id");
+    assert_eq!(started["active"], true);
+    assert_eq!(started["payload"], json!({"user": "ann"}));
+    let subscriber = started["subscriber"]
+        .as_str()
+        .expect("a subscriber")
+        .to_owned();
+    assert!(subscriber.starts_with("urn:uuid:"));
+    let id = started["id"].as_str().expect("an id").to_owned();
+    assert_eq!(
+        id,
+        format!(
+            "/.well-known/mercure/subscriptions/urlpattern/{}/{}",
+            encode("https://example.com/books/:id"),
+            encode(&subscriber)
+        )
+    );
+    assert!(
+        outsider.next_event_within(SILENCE).await.is_none(),
+        "subscription events are private"
+    );
+
+    let list = common::http()
+        .get(hub.url("/.well-known/mercure/subscriptions"))
+        .header("authorization", &watcher_bearer)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(list.status().as_u16(), 200);
+    assert!(list
+        .headers()
+        .get("link")
+        .and_then(|l| l.to_str().ok())
+        .is_some_and(|l| l.contains("rel=\"mercure\"") && l.contains("last-event-id=")));
+    let list: Value = list.json().await.expect("JSON");
+    assert_eq!(list["type"], "subscriptions");
+    assert!(list["subscriptions"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .any(|s| s["id"] == id.as_str()));
+    let one: Value = common::http()
+        .get(hub.url(&id))
+        .header("authorization", &watcher_bearer)
+        .send()
+        .await
+        .expect("an answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(one["subscriber"], subscriber.as_str());
+    let refused = common::http()
+        .get(hub.url("/.well-known/mercure/subscriptions"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(refused.status().as_u16(), 401);
+
+    drop(books);
+    let ended = watcher.next_event().await;
+    let ended: Value = serde_json::from_str(&ended.data).expect("JSON");
+    assert_eq!(
+        (ended["id"].as_str(), ended["active"].as_bool()),
+        (Some(id.as_str()), Some(false))
+    );
+}

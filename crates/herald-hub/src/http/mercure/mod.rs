@@ -10,10 +10,12 @@
 
 mod publish;
 mod subscribe;
+mod subscriptions;
 mod token;
 
 pub(super) use publish::publish;
 pub(super) use subscribe::subscribe;
+pub(super) use subscriptions::list as subscriptions;
 pub use token::{MercureKey, MercureKeyError};
 
 use std::sync::Arc;
@@ -36,15 +38,32 @@ pub struct MercureConfig {
     pub publish_origins: Vec<String>,
 }
 
-/// What the Mercure handlers share: the settings, or `None` when Mercure is off.
+/// What the Mercure handlers share: the settings and the active subscriptions, or `None` when
+/// Mercure is off.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Mercure(pub(super) Option<Arc<MercureConfig>>);
+pub(super) struct Mercure(Option<Arc<Shared>>);
+
+#[derive(Debug)]
+struct Shared {
+    config: MercureConfig,
+    subscriptions: subscriptions::Registry,
+}
 
 impl Mercure {
+    pub(super) fn new(config: Option<MercureConfig>) -> Self {
+        Self(config.map(|config| {
+            Arc::new(Shared {
+                config,
+                subscriptions: subscriptions::Registry::default(),
+            })
+        }))
+    }
+
     /// The settings; 404 when Mercure is off, as for any unknown route.
     fn config(&self) -> Result<&MercureConfig, super::error::ApiError> {
         self.0
             .as_deref()
+            .map(|shared| &shared.config)
             .ok_or_else(super::error::ApiError::route_not_found)
     }
 }

@@ -8,7 +8,7 @@
 //! token's `exp`). The answer carries `Last-Event-ID` and `Mercure-Last-Event-ID`: the id the
 //! replay starts after, or `earliest`. It never reads a connection's queue.
 
-use super::{token, Mercure};
+use super::{subscriptions, token, Mercure};
 use crate::{
     http::{
         admission::Admission,
@@ -82,8 +82,10 @@ pub(in crate::http) async fn subscribe(
         })
         .filter(|id| !id.is_empty() && crate::event::is_possible_event_id(id));
     let expires_unix_s = grants.as_ref().and_then(|g| g.expires_unix_s);
-    let private_grants = grants.map(|g| g.subscribe).unwrap_or_default();
     let slot = admission.admit(peer.0, &headers)?;
+    let tracker = subscriptions::open(&hub, &mercure, &selectors, grants.as_ref()).await;
+    let private_grants = grants.map(|g| g.subscribe).unwrap_or_default();
+    let selectors = selectors.into_iter().map(|(_, s)| s).collect();
     let options = ClientOptions {
         last_event_id,
         remote_addr: peer.0,
@@ -100,7 +102,7 @@ pub(in crate::http) async fn subscribe(
     let stream = stream
         .take_until(tokio::time::sleep_until(deadline))
         .map(move |chunk| {
-            let _slot = &slot;
+            let _held = (&slot, &tracker);
             chunk
         });
     let mut response = sse_response(stream, Some(end));
@@ -125,14 +127,22 @@ fn until(expires_unix_s: Option<u64>) -> Duration {
     Duration::from_secs(exp.saturating_sub(now)).min(NEVER)
 }
 
-/// Every topic selector of the query, compiled.
-fn selectors(query: &QueryParams) -> Result<Vec<TopicSelector>, ApiError> {
+/// Every topic selector of the query, compiled, with its matcher type (draft-07's templates are
+/// `uritemplate`).
+fn selectors(query: &QueryParams) -> Result<Vec<(&'static str, TopicSelector)>, ApiError> {
     let mut selectors = Vec::new();
     for (name, value) in &query.0 {
         let selector = match name.as_str() {
-            "topic" => TopicSelector::uri_template(value),
-            "match" | "match_exact" => TopicSelector::exact(value),
-            "match_urlpattern" => TopicSelector::url_pattern(value),
+            "topic" => TopicSelector::uri_template(value).map(|s| {
+                let kind = if s.as_str() == value && !value.contains('{') {
+                    "exact"
+                } else {
+                    "uritemplate"
+                };
+                (kind, s)
+            }),
+            "match" | "match_exact" => TopicSelector::exact(value).map(|s| ("exact", s)),
+            "match_urlpattern" => TopicSelector::url_pattern(value).map(|s| ("urlpattern", s)),
             other if other.to_ascii_lowercase().starts_with("match") => {
                 return Err(ApiError::invalid_query(format!(
                     "{other:?} is not a matcher type this hub supports (exact, urlpattern)"

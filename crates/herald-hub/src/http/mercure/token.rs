@@ -139,12 +139,16 @@ struct LegacyClaim {
     publish: Option<Vec<String>>,
     #[serde(default)]
     subscribe: Option<Vec<String>>,
+    #[serde(default)]
+    payload: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
 struct Detail {
     actions: Vec<String>,
     topics: Vec<Matcher>,
+    #[serde(default)]
+    payload: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +168,10 @@ pub(super) struct Grants {
     pub(super) subscribe: Vec<TopicSelector>,
     /// Its `exp`, in seconds since the epoch.
     pub(super) expires_unix_s: Option<u64>,
+    /// Draft-07's `mercure.payload`: every subscription's payload.
+    payload: Option<serde_json::Value>,
+    /// The current draft's `subscribe` details with a `payload`, in order.
+    detail_payloads: Vec<(Vec<TopicSelector>, serde_json::Value)>,
 }
 
 impl Grants {
@@ -188,6 +196,7 @@ impl Grants {
                 .flatten()
                 .map(template)
                 .collect::<Result<_, _>>()?;
+            grants.payload = legacy.payload;
         }
         for detail in claims.authorization_details.into_iter().flatten() {
             if detail.get("type").and_then(|t| t.as_str()) != Some(DETAIL_TYPE) {
@@ -208,6 +217,12 @@ impl Grants {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|err| invalid(err.to_string()))?;
+            if let (true, Some(payload)) = (
+                detail.actions.iter().any(|a| a == "subscribe"),
+                detail.payload,
+            ) {
+                grants.detail_payloads.push((selectors.clone(), payload));
+            }
             for action in &detail.actions {
                 match action.as_str() {
                     "publish" => grants.publish.extend(selectors.iter().cloned()),
@@ -220,6 +235,21 @@ impl Grants {
             return Err(invalid(format!("more than {GRANTS_MAX} topic matchers")));
         }
         Ok(grants)
+    }
+
+    /// The payload of a subscription whose matcher is `selector`: the first `subscribe` detail
+    /// with a payload whose topics match the matcher string, else draft-07's payload.
+    pub(super) fn payload_for(&self, selector: &str) -> Option<serde_json::Value> {
+        self.detail_payloads
+            .iter()
+            .find(|(topics, _)| topics.iter().any(|t| t.matches(selector)))
+            .map(|(_, payload)| payload.clone())
+            .or_else(|| self.payload.clone())
+    }
+
+    /// Whether one subscribe grant matches `topic` (the subscriptions API's rule).
+    pub(super) fn may_subscribe(&self, topic: &str) -> bool {
+        self.subscribe.iter().any(|g| g.matches(topic))
     }
 
     /// Whether every one of `topics` may be published to.

@@ -125,6 +125,12 @@ const ROUTES: &[Route] = &[
     Route::stream("/.well-known/mercure", || {
         get(mercure::subscribe).post(mercure::publish)
     }),
+    Route::request("/.well-known/mercure/subscriptions", || {
+        get(mercure::subscriptions)
+    }),
+    Route::request("/.well-known/mercure/subscriptions/{*rest}", || {
+        get(mercure::subscriptions)
+    }),
     Route::request("/healthz", || get(health::readyz)),
     Route::request("/livez", || get(health::livez)),
     Route::request("/readyz", || get(health::readyz)),
@@ -252,7 +258,7 @@ pub fn router(hub: Hub, config: impl Into<HttpConfig>) -> Router {
             limits,
             auth,
             admission,
-            mercure: Mercure(mercure.map(Arc::new)),
+            mercure: Mercure::new(mercure),
         })
 }
 
