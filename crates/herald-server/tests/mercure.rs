@@ -797,3 +797,60 @@ async fn subscription_events_and_the_subscriptions_api_show_who_listens() {
         (Some(id.as_str()), Some(false))
     );
 }
+
+/// The PHP program that publishes with Symfony's Mercure component (Debian's
+/// `php-symfony-mercure`), as a Symfony application would.
+const SYMFONY_PUBLISHER: &str = r#"<?php
+require_once 'Symfony/Component/Mercure/autoload.php';
+use Symfony\Component\Mercure\Hub;
+use Symfony\Component\Mercure\Jwt\StaticTokenProvider;
+use Symfony\Component\Mercure\Update;
+$hub = new Hub(getenv('HUB_URL'), new StaticTokenProvider(getenv('HUB_TOKEN')));
+echo $hub->publish(new Update(
+    ['https://example.com/books/1', 'https://example.com/authors/7'],
+    json_encode(['title' => "L'Étranger"], JSON_UNESCAPED_UNICODE),
+    false,
+    'book-1-v3',
+    'book.updated',
+    3000
+)), "\n";
+echo $hub->publish(new Update('https://example.com/books/1', 'second')), "\n";
+"#;
+
+#[tokio::test]
+async fn symfonys_mercure_component_publishes_unchanged() {
+    if std::env::var("HERALD_SKIP_PHP").as_deref() == Ok("1") {
+        eprintln!("skipped: HERALD_SKIP_PHP=1");
+        return;
+    }
+    let hub = mercure_hub(&["--mercure-anonymous"]);
+    let mut stream = subscribe(&hub, &[("topic", "https://example.com/books/{id}")], &[]).await;
+    let mut php = std::process::Command::new("php");
+    php.arg("-r")
+        .arg(SYMFONY_PUBLISHER.trim_start_matches("<?php"))
+        .env("HUB_URL", hub.url("/.well-known/mercure"))
+        .env("HUB_TOKEN", publisher_token());
+    let output = tokio::task::spawn_blocking(move || php.output())
+        .await
+        .expect("the publisher ran")
+        .expect("php runs (install php-cli and php-symfony-mercure: scripts/setup)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ids: Vec<&str> = stdout.lines().collect();
+    assert_eq!(ids[0], "book-1-v3", "Symfony reads the answered id");
+    let first = stream.next_event().await;
+    assert_eq!(
+        (first.id.as_str(), first.event.as_str(), first.data.as_str()),
+        ("book-1-v3", "book.updated", r#"{"title":"L'Étranger"}"#)
+    );
+    assert!(stream.raw_text().contains("retry: 3000\n"));
+    let second = stream.next_event().await;
+    assert_eq!(
+        (second.id.as_str(), second.data.as_str()),
+        (ids[1], "second")
+    );
+}
