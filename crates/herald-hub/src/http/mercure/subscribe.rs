@@ -97,14 +97,19 @@ pub(in crate::http) async fn subscribe(
             Err(refused) => return Ok(refused.into_response()),
         };
     let end = stream.end_signal();
-    let deadline = tokio::time::Instant::now() + until(expires_unix_s);
-    // The stream ends when the token expires; its slot is held by the body.
-    let stream = stream
-        .take_until(tokio::time::sleep_until(deadline))
-        .map(move |chunk| {
-            let _held = (&slot, &tracker);
-            chunk
-        });
+    // The stream ends when the token expires (a timer only for a token with `exp`); its slot
+    // and its subscriptions are held by the body.
+    let deadline = expires_unix_s.map(|exp| tokio::time::Instant::now() + until(exp));
+    let expiry = async move {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    let stream = stream.take_until(expiry).map(move |chunk| {
+        let _held = (&slot, &tracker);
+        chunk
+    });
     let mut response = sse_response(stream, Some(end));
     if let Ok(value) = HeaderValue::from_str(&replay_from) {
         let headers = response.headers_mut();
@@ -114,17 +119,14 @@ pub(in crate::http) async fn subscribe(
     Ok(response)
 }
 
-/// Time left before `exp` (a century without one).
-fn until(expires_unix_s: Option<u64>) -> Duration {
-    const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    let Some(exp) = expires_unix_s else {
-        return NEVER;
-    };
+/// Time left before `exp` (seconds since the epoch), at most a year (tokio's timer bound).
+fn until(exp: u64) -> Duration {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    Duration::from_secs(exp.saturating_sub(now)).min(NEVER)
+    Duration::from_secs(exp.saturating_sub(now)).min(YEAR)
 }
 
 /// Every topic selector of the query, compiled, with its matcher type (draft-07's templates are
