@@ -61,9 +61,10 @@ async fn an_event_reaches_a_connection_once_however_many_selectors_match() {
 async fn routing_cost_with_many_pattern_subscribers_is_printed() {
     const SUBSCRIBERS: usize = 10_000;
     const EVENTS: usize = 200;
-    let mut config = HubConfig::default();
-    config.queue_capacity = EVENTS + 8;
-    let hub = Hub::new(config);
+    let hub = Hub::new(HubConfig {
+        queue_capacity: EVENTS + 8,
+        ..HubConfig::default()
+    });
     let mut streams = Vec::with_capacity(SUBSCRIBERS);
     for n in 0..SUBSCRIBERS {
         let selector = match n % 2 {

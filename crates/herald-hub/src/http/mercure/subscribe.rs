@@ -39,7 +39,6 @@ pub(in crate::http) async fn subscribe(
     State(admission): State<Arc<Admission>>,
     State(limits): State<HttpLimits>,
     query: QueryParams,
-    uri: axum::http::Uri,
     headers: HeaderMap,
     peer: PeerAddr,
 ) -> Result<Response, ApiError> {
@@ -55,7 +54,7 @@ pub(in crate::http) async fn subscribe(
             ),
         ));
     }
-    let grants = match token::find(&headers, uri.query()) {
+    let grants = match token::find(&headers, Some(&query)) {
         Some((token, _)) => {
             let key = config
                 .subscriber_key

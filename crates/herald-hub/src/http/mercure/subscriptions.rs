@@ -10,7 +10,10 @@
 //! every node. It never publishes other than through [`Hub::publish`].
 
 use super::{token, Mercure};
-use crate::{http::error::ApiError, ChannelName, EventData, Hub, NewEvent, Target, TopicSelector};
+use crate::{
+    http::{error::ApiError, extract::QueryParams},
+    ChannelName, EventData, Hub, NewEvent, Target, TopicSelector,
+};
 use axum::{
     extract::State,
     http::{header, HeaderMap, HeaderValue, StatusCode, Uri},
@@ -136,6 +139,7 @@ pub(in crate::http) async fn list(
     State(mercure): State<Mercure>,
     State(hub): State<Hub>,
     uri: Uri,
+    query: QueryParams,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let config = mercure.config()?;
@@ -144,7 +148,7 @@ pub(in crate::http) async fn list(
         return Err(ApiError::route_not_found());
     }
     let path = uri.path();
-    let (token, _) = token::find(&headers, uri.query())
+    let (token, _) = token::find(&headers, Some(&query))
         .ok_or_else(|| ApiError::unauthorized("the subscriptions API needs a token"))?;
     let key = config
         .subscriber_key

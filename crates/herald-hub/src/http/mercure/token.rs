@@ -10,7 +10,7 @@
 //! no configured resource identifier. It never logs a token.
 
 use crate::{
-    http::{auth::JWT_LEEWAY, error::ApiError},
+    http::{auth::JWT_LEEWAY, error::ApiError, extract::QueryParams},
     TopicSelector,
 };
 use axum::http::{header, HeaderMap};
@@ -268,9 +268,9 @@ pub(super) enum Source {
     Query,
 }
 
-/// The request's token and its source: the `Authorization` header, else the cookie, else (when
-/// `query` is given: subscribers) the draft-07 `authorization` query parameter.
-pub(super) fn find(headers: &HeaderMap, query: Option<&str>) -> Option<(String, Source)> {
+/// The request's token and its source: the `Authorization` header, else the cookie, else (for
+/// subscribers) the draft-07 `authorization` query parameter from `query`.
+pub(super) fn find(headers: &HeaderMap, query: Option<&QueryParams>) -> Option<(String, Source)> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -298,11 +298,7 @@ pub(super) fn find(headers: &HeaderMap, query: Option<&str>) -> Option<(String, 
         return Some((token, Source::Cookie));
     }
     query
-        .and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(name, _)| name == QUERY_PARAM)
-                .map(|(_, value)| value.into_owned())
-        })
+        .and_then(|q| q.last(QUERY_PARAM))
         .filter(|t| !t.is_empty())
-        .map(|token| (token, Source::Query))
+        .map(|token| (token.to_owned(), Source::Query))
 }
