@@ -91,7 +91,8 @@
 //! # Layout
 //! - [`Hub`] (`hub/`): the front door. `hub/publish.rs` holds the one path every event takes,
 //!   `hub/connect.rs` connections and resume, `hub/query.rs` clients, channels and stats,
-//!   `hub/poll.rs` pages of history, `hub/sweep.rs` the one timer, `hub/error.rs` the errors.
+//!   `hub/poll.rs` pages of history, `hub/sweep.rs` the one timer, `hub/topics.rs` Mercure-style
+//!   topic-selecting connections, `hub/error.rs` the errors.
 //! - `log/`: the log seam (`log/mod.rs`, the `Log` trait) and its three implementations:
 //!   `log/memory.rs`, `log/durable.rs` (redb, behind [`Hub::open`]) and `log/cluster/` (Redis,
 //!   behind [`Hub::join_cluster`]: `mod.rs` appends, `reader.rs` follows the stream,

@@ -5,6 +5,7 @@
 //! point, [`ClientOptions::last_event_id`]: an id the hub does not know means `resumed: false`,
 //! never an error. It never writes to a socket; [`ClientStream`] does.
 
+use super::topics::EARLIEST;
 use super::{query::info_of, ClientInfo, ConnectError, Departed, Hub, State, SubscriptionError};
 use crate::{
     channel::ChannelName,
@@ -21,9 +22,6 @@ use std::{
     net::SocketAddr,
     sync::{atomic::Ordering, Arc},
 };
-
-/// The `Last-Event-ID` a topic client sends to replay all of history (Mercure's `earliest`).
-pub(crate) const EARLIEST: &str = "earliest";
 
 /// How a new connection wants to start.
 #[derive(Debug, Clone, Default)]
@@ -92,25 +90,9 @@ impl Hub {
         self.connect(options, None).map(|(stream, _)| stream)
     }
 
-    /// Registers a topic-selecting connection (a Mercure subscriber): it hears the channels of
-    /// `options`, every channel `filter` selects, and private events on channels its grants
-    /// match; never broadcasts to everyone. Its stream opens with a comment (no `connected`
-    /// event). Returns the stream and the id of the event its replay starts after, or
-    /// `earliest` when it replays all of history: a `Last-Event-ID` that is `earliest`, or that
-    /// history does not hold (it left, or never was), replays every event history holds that the
-    /// connection may read, so a reader is never silently moved past events it missed.
-    ///
-    /// # Errors
-    /// As [`Hub::add_client`].
-    pub fn add_topic_client(
-        &self,
-        options: ClientOptions,
-        filter: TopicFilter,
-    ) -> Result<(ClientStream, String), ConnectError> {
-        self.connect(options, Some(filter))
-    }
-
-    fn connect(
+    /// Registers a connection, with topic selectors when `filter` is given
+    /// ([`Hub::add_topic_client`]); returns its stream and where its replay starts.
+    pub(super) fn connect(
         &self,
         options: ClientOptions,
         filter: Option<TopicFilter>,

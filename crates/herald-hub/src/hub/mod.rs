@@ -4,8 +4,8 @@
 //! ([`Hub::new`]), durable ([`Hub::open`]) and cluster ([`Hub::join_cluster`]). The hub holds one
 //! `Arc<dyn Log>` and never asks which it is; the concepts live in the submodules: `publish` (the
 //! one path of an event), `connect` (connections and subscriptions), `query` (clients, channels,
-//! stats), `poll` (pages of history), `sweep` (the one timer), `error`. It never speaks HTTP and
-//! never waits on a subscriber.
+//! stats), `poll` (pages of history), `sweep` (the one timer), `topics` (topic-selecting
+//! connections), `error`. It never speaks HTTP and never waits on a subscriber.
 
 mod connect;
 mod error;
@@ -13,6 +13,7 @@ mod poll;
 mod publish;
 mod query;
 mod sweep;
+mod topics;
 
 pub use connect::ClientOptions;
 pub use error::{ConnectError, PublishError, SendError, SubscriptionError};
