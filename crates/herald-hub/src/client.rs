@@ -123,6 +123,8 @@ pub(crate) struct ClientShared {
     pub(crate) is_opened: AtomicBool,
     /// The connection asked for presence events (`join`, `leave`) on its channels.
     pub(crate) wants_presence: bool,
+    /// What a topic-selecting connection (Mercure) hears; `None` for Herald's API.
+    pub(crate) filter: Option<Arc<crate::topic::TopicFilter>>,
     queue: Mutex<Queue>,
 }
 
@@ -144,6 +146,7 @@ impl ClientShared {
             last_enqueued_seq: AtomicU64::new(0),
             is_opened: AtomicBool::new(false),
             wants_presence: false,
+            filter: None,
             queue: Mutex::new(Queue::default()),
         }
     }
@@ -157,6 +160,12 @@ impl ClientShared {
     /// Queues frames kept in no history, without waiting. A full queue ends the connection.
     pub(crate) fn push_transient(&self, bytes: &Bytes, capacity: usize) -> PushOutcome {
         self.push(Frame::Transient(bytes.clone()), capacity)
+    }
+
+    /// The same connection, hearing what `filter` selects.
+    pub(crate) fn with_filter(mut self, filter: Option<Arc<crate::topic::TopicFilter>>) -> Self {
+        self.filter = filter;
+        self
     }
 
     pub(crate) fn lock_queue(&self) -> MutexGuard<'_, Queue> {

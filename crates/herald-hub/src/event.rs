@@ -317,6 +317,11 @@ pub struct NewEvent {
     /// A publisher-chosen id, unique within history; publishing the same id again while it is in
     /// history is a no-op that returns the original. `None`: the hub assigns one.
     pub id: Option<String>,
+    /// A private event reaches only topic-selecting connections whose grants match one of its
+    /// channels (Mercure's `private`), never Herald's API. Default false.
+    pub private: bool,
+    /// The reconnection time (SSE `retry:`) sent with the event, in ms. Default `None`.
+    pub retry: Option<u64>,
 }
 
 impl NewEvent {
@@ -326,7 +331,21 @@ impl NewEvent {
             event: None,
             data,
             id: None,
+            private: false,
+            retry: None,
         }
+    }
+
+    /// Marks the event private (see [`NewEvent::private`]).
+    pub fn private(mut self) -> Self {
+        self.private = true;
+        self
+    }
+
+    /// Sends `retry: {ms}` with the event.
+    pub fn with_retry(mut self, ms: u64) -> Self {
+        self.retry = Some(ms);
+        self
     }
 
     /// Sets the event name.

@@ -15,6 +15,7 @@ use crate::{
     hooks::ChannelWatcher,
     presence::Roster,
     record::Audience,
+    topic::may_read,
 };
 use bytes::Bytes;
 use std::{
@@ -50,6 +51,9 @@ pub(crate) struct Fanout {
     roster: Roster,
     /// Told when a channel's entry appears (occupied) or goes (vacated).
     watcher: Option<Arc<dyn ChannelWatcher>>,
+    /// Connections with a non-exact topic selector (`*`, a template, a pattern): checked for
+    /// every event published to channels. Their exact selectors are in `by_channel`.
+    by_pattern: HashMap<u64, Arc<ClientShared>>,
 }
 
 impl Fanout {
@@ -109,6 +113,9 @@ impl Fanout {
         if let Some(user) = &client.user {
             self.by_user.entry(user.clone()).or_default().push(key);
         }
+        if client.filter.as_ref().is_some_and(|f| f.has_patterns()) {
+            self.by_pattern.insert(key, client.clone());
+        }
         self.entries.insert(key, Entry { client, channels });
         replaced.map(|entry| entry.client)
     }
@@ -123,6 +130,7 @@ impl Fanout {
         for channel in &entry.channels {
             self.detach(channel, key);
         }
+        self.by_pattern.remove(&key);
         if drop_id && self.key_by_id.get(&entry.client.id) == Some(&key) {
             self.key_by_id.remove(&entry.client.id);
         }
@@ -210,12 +218,19 @@ impl Fanout {
     /// Queues `frame` (the event at `seq`) to every connection `target` addresses, each at most
     /// once. Connections whose queue overflows are ended and unregistered (and returned, so the
     /// hub records them as departed).
+    ///
+    /// An event to channels reaches the channels' subscribers (indexed) and the connections
+    /// whose topic selectors select one of the channels (each selector checked once per event:
+    /// the cost of routing is one hash lookup per channel plus one match per non-exact selector
+    /// on this node). A private event reaches only connections granted one of its channels; a
+    /// broadcast to everyone reaches only connections without topic selectors.
     pub(crate) fn deliver(
         &mut self,
         audience: &Audience,
         seq: u64,
         frame: &Bytes,
         capacity: usize,
+        is_private: bool,
     ) -> Delivered {
         let mut recipients = 0;
         let mut overflowed = Vec::new();
@@ -226,20 +241,39 @@ impl Fanout {
         };
         match audience {
             Audience::Channel(_) | Audience::Channels(_) => {
-                for channel in audience.channels() {
+                let topics = audience.channels();
+                let may_read = |client: &&Arc<ClientShared>| {
+                    may_read(client.filter.as_deref(), topics, is_private)
+                };
+                for channel in topics {
                     self.by_channel
                         .get(channel)
                         .into_iter()
                         .flat_map(HashMap::values)
+                        .filter(may_read)
                         .for_each(&mut push);
                 }
+                self.by_pattern
+                    .values()
+                    .filter(|client| {
+                        client
+                            .filter
+                            .as_ref()
+                            .is_some_and(|f| f.selects_by_pattern(topics))
+                    })
+                    .filter(may_read)
+                    .for_each(&mut push);
             }
             Audience::Client(id) => {
                 if let Some(entry) = self.get_by_id(id) {
                     push(&entry.client);
                 }
             }
-            Audience::All => self.entries.values().for_each(|entry| push(&entry.client)),
+            Audience::All => self
+                .entries
+                .values()
+                .filter(|entry| entry.client.filter.is_none())
+                .for_each(|entry| push(&entry.client)),
         }
         let overflowed = overflowed
             .into_iter()

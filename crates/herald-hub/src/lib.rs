@@ -91,7 +91,8 @@
 //! # Layout
 //! - [`Hub`] (`hub/`): the front door. `hub/publish.rs` holds the one path every event takes,
 //!   `hub/connect.rs` connections and resume, `hub/query.rs` clients, channels and stats,
-//!   `hub/poll.rs` pages of history, `hub/sweep.rs` the one timer, `hub/error.rs` the errors.
+//!   `hub/poll.rs` pages of history, `hub/sweep.rs` the one timer, `hub/topics.rs` Mercure-style
+//!   topic-selecting connections, `hub/error.rs` the errors.
 //! - `log/`: the log seam (`log/mod.rs`, the `Log` trait) and its three implementations:
 //!   `log/memory.rs`, `log/durable.rs` (redb, behind [`Hub::open`]) and `log/cluster/` (Redis,
 //!   behind [`Hub::join_cluster`]: `mod.rs` appends, `reader.rs` follows the stream,
@@ -113,6 +114,8 @@
 //! - `wire`: SSE encoding, done once per event.
 //! - `metrics`: the lock-free counters behind [`Hub::metrics`] (and `GET /metrics`).
 //! - `channel`, `event`: validated names, ids and payloads ([`ChannelName`], [`EventData`]).
+//! - `topic`: topic selectors (exact, `*`, URI templates, URL patterns) and the private-update
+//!   grants of topic-selecting connections ([`TopicFilter`], used by Mercure subscribers).
 //! - `config`: settings and their defaults ([`HubConfig`]).
 //! - [`http`] (feature `axum`, on by default): the HTTP API and the server loop.
 //!
@@ -132,6 +135,7 @@ mod namespace;
 mod presence;
 mod record;
 mod stream;
+mod topic;
 mod wire;
 
 #[cfg(feature = "axum")]
@@ -139,7 +143,7 @@ pub mod http;
 #[cfg(feature = "axum")]
 mod webhooks;
 
-pub use channel::{ChannelName, ChannelNameError, CHANNEL_NAME_LEN_MAX};
+pub use channel::{ChannelName, ChannelNameError, CHANNEL_NAME_LEN_MAX, TOPIC_LEN_MAX};
 pub use config::{
     HistoryConfig, HubConfig, PresenceConfig, CLIENT_LINGER_DEFAULT,
     CONNECTIONS_PER_USER_MAX_DEFAULT, HEARTBEAT_INTERVAL_DEFAULT, HISTORY_AGE_MAX_DEFAULT,
@@ -172,6 +176,7 @@ pub use presence::{
 };
 pub use record::{Target, PUBLISH_CHANNELS_MAX};
 pub use stream::ClientStream;
+pub use topic::{SelectorError, TopicFilter, TopicSelector};
 #[cfg(feature = "axum")]
 pub use webhooks::{
     WebhookConfig, WebhookError, Webhooks, DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,

@@ -145,6 +145,10 @@ const FLAG_JSON: u8 = 1;
 const FLAG_CLOSE: u8 = 2;
 const FLAG_FINAL_EVENT: u8 = 4;
 const FLAG_PUBLISHER_ID: u8 = 8;
+const FLAG_PRIVATE: u8 = 16;
+const FLAG_RETRY: u8 = 32;
+/// What precedes a `retry:` field at the end of a frame's data.
+const RETRY_FIELD: &str = "\nretry: ";
 
 /// Bytes of the id index one record takes (its slot and control byte, at the table's load).
 const INDEX_SLOT_BYTES: usize = 16;
@@ -187,13 +191,28 @@ pub(crate) struct Draft<'a> {
     pub(crate) event: Option<&'a str>,
     pub(crate) data: &'a EventData,
     pub(crate) kind: RecordKind,
+    /// Readable only by topic-selecting connections granted one of its channels.
+    pub(crate) is_private: bool,
+    /// A `retry:` field sent with the event, in ms.
+    pub(crate) retry: Option<u64>,
 }
 
 impl Record {
     /// Encodes `draft` once. The id and name must be valid (checked by `event`).
     pub(crate) fn new(seq: u64, draft: &Draft<'_>, audience: Audience, published_ms: u64) -> Self {
-        let frame = wire::encode_event(Some(draft.id), draft.event, draft.data.as_str());
+        let frame = wire::encode_event_with_retry(
+            Some(draft.id),
+            draft.event,
+            draft.data.as_str(),
+            draft.retry,
+        );
         let mut flags = 0;
+        if draft.is_private {
+            flags |= FLAG_PRIVATE;
+        }
+        if draft.retry.is_some() {
+            flags |= FLAG_RETRY;
+        }
         if draft.data.is_json() {
             flags |= FLAG_JSON;
         }
@@ -252,12 +271,31 @@ impl Record {
 
     /// The payload as published (line ends normalized to LF, as every subscriber reads them).
     pub(crate) fn data(&self) -> Cow<'_, str> {
-        let body = self.text(self.data_start()..self.frame.len() - 2);
+        let mut body = self.text(self.data_start()..self.frame.len() - 2);
+        if self.flags & FLAG_RETRY != 0 {
+            // Every data line starts with `data: `, so the last `\nretry: ` is the field.
+            body = body.rfind(RETRY_FIELD).map_or(body, |at| &body[..at]);
+        }
         if body.contains('\n') {
             Cow::Owned(body.split("\ndata: ").collect::<Vec<_>>().join("\n"))
         } else {
             Cow::Borrowed(body)
         }
+    }
+
+    /// Whether only granted topic-selecting connections may read it.
+    pub(crate) fn is_private(&self) -> bool {
+        self.flags & FLAG_PRIVATE != 0
+    }
+
+    /// The `retry:` field sent with it, in ms.
+    pub(crate) fn retry(&self) -> Option<u64> {
+        if self.flags & FLAG_RETRY == 0 {
+            return None;
+        }
+        let body = self.text(self.data_start()..self.frame.len() - 2);
+        let at = body.rfind(RETRY_FIELD)?;
+        body[at + RETRY_FIELD.len()..].parse().ok()
     }
 
     pub(crate) fn is_json(&self) -> bool {
@@ -305,6 +343,8 @@ mod tests {
             event,
             data,
             kind,
+            is_private: false,
+            retry: None,
         };
         Record::new(1, &draft, Audience::All, 0)
     }
@@ -333,6 +373,28 @@ mod tests {
                 has_final_event: true
             }
         );
+    }
+
+    #[test]
+    fn a_retry_field_is_read_back_and_kept_out_of_the_data() {
+        let data = EventData::text("a\nretry: 1");
+        let draft = Draft {
+            id: "x",
+            is_publisher_id: true,
+            event: None,
+            data: &data,
+            kind: RecordKind::Event,
+            is_private: true,
+            retry: Some(5000),
+        };
+        let r = Record::new(1, &draft, Audience::All, 0);
+        assert_eq!(r.retry(), Some(5000));
+        assert_eq!(r.data(), "a\nretry: 1");
+        assert!(r.is_private());
+        assert!(r
+            .delivered_frame()
+            .expect("an event")
+            .ends_with(b"data: retry: 1\nretry: 5000\n\n"));
     }
 
     #[test]

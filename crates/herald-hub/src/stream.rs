@@ -12,6 +12,7 @@ use crate::{
     event::ClientId,
     history::History,
     log::LogFuture,
+    topic::may_read,
     wire, Hub,
 };
 use bytes::{Bytes, BytesMut};
@@ -160,6 +161,7 @@ impl ClientStream {
         };
         let key = self.client.key;
         let client_id = self.client.id.clone();
+        let filter = self.client.filter.clone();
         let mut left_channels = Vec::new();
         let step = self.hub.with_history(|history: &History| {
             let mask = history.mask_of(&replay.channels);
@@ -173,8 +175,18 @@ impl ClientStream {
                     break;
                 }
                 replay.cursor = record.seq;
-                let Some(channel) = record.audience.matches(Some(&client_id), &replay.channels)
-                else {
+                let addressed = match filter.as_deref() {
+                    None if record.is_private() => None,
+                    None => record.audience.matches(Some(&client_id), &replay.channels),
+                    // A topic-selecting connection: its selectors and grants, as live.
+                    Some(filter) => {
+                        let topics = record.audience.channels();
+                        (filter.selects(topics)
+                            && may_read(Some(filter), topics, record.is_private()))
+                        .then_some(None)
+                    }
+                };
+                let Some(channel) = addressed else {
                     continue;
                 };
                 if let Some(frame) = record.delivered_frame() {

@@ -15,6 +15,16 @@ pub(crate) const HEARTBEAT_FRAME: &[u8] = b": heartbeat\n\n";
 /// `data` is split on CRLF, CR and LF, the three line ends the SSE parser accepts, so no payload
 /// can inject a field. `id` and `event` must already be free of CR, LF and NUL.
 pub(crate) fn encode_event(id: Option<&str>, event: Option<&str>, data: &str) -> Bytes {
+    encode_event_with_retry(id, event, data, None)
+}
+
+/// [`encode_event`] with a `retry:` field after the data, when `retry` is set.
+pub(crate) fn encode_event_with_retry(
+    id: Option<&str>,
+    event: Option<&str>,
+    data: &str,
+    retry: Option<u64>,
+) -> Bytes {
     let mut buf = BytesMut::with_capacity(
         data.len() + 32 + id.map_or(0, str::len) + event.map_or(0, str::len),
     );
@@ -26,6 +36,9 @@ pub(crate) fn encode_event(id: Option<&str>, event: Option<&str>, data: &str) ->
     }
     for line in split_lines(data) {
         put_field(&mut buf, b"data", line);
+    }
+    if let Some(retry) = retry {
+        put_field(&mut buf, b"retry", &retry.to_string());
     }
     buf.put_u8(b'\n');
     buf.freeze()

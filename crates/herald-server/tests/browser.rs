@@ -261,6 +261,91 @@ async fn browser_receives_named_events_from_two_channels() {
     .await;
 }
 
+/// A browser's `EventSource` as a Mercure subscriber, cross-origin (`--mercure-cors-origins`):
+/// a URI template and a URL pattern, anonymous and with draft-07's `authorization` query
+/// parameter; only the token's holder sees the private update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_subscribes_to_mercure_topics() {
+    run_browser_test("browser_subscribes_to_mercure_topics", async {
+        const SECRET: &str = "!ChangeThisMercureHubJWTSecretKey!";
+        let page_listener = PageListener::bind().await;
+        let hub = TestHub::start(&[
+            "--mercure",
+            "--mercure-anonymous",
+            "--mercure-publisher-jwt-key",
+            SECRET,
+            "--mercure-cors-origins",
+            &page_listener.origin,
+        ]);
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+        let sign = |claims: Value| {
+            jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)
+                .expect("a token")
+        };
+        let reader = sign(json!({"mercure": {"subscribe": ["https://example.com/books/{id}"]}}));
+        let publisher = sign(json!({"mercure": {"publish": ["*"]}}));
+        let script = format!(
+            r#"
+            const url = (query) => HUB + "/.well-known/mercure?" + new URLSearchParams(query);
+            watch("anonymous", new EventSource(url([["topic", "https://example.com/books/{{id}}"]])),
+                  ["message", "book.updated"]);
+            watch("reader", new EventSource(url([
+                    ["match_urlpattern", "https://example.com/books/:id"],
+                    ["authorization", "{reader}"]])),
+                  ["message", "book.updated"]);
+            "#
+        );
+        let mut page = BrowserPage::open(page_listener, &hub, &script);
+        page.wait_until("both streams open", |reports| {
+            reports.iter().filter(|r| r.kind == "open").count() == 2
+        })
+        .await;
+        let publish = |body: &'static str| {
+            http()
+                .post(hub.url("/.well-known/mercure"))
+                .header("authorization", format!("Bearer {publisher}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+        };
+        for body in [
+            "topic=https%3A%2F%2Fexample.com%2Fbooks%2F1&type=book.updated&id=book-1-v2&data=%7B%22v%22%3A2%7D",
+            "topic=https%3A%2F%2Fexample.com%2Fbooks%2F1&private=on&id=book-1-secret&data=secret",
+            "topic=https%3A%2F%2Fexample.com%2Fbooks%2F2&id=book-2&data=line%201%0Aline%202",
+        ] {
+            let answer = publish(body).await.expect("the hub answers");
+            assert_eq!(answer.status().as_u16(), 200);
+        }
+        page.wait_until("every event", |reports| {
+            reports.iter().filter(|r| r.kind == "event").count() == 5
+        })
+        .await;
+        page.collect_for(RETRY_INTERVAL).await;
+        let describe = |source: &str| -> Vec<String> {
+            page.reports_of(source).iter().map(|r| r.describe()).collect()
+        };
+        assert_eq!(
+            describe("anonymous"),
+            [
+                "open readyState=1",
+                r#"book.updated {"v":2} #book-1-v2"#,
+                "message \"line 1\\nline 2\" #book-2",
+            ]
+        );
+        assert_eq!(
+            describe("reader"),
+            [
+                "open readyState=1",
+                r#"book.updated {"v":2} #book-1-v2"#,
+                "message \"secret\" #book-1-secret",
+                "message \"line 1\\nline 2\" #book-2",
+            ]
+        );
+        page.close();
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_reconnects_after_the_hub_drops_it_and_misses_nothing() {
     /// Events published in all.

@@ -477,7 +477,8 @@ impl History {
     }
 
     /// The records after position `after` addressed to any of `channels` or to every
-    /// connection, oldest first, at most `limit` of them, and whether more follow. Walks only
+    /// connection, oldest first, at most `limit` of them, and whether more follow; never a
+    /// private event (only topic-selecting connections read those). Walks only
     /// those channels' positions: the cost is what it returns (and a binary search per channel).
     pub(crate) fn on_channels_after(
         &self,
@@ -508,7 +509,7 @@ impl History {
                     list.next();
                 }
             }
-            if let Some(record) = self.get(*next) {
+            if let Some(record) = self.get(*next).filter(|r| !r.is_private()) {
                 found.push(record);
             }
         }
@@ -685,6 +686,8 @@ mod tests {
             event: None,
             data: &data,
             kind: RecordKind::Event,
+            is_private: false,
+            retry: None,
         };
         let now = history.ms_since_origin(Instant::now());
         history.append(Record::new(seq, &draft, Audience::All, now), None);
@@ -841,6 +844,8 @@ mod tests {
                 event: None,
                 data: &data,
                 kind: RecordKind::Event,
+                is_private: false,
+                retry: None,
             };
             let now = history.ms_since_origin(Instant::now());
             let record = Record::new(seq, &draft, Audience::Channel(channel.clone()), now);

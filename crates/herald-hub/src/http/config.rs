@@ -82,6 +82,8 @@ pub struct HttpConfig {
     /// server sets it with `none` auth on a loopback address and no `--cors-origins`, so a page a
     /// developer serves locally works with a hub started with defaults. Default: false.
     pub allow_loopback_origins: bool,
+    /// Mercure at `/.well-known/mercure` (`None`: off, the route answers 404). Default: off.
+    pub mercure: Option<super::MercureConfig>,
 }
 
 impl From<HttpLimits> for HttpConfig {

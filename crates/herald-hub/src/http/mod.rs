@@ -10,6 +10,7 @@
 //! - `config`: the layer's settings; `admission`: the connection limits.
 //! - `error`: the one error answer; `extract`: request extractors; `last_event_id`: where a
 //!   stream resumes; `sse`: the stream answer.
+//! - `mercure`: the Mercure protocol at `/.well-known/mercure` (subscribe, publish, tokens).
 //! - `origin`: which browser origins and `Host` names may call the hub.
 //! - `serve`: the accept loop; `pending`: connections yet to send a request; `stream_conn`: the
 //!   lean path for event streams; `rewind`: a socket with bytes put back for hyper; `tls`: the
@@ -23,6 +24,7 @@ mod error;
 mod extract;
 mod h2;
 mod last_event_id;
+mod mercure;
 mod origin;
 mod pending;
 mod rewind;
@@ -46,6 +48,7 @@ pub use config::{
 pub use error::ApiError;
 pub use extract::QUERY_PARAMS_MAX;
 pub use last_event_id::LastEventId;
+pub use mercure::{MercureConfig, MercureKey, MercureKeyError};
 pub use routes::router;
 pub use serve::{
     serve, ServeOptions, HEADER_READ_TIMEOUT_DEFAULT, PENDING_HEADS_MAX_DEFAULT,

@@ -6,7 +6,8 @@
 //! CORS allows; requests without `Origin` (curl, servers) pass. When a `Host` allow-list is set
 //! (the server sets it for `none` auth on a loopback address), a request whose `Host` is neither a
 //! loopback name or address nor listed is refused `421 host_not_allowed`, which defeats DNS
-//! rebinding. It never adds CORS headers (the server's CORS layer does) and never looks at
+//! rebinding. Mercure's endpoint takes the `Host` check only: its publishes follow Mercure's own
+//! `Origin` rule. It never adds CORS headers (the server's CORS layer does) and never looks at
 //! credentials.
 
 use super::error::ApiError;
@@ -17,6 +18,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use std::{net::IpAddr, sync::Arc};
+
+/// The Mercure endpoint, whose `Origin` rule is its own (`mercure::publish`).
+const MERCURE_PATH: &str = "/.well-known/mercure";
 
 /// The origins and hosts the hub answers.
 #[derive(Debug, Clone, Default)]
@@ -74,6 +78,11 @@ impl OriginPolicy {
                     "this hub answers loopback names only; list other names in --allowed-hosts",
                 ));
             }
+        }
+        // Mercure's publish applies Mercure's own rule (a publish authorized by the cookie needs
+        // an origin of `--mercure-publish-origins`; a bearer token is never sent cross-site).
+        if uri.path() == MERCURE_PATH {
+            return Ok(());
         }
         let is_safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
         let Some(origin) = headers.get(header::ORIGIN) else {

@@ -5,6 +5,7 @@
 //! point, [`ClientOptions::last_event_id`]: an id the hub does not know means `resumed: false`,
 //! never an error. It never writes to a socket; [`ClientStream`] does.
 
+use super::topics::EARLIEST;
 use super::{query::info_of, ClientInfo, ConnectError, Departed, Hub, State, SubscriptionError};
 use crate::{
     channel::ChannelName,
@@ -13,7 +14,9 @@ use crate::{
     history::ReadStart,
     log::RegistryChange,
     metrics::CloseReason,
+    namespace::NamespaceMask,
     stream::{ClientStream, Replay, Start},
+    topic::TopicFilter,
     wire,
 };
 use std::{
@@ -88,6 +91,16 @@ impl Hub {
     /// # Errors
     /// [`ConnectError`] when the hub is shutting down or every channel asked for is closed.
     pub fn add_client(&self, options: ClientOptions) -> Result<ClientStream, ConnectError> {
+        self.connect(options, None).map(|(stream, _)| stream)
+    }
+
+    /// Registers a connection, with topic selectors when `filter` is given
+    /// ([`Hub::add_topic_client`]); returns its stream and where its replay starts.
+    pub(super) fn connect(
+        &self,
+        options: ClientOptions,
+        filter: Option<TopicFilter>,
+    ) -> Result<(ClientStream, String), ConnectError> {
         let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
         let owner: Option<Arc<str>> = options
             .owner
@@ -95,6 +108,9 @@ impl Hub {
             .map(Arc::from);
         let user = options.user.map(Arc::from);
         let mut channels = options.channels;
+        if let Some(filter) = &filter {
+            channels.extend(filter.exact_channels().cloned());
+        }
         channels.sort();
         channels.dedup();
 
@@ -109,20 +125,39 @@ impl Hub {
         };
         let client = Arc::new(
             ClientShared::new(key, client_id.clone(), user, owner, options.remote_addr)
-                .with_presence(options.presence),
+                .with_presence(options.presence)
+                .with_filter(filter.map(Arc::new)),
         );
+        let is_topic_client = client.filter.is_some();
         let last_event_id = options.last_event_id.as_deref();
-        let mask = state.history.mask_of(&channels);
-        let resume_after = match state.history.read_start(last_event_id, mask) {
-            ReadStart::After(seq) => Some(seq),
-            ReadStart::Oldest | ReadStart::Unknown => None,
+        let wants_earliest = is_topic_client && last_event_id == Some(EARLIEST);
+        // A topic client hears channels it does not name: every namespace is its to read.
+        let mask = if is_topic_client {
+            NamespaceMask::ALL
+        } else {
+            state.history.mask_of(&channels)
+        };
+        let mut resume_after = match state.history.read_start(last_event_id, mask) {
+            ReadStart::After(seq) if !wants_earliest => Some(seq),
+            ReadStart::After(_) | ReadStart::Oldest | ReadStart::Unknown => None,
         };
         // An id the log has not read as far as yet: open once it has (bounded).
         let catch_up = match (resume_after, last_event_id) {
+            (None, Some(_)) if wants_earliest => None,
             (None, Some(id)) => self.shared.log.catch_up(id),
             (None, None) => self.shared.log.opening_wait(),
             (Some(_), _) => None,
         };
+        // A topic client whose id history does not hold replays all of history.
+        let mut replay_from = None;
+        if is_topic_client
+            && resume_after.is_none()
+            && last_event_id.is_some()
+            && catch_up.is_none()
+        {
+            resume_after = Some(state.history.before_oldest(mask));
+            replay_from = Some(EARLIEST.to_owned());
+        }
         // A closed channel is still served to a client resuming from before its closing (it gets
         // the rest and the final event); to anyone else it is gone.
         let requested = channels.len();
@@ -146,6 +181,10 @@ impl Hub {
             (Some(_), Some(id)) => id.to_owned(),
             _ => state.history.start_id(),
         };
+        let replay_from = replay_from.unwrap_or_else(|| match last_event_id {
+            Some(id) if catch_up.is_some() => id.to_owned(),
+            _ => start_id.clone(),
+        });
         self.make_room_for(&mut state, &client);
         if let Some(replaced) = state.fanout.insert(client.clone(), channels.clone()) {
             replaced.end(EndReason::Replaced, false);
@@ -166,7 +205,7 @@ impl Hub {
             },
             None => {
                 client.is_opened.store(true, Ordering::Relaxed);
-                self.opening(&client_id, channels.clone(), resume_after, head, &start_id)
+                self.opening(&client, channels.clone(), resume_after, head, &start_id)
             }
         };
         tracing::info!(
@@ -187,7 +226,7 @@ impl Hub {
         );
         self.report_client(|| info_of(&client, channels.clone()));
         self.shared.hooks.connected(|| info_of(&client, channels));
-        Ok(stream)
+        Ok((stream, replay_from))
     }
 
     /// The client id a new connection of `owner` gets when it asks for `requested`: that id when
@@ -264,14 +303,23 @@ impl Hub {
     }
 
     /// The opening of a stream: `retry:`, the `connected` event, then the replay (if resuming).
+    /// A topic client's opens with a comment instead (Mercure has no `connected` event).
     fn opening(
         &self,
-        client_id: &ClientId,
+        client: &ClientShared,
         channels: Vec<ChannelName>,
         resume_after: Option<u64>,
         head: u64,
         start_id: &str,
     ) -> Start {
+        let replay = resume_after
+            .filter(|after| *after < head)
+            .map(|after| Replay::new(after, head, channels.clone()));
+        if client.filter.is_some() {
+            let preamble = wire::encode_comment("");
+            return Start::Open { preamble, replay };
+        }
+        let client_id = &client.id;
         let connected = serde_json::json!({
             "clientId": client_id,
             "channels": channels,
@@ -282,9 +330,6 @@ impl Hub {
             start_id,
             &connected.to_string(),
         );
-        let replay = resume_after
-            .filter(|after| *after < head)
-            .map(|after| Replay::new(after, head, channels));
         Start::Open { preamble, replay }
     }
 
@@ -299,9 +344,17 @@ impl Hub {
     ) -> (Start, Option<u64>) {
         let (resume_after, head, start_id) = {
             let state = self.state();
-            let mask = state.history.mask_of(&channels);
+            let mask = if client.filter.is_some() {
+                NamespaceMask::ALL
+            } else {
+                state.history.mask_of(&channels)
+            };
             let after = match state.history.read_start(last_event_id, mask) {
                 ReadStart::After(seq) if last_event_id.is_some() => Some(seq),
+                // A topic client whose id history still does not hold replays all of it.
+                ReadStart::Unknown if client.filter.is_some() && self.shared.log.is_ready() => {
+                    Some(state.history.before_oldest(mask))
+                }
                 ReadStart::After(_) | ReadStart::Oldest | ReadStart::Unknown => None,
             };
             let start_id = match (after, last_event_id) {
@@ -321,7 +374,7 @@ impl Hub {
         }
         tracing::debug!(client.id = %client.id, resumed = resume_after.is_some(), "stream opened after the log caught up");
         (
-            self.opening(&client.id, channels, resume_after, head, &start_id),
+            self.opening(client, channels, resume_after, head, &start_id),
             resume_after,
         )
     }

@@ -5,8 +5,8 @@
 //! `Arc<dyn Log>` and never asks which it is; the concepts live in the submodules: `publish` (the
 //! one path of an event), `connect` (connections and subscriptions), `query` (clients, channels,
 //! stats), `poll` (pages of history), `sweep` (the one timer), `presence` (who is on a channel,
-//! and the tick that sends joins and leaves), `error`. It never speaks HTTP and
-//! never waits on a subscriber.
+//! and the tick that sends joins and leaves), `topics` (topic-selecting connections), `error`.
+//! It never speaks HTTP and never waits on a subscriber.
 
 mod connect;
 mod error;
@@ -17,6 +17,7 @@ mod presence;
 mod publish;
 mod query;
 mod sweep;
+mod topics;
 
 pub use connect::ClientOptions;
 pub use error::{ConnectError, PublishError, SendError, SubscriptionError};
@@ -435,6 +436,8 @@ fn restore(history: &mut History, recovered: Vec<RecoveredEntry>) {
             event: event.event.as_deref(),
             data: &event.data,
             kind,
+            is_private: event.private,
+            retry: event.retry,
         };
         let published_ms = history.ms_since_origin(now.checked_sub(age).unwrap_or(now));
         let mut record = Record::new(seq, &draft, Audience::from_target(target), published_ms);

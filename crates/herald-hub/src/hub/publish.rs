@@ -182,6 +182,8 @@ impl Shared {
             event: event.event.as_deref(),
             data: &event.data,
             kind,
+            is_private: event.private,
+            retry: event.retry,
         };
         let now = Instant::now();
         // An entry read as history (a cluster node joining) keeps the age its log id tells
@@ -198,10 +200,13 @@ impl Shared {
         let mut record = Record::new(seq, &draft, audience, published_ms);
         if how != Apply::History {
             if let Some(frame) = record.delivered_frame() {
-                let delivered =
-                    state
-                        .fanout
-                        .deliver(&record.audience, seq, frame, self.config.queue_capacity);
+                let delivered = state.fanout.deliver(
+                    &record.audience,
+                    seq,
+                    frame,
+                    self.config.queue_capacity,
+                    record.is_private(),
+                );
                 self.counters.slow_consumers_cut(delivered.overflowed.len());
                 record.recipients = u32::try_from(delivered.recipients).unwrap_or(u32::MAX);
                 for client in delivered.overflowed {
@@ -486,6 +491,8 @@ fn new_event<T: Serialize + ?Sized>(
         event: event.map(str::to_owned),
         data: EventData::json(data)?,
         id: id.map(str::to_owned),
+        private: false,
+        retry: None,
     })
 }
 
@@ -501,6 +508,8 @@ mod tests {
                 event: None,
                 data: EventData::text("x"),
                 id: publisher_id.map(str::to_owned),
+                private: false,
+                retry: None,
             },
             kind: RecordKind::Event,
             log_id: Some(log_id.to_owned()),

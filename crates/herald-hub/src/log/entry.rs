@@ -39,13 +39,20 @@ pub(crate) struct StoredEntry {
     /// When it was published (durable log only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) published_unix_ms: Option<u64>,
+    /// Readable only by granted topic-selecting connections (Mercure's `private`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) private: bool,
+    /// A `retry:` field sent with the event, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) retry: Option<u64>,
 }
 
 /// A [`Target`] as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum StoredTarget {
-    Channels(Vec<ChannelName>),
+    /// Read with the topic rule: a log holds what either API published.
+    Channels(#[serde(deserialize_with = "crate::channel::deserialize_stored")] Vec<ChannelName>),
     Client(String),
     All,
 }
@@ -90,6 +97,8 @@ impl StoredEntry {
             is_json: entry.event.data.is_json(),
             recipients: None,
             published_unix_ms: None,
+            private: entry.event.private,
+            retry: entry.event.retry,
         }
     }
 
@@ -109,6 +118,8 @@ impl StoredEntry {
             is_json: record.is_json(),
             recipients: Some(record.recipients),
             published_unix_ms: Some(published_unix_ms),
+            private: record.is_private(),
+            retry: record.retry(),
         }
     }
 
@@ -121,6 +132,8 @@ impl StoredEntry {
                 event: self.event,
                 data: EventData::restore(self.data, self.is_json),
                 id: self.id,
+                private: self.private,
+                retry: self.retry,
             },
             log_id: None,
             is_publisher_id_on_wire: false,

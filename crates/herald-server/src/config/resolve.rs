@@ -8,8 +8,8 @@ use super::settings::{AuthMode, LogFormat, Secret, ServeArgs, Settings, Switch};
 use anyhow::Context;
 use herald_hub::{
     http::{
-        AppAuth, AuthConfig, HttpConfig, HttpLimits, ServeOptions, Tls, APP_AUTH_CACHE_TTL_DEFAULT,
-        APP_AUTH_TIMEOUT_DEFAULT,
+        AppAuth, AuthConfig, HttpConfig, HttpLimits, MercureConfig, MercureKey, ServeOptions, Tls,
+        APP_AUTH_CACHE_TTL_DEFAULT, APP_AUTH_TIMEOUT_DEFAULT,
     },
     ClusterConfig, FsyncPolicy, HistoryConfig, HubConfig, NamespaceConfig, PresenceConfig,
     SubscribeRule, WebhookConfig, WEBHOOK_QUEUE_DEFAULT, WEBHOOK_VACATED_DELAY_DEFAULT,
@@ -18,6 +18,9 @@ use std::{net::SocketAddr, path::PathBuf};
 
 /// Default listen address: loopback only, port 8080.
 pub(crate) const LISTEN_DEFAULT: &str = "127.0.0.1:8080";
+
+/// Default algorithm of the Mercure keys, as the reference hub's.
+const MERCURE_JWT_ALG_DEFAULT: &str = "HS256";
 
 /// Default prefix of every Redis key.
 const REDIS_KEY_PREFIX_DEFAULT: &str = "herald";
@@ -104,11 +107,12 @@ fn parse_file(text: &str) -> anyhow::Result<(Settings, Vec<NamespaceConfig>)> {
 }
 
 /// Applies the defaults to merged settings and checks them.
-fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
+fn resolve_settings(mut settings: Settings) -> anyhow::Result<ServeConfig> {
     let hub_defaults = HubConfig::default();
     let history_defaults = HistoryConfig::default();
     let limit_defaults = HttpLimits::default();
     let serve_defaults = ServeOptions::default();
+    let mercure = resolve_mercure(&mut settings)?;
     let auth = resolve_auth(
         settings.auth.unwrap_or_default(),
         settings.jwt_secret,
@@ -161,7 +165,15 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
     let listen: SocketAddr = settings
         .listen
         .unwrap_or_else(|| LISTEN_DEFAULT.parse().expect("the default address parses"));
-    let cors_origins = settings.cors_origins.unwrap_or_default();
+    let mut cors_origins = settings.cors_origins.unwrap_or_default();
+    if mercure.is_some() {
+        // Mercure's origins join the one CORS list (with credentials, for the cookie).
+        for origin in settings.mercure_cors_origins.take().unwrap_or_default() {
+            if !cors_origins.contains(&origin) {
+                cors_origins.push(origin);
+            }
+        }
+    }
     let allowed_hosts = settings.allowed_hosts.unwrap_or_default();
     // Without auth, on loopback, a page that rebinds its own name to 127.0.0.1 could otherwise
     // reach the hub as if from this machine.
@@ -237,6 +249,7 @@ fn resolve_settings(settings: Settings) -> anyhow::Result<ServeConfig> {
             // The same rule as the CORS layer's default (`cors::Unlisted::Loopback`): CORS stays
             // the one source of which pages may call the hub.
             allow_loopback_origins: is_open_on_loopback && cors_origins.is_empty(),
+            mercure,
         },
         serve: ServeOptions {
             header_read_timeout: settings
@@ -317,6 +330,35 @@ fn with_app_auth(
         }
         (_, None) => Ok(auth),
     }
+}
+
+/// The Mercure endpoint's settings; `None` without `--mercure`.
+fn resolve_mercure(settings: &mut Settings) -> anyhow::Result<Option<MercureConfig>> {
+    if settings.mercure != Some(true) {
+        return Ok(None);
+    }
+    let key = |key: Option<String>, alg: Option<String>, role: &str| {
+        key.map(|key| {
+            let alg = alg.unwrap_or_else(|| MERCURE_JWT_ALG_DEFAULT.to_owned());
+            MercureKey::new(&key, &alg).with_context(|| format!("the Mercure {role} key"))
+        })
+        .transpose()
+    };
+    Ok(Some(MercureConfig {
+        publisher_key: key(
+            settings.mercure_publisher_jwt_key.take(),
+            settings.mercure_publisher_jwt_alg.take(),
+            "publisher",
+        )?,
+        subscriber_key: key(
+            settings.mercure_subscriber_jwt_key.take(),
+            settings.mercure_subscriber_jwt_alg.take(),
+            "subscriber",
+        )?,
+        anonymous: settings.mercure_anonymous.unwrap_or(false),
+        subscriptions: settings.mercure_subscriptions.unwrap_or(false),
+        publish_origins: settings.mercure_publish_origins.take().unwrap_or_default(),
+    }))
 }
 
 /// The auth settings, checked: `jwt` takes exactly one key; `none` and `app` take none.

@@ -240,6 +240,41 @@ settings! {
         #[arg(long, env = "HERALD_PRESENCE_NODE_TIMEOUT", value_parser = parse_duration)]
         #[serde(default, with = "humantime_serde::option")]
         presence_node_timeout: Duration,
+        /// Serve the Mercure protocol at `/.well-known/mercure` (docs/mercure.md)
+        /// [default: false].
+        #[arg(long, env = "HERALD_MERCURE", num_args = 0..=1, default_missing_value = "true",
+              value_parser = clap::builder::BoolishValueParser::new())]
+        mercure: bool,
+        /// Mercure: the key that verifies publishers' tokens (the secret for HS*, a PEM public
+        /// key otherwise); without one, nobody publishes through Mercure [default: none].
+        #[arg(long, env = "HERALD_MERCURE_PUBLISHER_JWT_KEY")]
+        mercure_publisher_jwt_key: String,
+        /// Mercure: the publisher key's algorithm [default: HS256].
+        #[arg(long, env = "HERALD_MERCURE_PUBLISHER_JWT_ALG")]
+        mercure_publisher_jwt_alg: String,
+        /// Mercure: the key that verifies subscribers' tokens [default: none, the publisher key].
+        #[arg(long, env = "HERALD_MERCURE_SUBSCRIBER_JWT_KEY")]
+        mercure_subscriber_jwt_key: String,
+        /// Mercure: the subscriber key's algorithm [default: HS256].
+        #[arg(long, env = "HERALD_MERCURE_SUBSCRIBER_JWT_ALG")]
+        mercure_subscriber_jwt_alg: String,
+        /// Mercure: serve subscribers without a token (public updates only) [default: false].
+        #[arg(long, env = "HERALD_MERCURE_ANONYMOUS", num_args = 0..=1,
+              default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+        mercure_anonymous: bool,
+        /// Mercure: publish subscription events and serve the subscriptions API
+        /// [default: false].
+        #[arg(long, env = "HERALD_MERCURE_SUBSCRIPTIONS", num_args = 0..=1,
+              default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+        mercure_subscriptions: bool,
+        /// Mercure: browser origins allowed to subscribe and publish cross-origin, with
+        /// credentials, comma-separated; added to --cors-origins [default: none].
+        #[arg(long, env = "HERALD_MERCURE_CORS_ORIGINS", value_delimiter = ',')]
+        mercure_cors_origins: Vec<String>,
+        /// Mercure: origins whose pages may publish with the `mercureAuthorization` cookie,
+        /// comma-separated; `*` is any [default: none].
+        #[arg(long, env = "HERALD_MERCURE_PUBLISH_ORIGINS", value_delimiter = ',')]
+        mercure_publish_origins: Vec<String>,
     }
 }
 

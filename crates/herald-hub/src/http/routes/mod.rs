@@ -23,6 +23,7 @@ use super::{
     dashboard::{self, Dashboard},
     error::ApiError,
     extract::BodyReadTimeout,
+    mercure::{self, Mercure},
     origin::{check_origin, OriginPolicy},
 };
 use crate::Hub;
@@ -42,6 +43,31 @@ struct Api {
     auth: AuthConfig,
     admission: Arc<Admission>,
     dashboard: Dashboard,
+    mercure: Mercure,
+}
+
+impl FromRef<Api> for Mercure {
+    fn from_ref(api: &Api) -> Self {
+        api.mercure.clone()
+    }
+}
+
+impl FromRef<Api> for Hub {
+    fn from_ref(api: &Api) -> Self {
+        api.hub.clone()
+    }
+}
+
+impl FromRef<Api> for Arc<Admission> {
+    fn from_ref(api: &Api) -> Self {
+        api.admission.clone()
+    }
+}
+
+impl FromRef<Api> for HttpLimits {
+    fn from_ref(api: &Api) -> Self {
+        api.limits.clone()
+    }
 }
 
 impl FromRef<Api> for Dashboard {
@@ -96,6 +122,15 @@ const ROUTES: &[Route] = &[
     Route::stream("/api/stream", || get(streams::stream_channels)),
     Route::stream("/api/channels/{channel}/stream", || {
         get(streams::stream_channel)
+    }),
+    Route::stream("/.well-known/mercure", || {
+        get(mercure::subscribe).post(mercure::publish)
+    }),
+    Route::request("/.well-known/mercure/subscriptions", || {
+        get(mercure::subscriptions)
+    }),
+    Route::request("/.well-known/mercure/subscriptions/{*rest}", || {
+        get(mercure::subscriptions)
     }),
     Route::request("/healthz", || get(health::readyz)),
     Route::request("/livez", || get(health::livez)),
@@ -191,6 +226,7 @@ pub fn router(hub: Hub, config: impl Into<HttpConfig>) -> Router {
         allowed_origins,
         allowed_hosts,
         allow_loopback_origins,
+        mercure,
     } = config.into();
     let origin_policy = Arc::new(
         OriginPolicy::new(&allowed_origins, allowed_hosts.as_deref())
@@ -226,6 +262,7 @@ pub fn router(hub: Hub, config: impl Into<HttpConfig>) -> Router {
             limits,
             auth,
             admission,
+            mercure: Mercure::new(mercure),
         })
 }
 
@@ -252,6 +289,12 @@ mod tests {
     }
 
     async fn is_event_stream_answer(router: &Router, path: &str) -> bool {
+        // A Mercure subscription names a topic.
+        let path = if path.starts_with("/.well-known/mercure") {
+            format!("{path}?topic=a")
+        } else {
+            path.to_owned()
+        };
         let request = Request::get(path).body(Body::empty()).expect("a request");
         let response = router.clone().oneshot(request).await.expect("infallible");
         response
@@ -263,7 +306,14 @@ mod tests {
     #[tokio::test]
     async fn the_lean_path_takes_exactly_the_routers_event_streams() {
         let hub = Hub::new(HubConfig::default());
-        let router = router(hub.clone(), HttpConfig::default());
+        let config = HttpConfig {
+            mercure: Some(crate::http::MercureConfig {
+                anonymous: true,
+                ..Default::default()
+            }),
+            ..HttpConfig::default()
+        };
+        let router = router(hub.clone(), config);
         for route in ROUTES {
             let path = example_path(route.path);
             assert_eq!(

@@ -65,6 +65,8 @@ impl PublishBody {
             event: self.event,
             data,
             id: self.id,
+            private: false,
+            retry: None,
         })
     }
 }

@@ -1,0 +1,254 @@
+//! Topic selectors: which topics (channels) a connection hears beyond the channels it names.
+//!
+//! Owns the selector kinds Mercure subscribers and tokens use (exact topics, `*`, RFC 6570 URI
+//! templates, URL patterns), compiled once when a connection opens, and [`TopicFilter`]: a
+//! connection's selectors with the grants that let it read private updates. Exact selectors are
+//! plain channel subscriptions (indexed by `fanout`, as Herald's own); the others are checked per
+//! event, on the channels of that event. It never registers a connection (`fanout` does) and
+//! never reads a token (the HTTP layer does).
+
+mod matcher;
+mod pattern;
+mod template;
+
+use crate::channel::ChannelName;
+use std::fmt;
+
+/// Why a selector was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    /// The selector is empty or not a valid topic.
+    #[error("selector is not a valid topic: {0}")]
+    Topic(#[from] crate::ChannelNameError),
+    /// The selector's syntax is broken.
+    #[error("selector is invalid: {0}")]
+    Invalid(&'static str),
+    /// The selector uses syntax this hub does not implement.
+    #[error("selector uses {0}, which this hub does not support")]
+    Unsupported(&'static str),
+    /// The selector holds more variables than the bound allows.
+    #[error("selector holds more than 16 variables")]
+    TooComplex,
+}
+
+/// One compiled topic selector.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TopicSelector {
+    kind: Kind,
+    source: Box<str>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Kind {
+    /// `*`: every topic.
+    Any,
+    /// One topic, byte for byte.
+    Exact(ChannelName),
+    /// A template or a pattern, compiled.
+    Compiled(Vec<matcher::Part>),
+}
+
+impl TopicSelector {
+    fn new(source: &str, kind: Kind) -> Self {
+        Self {
+            kind,
+            source: source.into(),
+        }
+    }
+
+    /// `*` (every topic) or one exact topic.
+    ///
+    /// # Errors
+    /// [`SelectorError::Topic`] when `selector` is not a valid topic.
+    pub fn exact(selector: &str) -> Result<Self, SelectorError> {
+        if selector == "*" {
+            return Ok(Self::new(selector, Kind::Any));
+        }
+        Ok(Self::new(
+            selector,
+            Kind::Exact(ChannelName::topic(selector)?),
+        ))
+    }
+
+    /// `*`, or an RFC 6570 URI template (a selector without expressions is an exact topic).
+    ///
+    /// ```
+    /// use herald_hub::TopicSelector;
+    ///
+    /// let books = TopicSelector::uri_template("https://example.com/books/{id}")?;
+    /// assert!(books.matches("https://example.com/books/1"));
+    /// assert!(!books.matches("https://example.com/films/1"));
+    /// # Ok::<(), herald_hub::SelectorError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`SelectorError`] when the template is malformed or not a valid topic.
+    pub fn uri_template(selector: &str) -> Result<Self, SelectorError> {
+        if selector == "*" {
+            return Ok(Self::new(selector, Kind::Any));
+        }
+        ChannelName::topic(selector)?;
+        match template::compile(selector)? {
+            Some(parts) => Ok(Self::new(selector, Kind::Compiled(parts))),
+            None => Self::exact(selector),
+        }
+    }
+
+    /// `*`, or a URL pattern (`https://example.com/books/:id`, `/users/42/*`).
+    ///
+    /// # Errors
+    /// [`SelectorError`] when the pattern is malformed, uses unsupported syntax, or is not a
+    /// valid topic.
+    pub fn url_pattern(selector: &str) -> Result<Self, SelectorError> {
+        if selector == "*" {
+            return Ok(Self::new(selector, Kind::Any));
+        }
+        ChannelName::topic(selector)?;
+        Ok(Self::new(
+            selector,
+            Kind::Compiled(pattern::compile(selector)?),
+        ))
+    }
+
+    /// Whether `topic` is selected.
+    pub fn matches(&self, topic: &str) -> bool {
+        match &self.kind {
+            Kind::Any => true,
+            Kind::Exact(channel) => channel.as_str() == topic,
+            Kind::Compiled(parts) => matcher::is_match(parts, topic),
+        }
+    }
+
+    /// The selector as it was written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The one channel an exact selector names.
+    pub(crate) fn as_exact(&self) -> Option<&ChannelName> {
+        match &self.kind {
+            Kind::Exact(channel) => Some(channel),
+            Kind::Any | Kind::Compiled(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for TopicSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.source, f)
+    }
+}
+
+/// What a topic-selecting connection (a Mercure subscriber) hears: the topics it selects, and
+/// the topics its credential lets it read private updates of.
+///
+/// A connection with a filter gets only events published to channels (never broadcasts to
+/// everyone), and a private event only when one of its grants matches one of the event's
+/// channels. A connection without one (Herald's API) never gets a private event.
+#[derive(Debug, Clone, Default)]
+pub struct TopicFilter {
+    selectors: Vec<TopicSelector>,
+    private_grants: Vec<TopicSelector>,
+}
+
+impl TopicFilter {
+    /// A filter selecting `selectors`, reading private updates of topics `private_grants`
+    /// match (empty: none).
+    pub fn new(selectors: Vec<TopicSelector>, private_grants: Vec<TopicSelector>) -> Self {
+        Self {
+            selectors,
+            private_grants,
+        }
+    }
+
+    /// The selectors, as given.
+    pub fn selectors(&self) -> &[TopicSelector] {
+        &self.selectors
+    }
+
+    /// The channels of its exact selectors: plain subscriptions.
+    pub(crate) fn exact_channels(&self) -> impl Iterator<Item = &ChannelName> {
+        self.selectors.iter().filter_map(TopicSelector::as_exact)
+    }
+
+    /// Whether some selector is not exact (the connection is checked per event).
+    pub(crate) fn has_patterns(&self) -> bool {
+        self.selectors.iter().any(|s| s.as_exact().is_none())
+    }
+
+    /// Whether one of the non-exact selectors selects one of `topics`.
+    pub(crate) fn selects_by_pattern(&self, topics: &[ChannelName]) -> bool {
+        self.selectors
+            .iter()
+            .filter(|s| s.as_exact().is_none())
+            .any(|s| topics.iter().any(|t| s.matches(t.as_str())))
+    }
+
+    /// Whether some selector selects one of `topics`.
+    pub(crate) fn selects(&self, topics: &[ChannelName]) -> bool {
+        self.selectors
+            .iter()
+            .any(|s| topics.iter().any(|t| s.matches(t.as_str())))
+    }
+
+    /// Whether a private event on `topics` may be read: a grant matches one of them.
+    pub(crate) fn may_read_private(&self, topics: &[ChannelName]) -> bool {
+        self.private_grants
+            .iter()
+            .any(|g| topics.iter().any(|t| g.matches(t.as_str())))
+    }
+}
+
+/// Whether a connection with `filter` (`None`: Herald's API) may get an event on `topics`
+/// that is `is_private`. Selection is checked by the caller.
+pub(crate) fn may_read(
+    filter: Option<&TopicFilter>,
+    topics: &[ChannelName],
+    is_private: bool,
+) -> bool {
+    !is_private || filter.is_some_and(|f| f.may_read_private(topics))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topics(names: &[&str]) -> Vec<ChannelName> {
+        names
+            .iter()
+            .map(|n| ChannelName::topic(n).expect("valid"))
+            .collect()
+    }
+
+    #[test]
+    fn private_events_need_a_grant_on_one_of_their_topics() {
+        let filter = TopicFilter::new(
+            vec![TopicSelector::url_pattern("https://example.com/books/:id").expect("valid")],
+            vec![TopicSelector::url_pattern("https://example.com/users/42/*").expect("valid")],
+        );
+        let book = topics(&["https://example.com/books/1"]);
+        let both = topics(&[
+            "https://example.com/books/1",
+            "https://example.com/users/42/books/1",
+        ]);
+        assert!(filter.selects(&book));
+        assert!(may_read(Some(&filter), &book, false));
+        assert!(!may_read(Some(&filter), &book, true));
+        assert!(may_read(Some(&filter), &both, true));
+        assert!(
+            !may_read(None, &both, true),
+            "Herald's API never reads private events"
+        );
+    }
+
+    #[test]
+    fn star_is_every_topic_whatever_the_kind() {
+        for selector in [
+            TopicSelector::exact("*"),
+            TopicSelector::uri_template("*"),
+            TopicSelector::url_pattern("*"),
+        ] {
+            assert!(selector.expect("valid").matches("urn:anything"));
+        }
+    }
+}
