@@ -389,11 +389,9 @@ fn subscriber_only() -> ApiError {
 
 /// The channels a namespace with `subscribe = "app"` leaves to the application.
 ///
-/// SEAM(app-auth): the application auth proxy (`http/auth/app.rs`, built separately) answers
-/// here: it asks the application about `channels` with the request's cookies and
-/// `Authorization` header and allows or refuses them. Until one is configured, such channels
-/// are refused with 503 `app_auth_unavailable`, so a namespace that needs the application
-/// never opens by default.
+/// Called when no application is configured (`--auth-app-url`): such channels are refused with
+/// 503 `app_auth_unavailable`, so a namespace that needs the application never opens by
+/// default. With one, [`AuthConfig::authorize_subscribe`] asks it instead.
 ///
 /// # Errors
 /// 503 `app_auth_unavailable` naming the channels, when any.
