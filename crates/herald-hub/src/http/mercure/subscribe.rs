@@ -34,6 +34,8 @@ use std::{
 /// Query parameters that name a resume point, in order of precedence.
 const LAST_EVENT_ID_PARAMS: [&str; 3] = ["last_event_id", "lastEventID", "Last-Event-ID"];
 
+// An axum handler: one argument per extractor.
+#[allow(clippy::too_many_arguments)]
 pub(in crate::http) async fn subscribe(
     State(mercure): State<Mercure>,
     State(hub): State<Hub>,
