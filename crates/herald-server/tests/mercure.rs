@@ -328,6 +328,74 @@ async fn a_topic_and_a_herald_channel_of_the_same_name_are_one() {
     assert!(mercure.next_event_within(SILENCE).await.is_none());
 }
 
+/// With `--auth jwt`, a Herald channel is kept to the tokens that claim it (and a user's channel
+/// to that user): a Mercure subscriber, anonymous or not, reads its events only with a
+/// subscribe grant matching it, live or on resume, as it would a private update.
+#[tokio::test]
+async fn herald_channels_kept_to_some_callers_need_a_mercure_grant() {
+    const API_KEY: &str = "server-to-server-key-0123";
+    let hub = mercure_hub(&[
+        "--mercure-anonymous",
+        "--auth",
+        "jwt",
+        "--jwt-secret",
+        "0123456789abcdef0123456789abcdef-herald",
+        "--api-keys",
+        API_KEY,
+    ]);
+    let mut anonymous = subscribe(&hub, &[("topic", "*")], &[]).await;
+    let mut exact = subscribe(&hub, &[("topic", "user:alice")], &[]).await;
+    let reader = format!(
+        "Bearer {}",
+        token(json!({"mercure": {"subscribe": ["payroll"]}}))
+    );
+    let mut granted = subscribe(&hub, &[("topic", "*")], &[("authorization", &reader)]).await;
+
+    for (path, data) in [
+        ("/api/users/alice/events", "alice's own"),
+        ("/api/channels/payroll/events", "payroll"),
+    ] {
+        let status = common::http()
+            .post(hub.url(path))
+            .bearer_auth(API_KEY)
+            .json(&json!({ "data": data }))
+            .send()
+            .await
+            .expect("the hub answers")
+            .status();
+        assert_eq!(status, 200, "{path}");
+    }
+    publish(
+        &hub,
+        &[("topic", "https://example.com/books/1"), ("data", "public")],
+    )
+    .await;
+
+    assert_eq!(
+        anonymous.next_event().await.data,
+        "public",
+        "an anonymous subscriber reads no channel Herald keeps to token holders"
+    );
+    assert!(
+        exact.next_event_within(SILENCE).await.is_none(),
+        "nor by naming it"
+    );
+    assert_eq!(granted.next_event().await.data, "payroll");
+    assert_eq!(granted.next_event().await.data, "public");
+
+    let mut resumed = subscribe(
+        &hub,
+        &[
+            ("topic", "payroll"),
+            ("topic", "https://example.com/books/1"),
+            ("last_event_id", "earliest"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(resumed.next_event().await.data, "public", "nor on resume");
+}
+
 #[tokio::test]
 async fn publishing_needs_a_token_granting_every_topic() {
     let hub = mercure_hub(&["--mercure-publish-origins", "https://app.example.com"]);

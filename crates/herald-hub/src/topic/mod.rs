@@ -145,10 +145,29 @@ impl fmt::Debug for TopicSelector {
 /// A connection with a filter gets only events published to channels (never broadcasts to
 /// everyone), and a private event only when one of its grants matches one of the event's
 /// channels. A connection without one (Herald's API) never gets a private event.
-#[derive(Debug, Clone, Default)]
+///
+/// A public event is read only when one of its channels is open to this connection
+/// ([`TopicFilter::with_open_topics`]: by default every topic is), or one of its grants matches
+/// one of them: a channel Herald's own rules keep to some callers is, on a topic connection, as
+/// private as a private update.
+#[derive(Clone, Default)]
 pub struct TopicFilter {
     selectors: Vec<TopicSelector>,
     private_grants: Vec<TopicSelector>,
+    open_topics: Option<OpenTopics>,
+}
+
+/// Which topics a connection may read without a grant.
+type OpenTopics = std::sync::Arc<dyn Fn(&ChannelName) -> bool + Send + Sync>;
+
+impl fmt::Debug for TopicFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopicFilter")
+            .field("selectors", &self.selectors)
+            .field("private_grants", &self.private_grants)
+            .field("open_topics", &self.open_topics.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 impl TopicFilter {
@@ -158,7 +177,26 @@ impl TopicFilter {
         Self {
             selectors,
             private_grants,
+            open_topics: None,
         }
+    }
+
+    /// The same filter, reading public events only on topics `is_open` admits (or that a
+    /// grant matches); the others are read as private updates are.
+    #[must_use]
+    pub fn with_open_topics(
+        mut self,
+        is_open: impl Fn(&ChannelName) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.open_topics = Some(std::sync::Arc::new(is_open));
+        self
+    }
+
+    /// Whether one of `topics` is open to this connection without a grant.
+    fn is_open(&self, topics: &[ChannelName]) -> bool {
+        self.open_topics
+            .as_ref()
+            .is_none_or(|is_open| topics.iter().any(|t| is_open(t)))
     }
 
     /// The selectors, as given.
@@ -206,7 +244,10 @@ pub(crate) fn may_read(
     topics: &[ChannelName],
     is_private: bool,
 ) -> bool {
-    !is_private || filter.is_some_and(|f| f.may_read_private(topics))
+    match filter {
+        None => !is_private,
+        Some(filter) => (!is_private && filter.is_open(topics)) || filter.may_read_private(topics),
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +279,26 @@ mod tests {
         assert!(
             !may_read(None, &both, true),
             "Herald's API never reads private events"
+        );
+    }
+
+    #[test]
+    fn a_closed_topic_is_read_only_with_a_grant() {
+        let any = || vec![TopicSelector::exact("*").expect("valid")];
+        let closed = |t: &ChannelName| t.as_str() != "payroll";
+        let anonymous = TopicFilter::new(any(), Vec::new()).with_open_topics(closed);
+        let granted = TopicFilter::new(any(), any()).with_open_topics(closed);
+        let payroll = topics(&["payroll"]);
+        assert!(!may_read(Some(&anonymous), &payroll, false));
+        assert!(may_read(Some(&granted), &payroll, false));
+        assert!(
+            may_read(Some(&anonymous), &topics(&["payroll", "news"]), false),
+            "an event also on an open topic is readable there anyway"
+        );
+        assert!(may_read(Some(&anonymous), &topics(&["news"]), false));
+        assert!(
+            may_read(None, &payroll, false),
+            "Herald's API checks its own rights"
         );
     }
 

@@ -118,6 +118,25 @@ impl AuthConfig {
     }
 }
 
+impl AuthConfig {
+    /// Whether a caller with no credential may subscribe to `channel` without asking the
+    /// application: `none` mode, or a namespace with `subscribe = "anyone"` (never in `app`
+    /// mode, nor for `subscribe = "app"`). What Mercure subscribers read without a grant.
+    pub(crate) fn is_open_to_anyone(&self, channel: &ChannelName, namespaces: &Namespaces) -> bool {
+        if self.asks_app_for_every_channel() {
+            return false;
+        }
+        let nobody = if self.verifier().is_some() {
+            Caller::Anonymous
+        } else {
+            Caller::Open
+        };
+        nobody
+            .check_subscribe(std::slice::from_ref(channel), namespaces)
+            .is_ok_and(|by_app| by_app.is_empty())
+    }
+}
+
 /// The caller the application's `grant` makes: its user, or else an identity from the
 /// forwarded credentials, which client ids are bound to.
 fn app_caller(grant: AppGrant, headers: &HeaderMap) -> Caller {

@@ -12,12 +12,13 @@ use super::{subscriptions, token, Mercure};
 use crate::{
     http::{
         admission::Admission,
+        auth::AuthConfig,
         config::HttpLimits,
         error::ApiError,
         extract::{PeerAddr, QueryParams},
         sse::sse_response,
     },
-    ClientOptions, Hub, TopicFilter, TopicSelector,
+    ChannelName, ClientOptions, Hub, TopicFilter, TopicSelector,
 };
 use axum::{
     extract::State,
@@ -33,11 +34,14 @@ use std::{
 /// Query parameters that name a resume point, in order of precedence.
 const LAST_EVENT_ID_PARAMS: [&str; 3] = ["last_event_id", "lastEventID", "Last-Event-ID"];
 
+// An axum handler: one argument per extractor.
+#[allow(clippy::too_many_arguments)]
 pub(in crate::http) async fn subscribe(
     State(mercure): State<Mercure>,
     State(hub): State<Hub>,
     State(admission): State<Arc<Admission>>,
     State(limits): State<HttpLimits>,
+    State(auth): State<AuthConfig>,
     query: QueryParams,
     headers: HeaderMap,
     peer: PeerAddr,
@@ -90,11 +94,18 @@ pub(in crate::http) async fn subscribe(
         remote_addr: peer.0,
         ..ClientOptions::default()
     };
-    let (stream, replay_from) =
-        match hub.add_topic_client(options, TopicFilter::new(selectors, private_grants)) {
-            Ok(opened) => opened,
-            Err(refused) => return Ok(refused.into_response()),
-        };
+    // A topic that is also a Herald channel kept to some callers (a token's claims, a user's own
+    // channel, the application's say) is read only with a subscribe grant, as a private update.
+    let namespaces = hub.namespaces().clone();
+    let filter = TopicFilter::new(selectors, private_grants).with_open_topics(move |topic| {
+        ChannelName::new(topic.as_str()).map_or(true, |channel| {
+            auth.is_open_to_anyone(&channel, &namespaces)
+        })
+    });
+    let (stream, replay_from) = match hub.add_topic_client(options, filter) {
+        Ok(opened) => opened,
+        Err(refused) => return Ok(refused.into_response()),
+    };
     let end = stream.end_signal();
     // The stream ends when the token expires (a timer only for a token with `exp`); its slot
     // and its subscriptions are held by the body.
