@@ -12,6 +12,7 @@ use crate::{
     event::ClientId,
     history::History,
     log::LogFuture,
+    namespace::NamespaceMask,
     topic::may_read,
     wire, Hub,
 };
@@ -164,7 +165,12 @@ impl ClientStream {
         let filter = self.client.filter.clone();
         let mut left_channels = Vec::new();
         let step = self.hub.with_history(|history: &History| {
-            let mask = history.mask_of(&replay.channels);
+            // A topic-selecting connection hears channels it does not name: every namespace.
+            let mask = if filter.is_some() {
+                NamespaceMask::ALL
+            } else {
+                history.mask_of(&replay.channels)
+            };
             let Some(records) = history.after(replay.cursor, mask) else {
                 return ReplayStep::End(None, EndReason::HistoryGap);
             };

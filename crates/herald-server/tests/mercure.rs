@@ -640,6 +640,13 @@ async fn check_resume(publisher_hub: &TestHub, subscriber_hub: &TestHub, t: &str
 async fn resume_from_last_event_id_or_earliest_in_memory() {
     let hub = mercure_hub(&["--mercure-anonymous"]);
     check_resume(&hub, &hub, "t").await;
+    let mut everything =
+        subscribe(&hub, &[("topic", "*"), ("last_event_id", "earliest")], &[]).await;
+    assert_eq!(
+        datas(&mut everything, 4).await,
+        ["a", "b", "c", "d"],
+        "a `*` selector, naming no channel, replays history too"
+    );
 }
 
 #[tokio::test]

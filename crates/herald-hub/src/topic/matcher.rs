@@ -5,10 +5,14 @@
 //! selector is treated as not matching once the bound is reached, never as a slow match. It
 //! never parses a selector's syntax (`template` and `pattern` do).
 
-/// Most steps one match may take before it is abandoned as not matching (a guard against
-/// selectors crafted to backtrack: a topic is at most 1 KiB and a selector holds at most
-/// [`VARIABLES_MAX`] variables, so honest selectors take far fewer).
-pub(crate) const MATCH_STEPS_MAX: u32 = 20_000;
+/// Most work one match may do before it is abandoned as not matching (a guard against
+/// selectors crafted to backtrack). Work is counted in steps: one per call of the walk and one per
+/// character it compares or scans. A topic is at most 1 KiB and a selector holds at most
+/// [`VARIABLES_MAX`] variables, so honest selectors take a few thousand steps at most.
+pub(crate) const MATCH_STEPS_MAX: u32 = 16_384;
+/// Most work all the selectors of one connection may do for one event (see [`Budget`]), so a
+/// connection holding many crafted selectors costs a publish no more than a few honest matches.
+pub(crate) const FILTER_STEPS_MAX: u32 = 65_536;
 /// Most variables (expressions, named segments, wildcards) one selector may hold.
 pub(crate) const VARIABLES_MAX: usize = 16;
 
@@ -61,26 +65,56 @@ pub(crate) enum Part {
     },
 }
 
-/// Whether `topic` matches `parts` in full.
-pub(crate) fn is_match(parts: &[Part], topic: &str) -> bool {
-    let mut steps = 0;
-    walk(parts, topic, &mut steps) == Some(true)
+/// Work left for the matches of one connection for one event, shared by its selectors.
+#[derive(Debug)]
+pub(crate) struct Budget(u32);
+
+impl Budget {
+    /// The budget of one connection for one event.
+    pub(crate) fn per_event() -> Self {
+        Self(FILTER_STEPS_MAX)
+    }
+
+    /// Whether anything is left.
+    pub(crate) fn is_spent(&self) -> bool {
+        self.0 == 0
+    }
 }
 
-/// `None` when the step bound was reached.
+/// Whether `topic` matches `parts` in full, within [`MATCH_STEPS_MAX`].
+pub(crate) fn is_match(parts: &[Part], topic: &str) -> bool {
+    is_match_within(parts, topic, &mut Budget(MATCH_STEPS_MAX))
+}
+
+/// Whether `topic` matches `parts` in full, spending at most [`MATCH_STEPS_MAX`] of `budget`
+/// (what it spends is gone for the connection's other selectors). A spent budget is no match.
+pub(crate) fn is_match_within(parts: &[Part], topic: &str, budget: &mut Budget) -> bool {
+    let mut steps = budget.0.min(MATCH_STEPS_MAX);
+    let is_match = walk(parts, topic, &mut steps) == Some(true);
+    budget.0 -= budget.0.min(MATCH_STEPS_MAX) - steps;
+    is_match
+}
+
+/// Takes `units` steps from `steps`; `None` when there are not that many left.
+fn spend(steps: &mut u32, units: usize) -> Option<()> {
+    *steps = steps.checked_sub(u32::try_from(units).unwrap_or(u32::MAX))?;
+    Some(())
+}
+
+/// `None` when the steps ran out. Allocates nothing: a step costs its comparisons only.
 fn walk(parts: &[Part], rest: &str, steps: &mut u32) -> Option<bool> {
-    *steps += 1;
-    if *steps > MATCH_STEPS_MAX {
-        return None;
-    }
+    spend(steps, 1)?;
     let Some((part, tail)) = parts.split_first() else {
         return Some(rest.is_empty());
     };
     match part {
-        Part::Literal(text) => match rest.strip_prefix(&**text) {
-            Some(after) => walk(tail, after, steps),
-            None => Some(false),
-        },
+        Part::Literal(text) => {
+            spend(steps, text.len())?;
+            match rest.strip_prefix(&**text) {
+                Some(after) => walk(tail, after, steps),
+                None => Some(false),
+            }
+        }
         Part::Variable { prefix, class, min } => {
             // Without a prefix, the run may be empty (when `min` is 0).
             let body = match prefix {
@@ -101,22 +135,22 @@ fn walk(parts: &[Part], rest: &str, steps: &mut u32) -> Option<bool> {
                 .char_indices()
                 .find(|(_, c)| !class.admits(*c))
                 .map_or(body.len(), |(at, _)| at);
-            // (byte end, characters) of every prefix of the run, empty included.
-            let ends: Vec<(usize, usize)> = body[..run]
-                .char_indices()
-                .map(|(at, _)| at)
-                .skip(1)
-                .chain(std::iter::once(run).filter(|end| *end > 0))
-                .enumerate()
-                .map(|(n, end)| (end, n + 1))
-                .collect();
-            for (end, chars) in std::iter::once((0, 0)).chain(ends).rev() {
+            spend(steps, run)?;
+            // Every prefix of the run, longest first, down to the empty one.
+            let mut end = run;
+            let mut chars = body[..run].chars().count();
+            loop {
                 if chars < *min {
                     break;
                 }
                 if walk(tail, &body[end..], steps)? {
                     return Some(true);
                 }
+                let Some((before, _)) = body[..end].char_indices().next_back() else {
+                    break;
+                };
+                end = before;
+                chars -= 1;
             }
             Some(false)
         }

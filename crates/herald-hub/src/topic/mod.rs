@@ -12,6 +12,7 @@ mod pattern;
 mod template;
 
 use crate::channel::ChannelName;
+use matcher::Budget;
 use std::fmt;
 
 /// Why a selector was refused.
@@ -112,10 +113,16 @@ impl TopicSelector {
 
     /// Whether `topic` is selected.
     pub fn matches(&self, topic: &str) -> bool {
+        self.matches_within(topic, &mut Budget::per_event())
+    }
+
+    /// Whether `topic` is selected, spending the match's work from `budget` (shared by one
+    /// connection's selectors for one event; a spent budget selects nothing more).
+    pub(crate) fn matches_within(&self, topic: &str, budget: &mut Budget) -> bool {
         match &self.kind {
             Kind::Any => true,
             Kind::Exact(channel) => channel.as_str() == topic,
-            Kind::Compiled(parts) => matcher::is_match(parts, topic),
+            Kind::Compiled(parts) => matcher::is_match_within(parts, topic, budget),
         }
     }
 
@@ -216,25 +223,35 @@ impl TopicFilter {
 
     /// Whether one of the non-exact selectors selects one of `topics`.
     pub(crate) fn selects_by_pattern(&self, topics: &[ChannelName]) -> bool {
+        let mut budget = Budget::per_event();
         self.selectors
             .iter()
             .filter(|s| s.as_exact().is_none())
-            .any(|s| topics.iter().any(|t| s.matches(t.as_str())))
+            .any(|s| any_selected(s, topics, &mut budget))
     }
 
     /// Whether some selector selects one of `topics`.
     pub(crate) fn selects(&self, topics: &[ChannelName]) -> bool {
+        let mut budget = Budget::per_event();
         self.selectors
             .iter()
-            .any(|s| topics.iter().any(|t| s.matches(t.as_str())))
+            .any(|s| any_selected(s, topics, &mut budget))
     }
 
     /// Whether a private event on `topics` may be read: a grant matches one of them.
     pub(crate) fn may_read_private(&self, topics: &[ChannelName]) -> bool {
+        let mut budget = Budget::per_event();
         self.private_grants
             .iter()
-            .any(|g| topics.iter().any(|t| g.matches(t.as_str())))
+            .any(|g| any_selected(g, topics, &mut budget))
     }
+}
+
+/// Whether `selector` selects one of `topics`, within what is left of `budget`.
+fn any_selected(selector: &TopicSelector, topics: &[ChannelName], budget: &mut Budget) -> bool {
+    topics
+        .iter()
+        .any(|t| !budget.is_spent() && selector.matches_within(t.as_str(), budget))
 }
 
 /// Whether a connection with `filter` (`None`: Herald's API) may get an event on `topics`
@@ -253,6 +270,29 @@ pub(crate) fn may_read(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A URL pattern that backtracks on a long topic and never matches.
+    fn crafted() -> TopicSelector {
+        TopicSelector::url_pattern(&format!("https://example.com/{}!", "*".repeat(15)))
+            .expect("valid")
+    }
+
+    #[test]
+    fn crafted_selectors_spend_only_their_connections_budget() {
+        let long = topics(&[&format!("https://example.com/{}", "a".repeat(900))]);
+        let honest = TopicSelector::url_pattern("https://example.com/*").expect("a valid pattern");
+        // A few crafted selectors leave enough for an honest one after them.
+        let mut few: Vec<TopicSelector> = (0..3).map(|_| crafted()).collect();
+        few.push(honest.clone());
+        assert!(TopicFilter::new(few, Vec::new()).selects(&long));
+        // Many of them spend the connection's budget for this event: the connection holding
+        // them is the one that misses it, and its work stops at the bound.
+        let mut many: Vec<TopicSelector> = (0..10).map(|_| crafted()).collect();
+        many.push(honest.clone());
+        assert!(!TopicFilter::new(many, Vec::new()).selects(&long));
+        // Another connection is not affected.
+        assert!(TopicFilter::new(vec![honest], Vec::new()).selects(&long));
+    }
 
     fn topics(names: &[&str]) -> Vec<ChannelName> {
         names
