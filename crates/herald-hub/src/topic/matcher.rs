@@ -82,6 +82,7 @@ impl Budget {
 }
 
 /// Whether `topic` matches `parts` in full, within [`MATCH_STEPS_MAX`].
+#[cfg(test)]
 pub(crate) fn is_match(parts: &[Part], topic: &str) -> bool {
     is_match_within(parts, topic, &mut Budget(MATCH_STEPS_MAX))
 }
