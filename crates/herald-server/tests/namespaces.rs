@@ -335,3 +335,41 @@ async fn a_namespace_can_keep_presence_while_the_hub_setting_is_off() {
     assert_eq!(other.status, 404);
     assert_eq!(other.code(), Some("presence_disabled"));
 }
+
+#[tokio::test]
+async fn a_namespace_open_to_anyone_takes_publishes_without_a_credential() {
+    let config = config_file(
+        "open-publish",
+        "[[namespace]]\nname = \"board\"\nchannels = \"board:*\"\nsubscribe = \"anyone\"\npublish = \"anyone\"\n",
+    );
+    let hub = jwt_hub(&["--config", config.to_str().expect("utf-8 path")]);
+    let mut board = SseStream::open(&hub.url("/api/channels/board:1/stream"), &[]).await;
+    board.connected().await;
+    let open = post(
+        &hub,
+        "/api/channels/board:1/events",
+        None,
+        json!({"data": "hi"}),
+    )
+    .await;
+    assert_eq!(open.status, 200, "{:?}", open.body);
+    assert_eq!(board.next_event().await.data, "hi");
+    // Everything else still takes a credential.
+    for (path, body) in [
+        ("/api/channels/orders/events", json!({"data": 1})),
+        (
+            "/api/events",
+            json!({"channels": ["board:1", "board:2", "orders"], "data": 1}),
+        ),
+        ("/api/broadcast", json!({"data": 1})),
+    ] {
+        let refused = post(&hub, path, None, body).await;
+        assert!(
+            refused.status == 401 || refused.code() == Some("namespace_mismatch"),
+            "{path}: {} {:?}",
+            refused.status,
+            refused.body
+        );
+    }
+    assert_eq!(get(&hub, "/api/clients", None).await.status, 401);
+}

@@ -46,9 +46,9 @@ impl AuthConfig {
                 Access::Publish if credentials.bearer.is_some() => {
                     Err(ApiError::unauthorized("the API key is not valid"))
                 }
-                Access::Publish => Err(ApiError::unauthorized(
-                    "this endpoint needs an API key: send Authorization: Bearer <key>",
-                )),
+                // Without a key: only where a namespace says `publish = "anyone"`
+                // (`check_publish` decides; every other check refuses an anonymous caller).
+                Access::Publish => Ok(Caller::Anonymous),
             };
         };
         // Cookies and query parameters are for read-only endpoints only: a cross-site form post
@@ -63,12 +63,10 @@ impl AuthConfig {
         };
         let Some(token) = token else {
             return match access {
-                // Whether a caller without a credential may subscribe depends on the channels'
-                // namespaces (`subscribe = "anyone"`): `check_subscribe` decides.
-                Access::Subscribe => Ok(Caller::Anonymous),
-                Access::Publish => Err(ApiError::unauthorized(
-                    "no token: send Authorization: Bearer <token or API key>",
-                )),
+                // Whether a caller without a credential may subscribe or publish depends on the
+                // channels' namespaces (`subscribe` or `publish = "anyone"`): `check_subscribe`
+                // and `check_publish` decide; admin and beyond-channel publishing refuse it.
+                Access::Subscribe | Access::Publish => Ok(Caller::Anonymous),
             };
         };
         jwt.verify(token).map(Caller::Token)
@@ -466,6 +464,7 @@ pub(super) fn credential_identity(kind: &str, credential: &str) -> String {
 mod tests {
     use super::*;
     use crate::http::auth::config::{AuthConfigError, JWT_LEEWAY};
+    use crate::HubConfig;
     use axum::http::{header, HeaderMap, HeaderValue};
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
     use serde_json::json;
@@ -549,10 +548,23 @@ mod tests {
             query: Some(good),
             ..Credentials::default()
         };
-        let err = jwt()
+        // A token in a cookie or the query is not read for publishing: the caller is anonymous,
+        // which publishes nowhere a namespace does not open to anyone, nor administers.
+        let caller = jwt()
             .authenticate(&creds, Access::Publish)
+            .expect("checked per channel");
+        assert!(matches!(caller, Caller::Anonymous));
+        let namespaces = HubConfig::default()
+            .namespaces()
+            .expect("the default namespace");
+        let err = caller
+            .check_publish(&[ChannelName::new("orders").expect("valid")], &namespaces)
             .expect_err("no header");
         assert_eq!(err.code(), "unauthorized");
+        assert_eq!(
+            caller.check_admin().expect_err("no header").code(),
+            "unauthorized"
+        );
     }
 
     #[test]
@@ -687,7 +699,17 @@ mod tests {
             auth.authenticate(&anonymous, Access::Subscribe),
             Ok(Caller::Open)
         ));
-        assert!(auth.authenticate(&anonymous, Access::Publish).is_err());
+        let namespaces = HubConfig::default()
+            .namespaces()
+            .expect("the default namespace");
+        let anonymous_publisher = auth
+            .authenticate(&anonymous, Access::Publish)
+            .expect("checked per channel");
+        assert!(anonymous_publisher
+            .check_publish(&[ChannelName::new("orders").expect("valid")], &namespaces)
+            .is_err());
+        assert!(anonymous_publisher.check_publish_anywhere().is_err());
+        assert!(anonymous_publisher.check_admin().is_err());
         assert!(matches!(
             AuthConfig::none().authenticate(&anonymous, Access::Publish),
             Ok(Caller::Open)
