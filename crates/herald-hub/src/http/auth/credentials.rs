@@ -33,24 +33,8 @@ pub(super) struct Credentials {
 
 impl Credentials {
     pub(super) fn from_request(headers: &HeaderMap, query: Option<&str>) -> Self {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                let (scheme, token) = value.trim().split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then(|| token.trim().to_owned())
-            });
-        let cookie = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(';'))
-            .find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                (name == TOKEN_COOKIE).then(|| value.trim_matches('"').to_owned())
-            });
+        let bearer = bearer_token(headers);
+        let cookie = cookie_value(headers, TOKEN_COOKIE);
         let query = query.and_then(|query| {
             form_urlencoded::parse(query.as_bytes())
                 .find(|(name, _)| name == TOKEN_QUERY_PARAM)
@@ -72,4 +56,30 @@ impl Credentials {
         }
         self
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case), if any.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        })
+}
+
+/// The value of the cookie `name` (quotes removed), from any `Cookie` header, if any.
+pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.trim_matches('"').to_owned())
+        })
 }

@@ -45,19 +45,7 @@ impl JwtVerifier {
     pub(super) fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let data = jsonwebtoken::decode::<RawClaims>(token, &self.key, &self.validation).map_err(
             |err| {
-                let reason = match err.kind() {
-                    ErrorKind::ExpiredSignature => "the token has expired",
-                    ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
-                    ErrorKind::InvalidSignature => "the token's signature does not verify",
-                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                        "the token is not signed with the algorithm this hub accepts"
-                    }
-                    ErrorKind::MissingRequiredClaim(_) => "the token has no `exp` claim",
-                    ErrorKind::Json(_) | ErrorKind::InvalidClaimFormat(_) => {
-                        "the token's claims are malformed"
-                    }
-                    _ => "the token is malformed",
-                };
+                let reason = refusal_reason(&err);
                 tracing::debug!(reason, "token refused");
                 ApiError::unauthorized(reason)
             },
@@ -68,6 +56,21 @@ impl JwtVerifier {
             None => super::caller::credential_identity("token", token),
         };
         Ok(claims)
+    }
+}
+
+/// Why a token was refused, for its 401 (never echoing the token).
+pub(crate) fn refusal_reason(err: &jsonwebtoken::errors::Error) -> &'static str {
+    match err.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired",
+        ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
+        ErrorKind::InvalidSignature => "the token's signature does not verify",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "the token is not signed with the algorithm this hub accepts"
+        }
+        ErrorKind::MissingRequiredClaim(_) => "the token has no `exp` claim",
+        ErrorKind::Json(_) | ErrorKind::InvalidClaimFormat(_) => "the token's claims are malformed",
+        _ => "the token is malformed",
     }
 }
 

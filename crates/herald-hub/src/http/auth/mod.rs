@@ -33,4 +33,6 @@ pub use app::{
 };
 pub(crate) use caller::{Caller, Publisher, Subscriber};
 pub use config::{AuthConfig, AuthConfigError, API_KEY_LEN_MIN, JWT_LEEWAY, JWT_SECRET_LEN_MIN};
+pub(crate) use credentials::{bearer_token, cookie_value};
 pub use credentials::{TOKEN_COOKIE, TOKEN_QUERY_PARAM};
+pub(crate) use jwt::refusal_reason;

@@ -10,11 +10,15 @@
 //! no configured resource identifier. It never logs a token.
 
 use crate::{
-    http::{auth::JWT_LEEWAY, error::ApiError, extract::QueryParams},
+    http::{
+        auth::{bearer_token, cookie_value, refusal_reason, JWT_LEEWAY},
+        error::ApiError,
+        extract::QueryParams,
+    },
     TopicSelector,
 };
-use axum::http::{header, HeaderMap};
-use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
+use axum::http::HeaderMap;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use std::{fmt, str::FromStr, sync::Arc};
 
@@ -103,18 +107,7 @@ impl MercureKey {
     pub(super) fn verify(&self, token: &str) -> Result<Grants, ApiError> {
         let data = jsonwebtoken::decode::<RawClaims>(token, &self.key, &self.validation).map_err(
             |err| {
-                let reason = match err.kind() {
-                    ErrorKind::ExpiredSignature => "the token has expired",
-                    ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
-                    ErrorKind::InvalidSignature => "the token's signature does not verify",
-                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                        "the token is not signed with the algorithm this hub accepts"
-                    }
-                    ErrorKind::Json(_) | ErrorKind::InvalidClaimFormat(_) => {
-                        "the token's claims are malformed"
-                    }
-                    _ => "the token is malformed",
-                };
+                let reason = refusal_reason(&err);
                 tracing::debug!(reason, "mercure token refused");
                 ApiError::unauthorized(reason)
             },
@@ -271,29 +264,10 @@ pub(super) enum Source {
 /// The request's token and its source: the `Authorization` header, else the cookie, else (for
 /// subscribers) the draft-07 `authorization` query parameter from `query`.
 pub(super) fn find(headers: &HeaderMap, query: Option<&QueryParams>) -> Option<(String, Source)> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            let (scheme, token) = value.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_owned())
-        })
-        .filter(|t| !t.is_empty());
-    if let Some(token) = bearer {
+    if let Some(token) = bearer_token(headers).filter(|t| !t.is_empty()) {
         return Some((token, Source::Header));
     }
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE).then(|| value.trim_matches('"').to_owned())
-        })
-        .filter(|t| !t.is_empty());
+    let cookie = cookie_value(headers, COOKIE).filter(|t| !t.is_empty());
     if let Some(token) = cookie {
         return Some((token, Source::Cookie));
     }
