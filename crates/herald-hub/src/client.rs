@@ -1,8 +1,14 @@
 //! One connection's shared half: its identity and its bounded queue of encoded frames.
 //!
-//! Owns the queue policy: publishers push with [`ClientShared::push`], which never waits; a push to a
-//! full queue ends the connection (the client resumes from history). It never reads history and never
-//! touches a socket; [`crate::stream::ClientStream`] drains the queue into the response body.
+//! Owns the queue policy: publishers push with [`ClientShared::push_event`], which never waits; a
+//! push to a full queue ends the connection (the client resumes from history). It also owns who
+//! writes the connection's socket at any moment ([`Writer`]): its own task (which
+//! [`crate::stream::ClientStream`] drives, draining the queue into the response body), or, while
+//! that task is parked on an empty queue and the HTTP layer gave the connection a
+//! [`DirectSocket`], the hub's direct writer (`crate::direct`), which writes an event without
+//! waking the connection's task: the common case of a few events a second to many subscribers
+//! costs one write per delivery and no task wake-up. It never reads history and never touches a
+//! socket itself.
 
 use crate::{event::ClientId, metrics::CloseReason};
 use bytes::Bytes;
@@ -16,6 +22,30 @@ use std::{
     task::Waker,
     time::SystemTime,
 };
+
+/// A connection's socket as the hub's direct writer uses it: one piece of the stream written at
+/// once, or not at all. The HTTP layer implements it for the streams it writes itself (plain
+/// TCP), framing the piece as the response's encoding requires.
+pub(crate) trait DirectSocket: Send + Sync + std::fmt::Debug {
+    /// Writes `piece` without waiting. `Ok(None)`: all of it; `Ok(Some(rest))`: part of it, and
+    /// `rest` is what is left of its encoded form, to be written as it is before anything else;
+    /// `Err`: none of it (the socket is full, or failed).
+    fn try_write(&self, piece: &[u8]) -> std::io::Result<Option<Bytes>>;
+}
+
+/// Who writes a connection's socket now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Writer {
+    /// The connection's own task: pushes queue and wake it.
+    #[default]
+    Task,
+    /// The connection's task sleeps on an empty queue, nothing is in flight, and the connection
+    /// has a [`DirectSocket`]: the next event is claimed for the direct writer.
+    Parked,
+    /// The direct writer owns the socket until it hands it back: pushes queue without waking
+    /// the task, and the task takes nothing.
+    Claimed,
+}
 
 /// One item waiting in a connection's queue.
 #[derive(Debug, Clone)]
@@ -90,6 +120,9 @@ pub(crate) enum PushOutcome {
     Queued,
     /// This event was already queued here through another of the connection's channels.
     AlreadyQueued,
+    /// Queued for the hub's direct writer, which must be given this connection (the caller
+    /// hands it over with the other claims of the same event, after the hub's lock).
+    Claimed,
     /// The queue was full: the connection is now ending, its queue freed.
     Overflowed,
     /// The connection was already ending; nothing was queued.
@@ -101,6 +134,44 @@ pub(crate) struct Queue {
     pub(crate) frames: VecDeque<Frame>,
     pub(crate) waker: Option<Waker>,
     pub(crate) end: Option<EndReason>,
+    pub(crate) writer: Writer,
+    /// Set by the HTTP layer while it serves the stream over a socket the direct writer may use.
+    /// Boxed: one pointer in every connection's queue.
+    direct: Option<Box<Direct>>,
+}
+
+/// A connection's direct socket, and what a direct write left unwritten.
+#[derive(Debug)]
+struct Direct {
+    socket: Arc<dyn DirectSocket>,
+    /// Encoded bytes the socket did not take: the connection's task writes them, as they are,
+    /// before anything else.
+    rest: Option<Bytes>,
+}
+
+impl Queue {
+    /// Whether the connection's task may take frames now (nothing is claimed or half written).
+    pub(crate) fn is_task_writing(&self) -> bool {
+        self.writer != Writer::Claimed && self.direct.as_ref().is_none_or(|d| d.rest.is_none())
+    }
+
+    /// Called by the connection's task as it sleeps on an empty queue: with a direct socket, the
+    /// next event may be written without waking it.
+    pub(crate) fn park(&mut self) {
+        if self.direct.is_some()
+            && self.frames.is_empty()
+            && self.end.is_none()
+            && self.is_task_writing()
+        {
+            self.writer = Writer::Parked;
+        }
+    }
+
+    /// Gives the socket back to the connection's task and the waker to call, if any.
+    fn hand_to_task(&mut self) -> Option<Waker> {
+        self.writer = Writer::Task;
+        self.waker.take()
+    }
 }
 
 /// The part of a connection that publishers and the registry see.
@@ -194,20 +265,37 @@ impl ClientShared {
         if queue.end.is_some() {
             return PushOutcome::Ended;
         }
-        let outcome = if queue.frames.len() >= capacity {
+        if queue.frames.len() >= capacity {
             queue.frames = VecDeque::new();
             queue.end = Some(EndReason::Overflow);
-            PushOutcome::Overflowed
-        } else {
-            queue.frames.push_back(frame);
-            PushOutcome::Queued
-        };
-        let waker = queue.waker.take();
+            self.wake_writer(queue);
+            return PushOutcome::Overflowed;
+        }
+        let is_event = matches!(frame, Frame::Event { .. });
+        queue.frames.push_back(frame);
+        match queue.writer {
+            Writer::Parked if is_event => {
+                queue.writer = Writer::Claimed;
+                PushOutcome::Claimed
+            }
+            _ => {
+                self.wake_writer(queue);
+                PushOutcome::Queued
+            }
+        }
+    }
+
+    /// After a change to the queue: wakes the connection's task unless the direct writer owns
+    /// the socket (it hands the socket back, and wakes the task, when it is done).
+    fn wake_writer(&self, mut queue: MutexGuard<'_, Queue>) {
+        if queue.writer == Writer::Claimed {
+            return;
+        }
+        let waker = queue.hand_to_task();
         drop(queue);
         if let Some(waker) = waker {
             waker.wake();
         }
-        outcome
     }
 
     /// Queues a heartbeat if nothing else is waiting (a busy stream needs none).
@@ -217,11 +305,84 @@ impl ClientShared {
             return;
         }
         queue.frames.push_back(Frame::Heartbeat);
-        let waker = queue.waker.take();
-        drop(queue);
-        if let Some(waker) = waker {
-            waker.wake();
+        self.wake_writer(queue);
+    }
+
+    /// Lets the hub's direct writer use `socket` while the connection's task is parked.
+    pub(crate) fn attach_direct(&self, socket: Arc<dyn DirectSocket>) {
+        self.lock_queue().direct = Some(Box::new(Direct { socket, rest: None }));
+    }
+
+    /// Stops direct writes (the HTTP layer is done with the socket).
+    pub(crate) fn detach_direct(&self) {
+        let mut queue = self.lock_queue();
+        queue.direct = None;
+        if queue.writer == Writer::Parked {
+            queue.writer = Writer::Task;
         }
+    }
+
+    /// Takes the bytes a direct write left unwritten, to be written before anything else.
+    pub(crate) fn take_rest(&self) -> Option<Bytes> {
+        self.lock_queue().direct.as_mut()?.rest.take()
+    }
+
+    /// The direct writer's turn at this claimed connection: takes what is queued as one chunk
+    /// and writes it to the direct socket without waiting, then parks the connection again or,
+    /// when more is queued, the write was partial or refused, or the stream is ending, hands the
+    /// socket back to the connection's task and wakes it. Returns the events taken (counted as
+    /// delivered, as the task counts what it takes).
+    pub(crate) fn write_claimed(&self) -> u64 {
+        let mut queue = self.lock_queue();
+        if queue.writer != Writer::Claimed {
+            return 0;
+        }
+        let Some(socket) = queue.direct.as_ref().map(|d| d.socket.clone()) else {
+            self.wake_writer_after_claim(queue);
+            return 0;
+        };
+        let Some(chunk) = take_chunk(&mut queue.frames, 0) else {
+            self.wake_writer_after_claim(queue);
+            return 0;
+        };
+        drop(queue);
+        let written = socket.try_write(&chunk.bytes);
+        let mut queue = self.lock_queue();
+        match written {
+            Ok(None) if queue.frames.is_empty() && queue.end.is_none() => {
+                queue.writer = Writer::Parked;
+            }
+            Ok(None) => self.wake_writer_after_claim(queue),
+            Ok(Some(rest)) => {
+                // Detached meanwhile: the stream is over, and so is its socket.
+                if let Some(direct) = queue.direct.as_mut() {
+                    direct.rest = Some(rest);
+                }
+                self.wake_writer_after_claim(queue);
+            }
+            Err(_) => {
+                // Nothing was written: the connection's task writes it first, and waits for
+                // the socket (or finds it failed) as it always does. Its events are counted
+                // here, so it goes back as bytes the task does not count again.
+                queue.frames.push_front(Frame::Transient(chunk.bytes));
+                self.wake_writer_after_claim(queue);
+            }
+        }
+        chunk.events
+    }
+
+    /// Gives a claimed connection back to its own task unwritten (the direct writer is gone).
+    pub(crate) fn release_claim(&self) {
+        let queue = self.lock_queue();
+        if queue.writer == Writer::Claimed {
+            self.wake_writer_after_claim(queue);
+        }
+    }
+
+    /// Ends a claim: the connection's task writes from here.
+    fn wake_writer_after_claim(&self, mut queue: MutexGuard<'_, Queue>) {
+        queue.writer = Writer::Task;
+        self.wake_writer(queue);
     }
 
     /// Ends the connection. With `drain`, frames already queued are written first.
@@ -234,12 +395,70 @@ impl ClientShared {
             queue.frames = VecDeque::new();
         }
         queue.end = Some(reason);
-        let waker = queue.waker.take();
-        drop(queue);
-        if let Some(waker) = waker {
-            waker.wake();
+        self.wake_writer(queue);
+    }
+}
+
+/// Queued frames taken as one piece of the stream.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub(crate) bytes: Bytes,
+    /// Events in it.
+    pub(crate) events: u64,
+    /// Position of its last event (0: none).
+    pub(crate) last_seq: u64,
+}
+
+/// Most bytes one chunk of the stream carries; more waits for the next one.
+pub(crate) const CHUNK_BYTES_MAX: usize = 64 * 1024;
+
+/// Takes frames from the front of `frames` as one chunk of at most about [`CHUNK_BYTES_MAX`]
+/// bytes, skipping events at or below `after_seq` (replayed already); `None` when nothing is
+/// left to write. One frame is its own bytes; several are copied into one buffer, so a busy
+/// connection costs one write for all that waited.
+pub(crate) fn take_chunk(frames: &mut VecDeque<Frame>, after_seq: u64) -> Option<Chunk> {
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<bytes::BytesMut> = None;
+    let (mut events, mut last_seq) = (0, 0);
+    while let Some(frame) = frames.pop_front() {
+        let bytes = match frame {
+            Frame::Event { seq, .. } if seq <= after_seq => continue,
+            Frame::Event { seq, bytes } => {
+                last_seq = seq;
+                events += 1;
+                bytes
+            }
+            Frame::Heartbeat => Bytes::from_static(crate::wire::HEARTBEAT_FRAME),
+            Frame::Transient(bytes) => bytes,
+        };
+        match (&first, &mut rest) {
+            (None, _) => first = Some(bytes),
+            (Some(head), None) => {
+                let mut buf = bytes::BytesMut::with_capacity(head.len() + bytes.len());
+                buf.extend_from_slice(head);
+                buf.extend_from_slice(&bytes);
+                rest = Some(buf);
+            }
+            (Some(_), Some(buf)) => buf.extend_from_slice(&bytes),
+        }
+        let len = rest.as_ref().map_or_else(
+            || first.as_ref().map_or(0, Bytes::len),
+            bytes::BytesMut::len,
+        );
+        if len >= CHUNK_BYTES_MAX {
+            break;
         }
     }
+    if frames.is_empty() && frames.capacity() > 0 {
+        // Give the queue's buffer back: an idle connection holds no allocation.
+        *frames = VecDeque::new();
+    }
+    let bytes = rest.map(bytes::BytesMut::freeze).or(first)?;
+    Some(Chunk {
+        bytes,
+        events,
+        last_seq,
+    })
 }
 
 #[cfg(test)]
@@ -284,6 +503,127 @@ mod tests {
 }
 
 #[cfg(test)]
+mod direct_tests {
+    use super::*;
+    use std::{
+        sync::atomic::AtomicUsize,
+        task::{Wake, Waker},
+    };
+
+    /// A socket that takes up to `room` bytes in all, then refuses.
+    #[derive(Debug)]
+    struct FakeSocket {
+        written: Mutex<Vec<u8>>,
+        room: usize,
+    }
+
+    impl DirectSocket for FakeSocket {
+        fn try_write(&self, piece: &[u8]) -> std::io::Result<Option<Bytes>> {
+            let mut written = self.written.lock().expect("lock");
+            let room = self.room - written.len();
+            if room == 0 {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            let taken = room.min(piece.len());
+            written.extend_from_slice(&piece[..taken]);
+            Ok((taken < piece.len()).then(|| Bytes::copy_from_slice(&piece[taken..])))
+        }
+    }
+
+    #[derive(Default)]
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A connection with a direct socket of `room` bytes, parked as its task leaves it.
+    fn parked(room: usize) -> (ClientShared, Arc<FakeSocket>, Arc<CountingWaker>) {
+        let client = ClientShared::new(1, ClientId::new("c1").expect("valid"), None, None, None);
+        let socket = Arc::new(FakeSocket {
+            written: Mutex::new(Vec::new()),
+            room,
+        });
+        client.attach_direct(socket.clone());
+        let wakes = Arc::new(CountingWaker::default());
+        let mut queue = client.lock_queue();
+        queue.waker = Some(Waker::from(wakes.clone()));
+        queue.park();
+        assert_eq!(queue.writer, Writer::Parked);
+        drop(queue);
+        (client, socket, wakes)
+    }
+
+    fn wakes(waker: &CountingWaker) -> usize {
+        waker.0.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn an_event_to_a_parked_connection_is_written_without_waking_its_task() {
+        let (client, socket, waker) = parked(1024);
+        let bytes = Bytes::from_static(b"data: a\n\n");
+        assert_eq!(client.push_event(1, &bytes, 8), PushOutcome::Claimed);
+        // Claimed: another event waits in the queue, the task is not woken and takes nothing.
+        assert_eq!(client.push_event(2, &bytes, 8), PushOutcome::Queued);
+        assert!(!client.lock_queue().is_task_writing());
+        assert_eq!(wakes(&waker), 0);
+        assert_eq!(client.write_claimed(), 2, "both events in one write");
+        assert_eq!(
+            &socket.written.lock().expect("lock")[..],
+            b"data: a\n\ndata: a\n\n"
+        );
+        assert_eq!(client.lock_queue().writer, Writer::Parked);
+        assert_eq!(wakes(&waker), 0);
+        // Heartbeats and presence events go through the task as before.
+        client.push_heartbeat();
+        assert_eq!(client.lock_queue().writer, Writer::Task);
+        assert_eq!(wakes(&waker), 1);
+    }
+
+    #[test]
+    fn what_the_socket_does_not_take_goes_back_to_the_task_first() {
+        let (client, socket, waker) = parked(4);
+        let bytes = Bytes::from_static(b"data: a\n\n");
+        assert_eq!(client.push_event(1, &bytes, 8), PushOutcome::Claimed);
+        assert_eq!(client.write_claimed(), 1);
+        assert_eq!(&socket.written.lock().expect("lock")[..], b"data");
+        assert_eq!(wakes(&waker), 1, "the task is woken to write the rest");
+        assert!(
+            !client.lock_queue().is_task_writing(),
+            "the rest goes first"
+        );
+        assert_eq!(client.take_rest().as_deref(), Some(&b": a\n\n"[..]));
+        assert!(client.lock_queue().is_task_writing());
+        // The socket is full now: the next claim's event is handed back whole, uncounted twice.
+        let mut queue = client.lock_queue();
+        queue.waker = Some(Waker::from(waker.clone()));
+        queue.park();
+        drop(queue);
+        assert_eq!(client.push_event(2, &bytes, 8), PushOutcome::Claimed);
+        assert_eq!(client.write_claimed(), 1);
+        let mut queue = client.lock_queue();
+        assert_eq!(queue.writer, Writer::Task);
+        assert!(matches!(queue.frames.pop_front(), Some(Frame::Transient(b)) if b == bytes));
+        drop(queue);
+        assert_eq!(wakes(&waker), 2);
+    }
+
+    #[test]
+    fn a_detached_socket_is_never_written() {
+        let (client, socket, waker) = parked(1024);
+        let bytes = Bytes::from_static(b"data: a\n\n");
+        assert_eq!(client.push_event(1, &bytes, 8), PushOutcome::Claimed);
+        client.detach_direct();
+        assert_eq!(client.write_claimed(), 0);
+        assert!(socket.written.lock().expect("lock").is_empty());
+        assert_eq!(client.lock_queue().frames.len(), 1, "the task writes it");
+        assert_eq!(wakes(&waker), 1);
+    }
+}
+
+#[cfg(test)]
 mod size_tests {
     /// Every idle connection holds one `ClientShared` and one `ClientStream`: keep them small.
     /// (See docs/architecture.md for the whole per-connection budget.)
@@ -292,7 +632,9 @@ mod size_tests {
         let shared = std::mem::size_of::<super::ClientShared>();
         let stream = std::mem::size_of::<crate::stream::ClientStream>();
         eprintln!("ClientShared {shared} bytes, ClientStream {stream} bytes");
-        assert!(shared <= 192, "ClientShared grew to {shared} bytes");
+        // 200: the queue's pointer to its direct socket (one allocation, for streams served
+        // over plain TCP) took it from 192.
+        assert!(shared <= 200, "ClientShared grew to {shared} bytes");
         assert!(stream <= 128, "ClientStream grew to {stream} bytes");
     }
 }

@@ -11,6 +11,7 @@
 use crate::{
     channel::ChannelName,
     client::{ClientShared, EndReason, PushOutcome},
+    direct::Claims,
     event::ClientId,
     hooks::ChannelWatcher,
     presence::Roster,
@@ -31,6 +32,9 @@ pub(crate) struct Delivered {
     pub(crate) recipients: usize,
     /// Connections cut because their queue was full, now unregistered.
     pub(crate) overflowed: Vec<Arc<ClientShared>>,
+    /// Connections whose event waits for the hub's direct writer (see `direct`): the caller
+    /// hands them over once it has released the hub's lock.
+    pub(crate) claimed: Claims,
 }
 
 /// One registered connection and its channels.
@@ -234,8 +238,13 @@ impl Fanout {
     ) -> Delivered {
         let mut recipients = 0;
         let mut overflowed = Vec::new();
+        let mut claimed = Vec::new();
         let mut push = |client: &Arc<ClientShared>| match client.push_event(seq, frame, capacity) {
             PushOutcome::Queued => recipients += 1,
+            PushOutcome::Claimed => {
+                recipients += 1;
+                claimed.push(client.clone());
+            }
             PushOutcome::Overflowed => overflowed.push(client.key),
             PushOutcome::AlreadyQueued | PushOutcome::Ended => {}
         };
@@ -283,6 +292,7 @@ impl Fanout {
         Delivered {
             recipients,
             overflowed,
+            claimed,
         }
     }
 

@@ -124,6 +124,7 @@
 mod channel;
 mod client;
 mod config;
+mod direct;
 mod event;
 mod fanout;
 mod history;

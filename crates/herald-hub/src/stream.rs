@@ -3,12 +3,12 @@
 //! Owns the order of what a subscriber reads and the hand-over from replay to live without a gap
 //! or a duplicate (live frames at or below the last replayed position are dropped). Frames queued
 //! while the writer slept are coalesced into one chunk, so a busy connection costs one write per
-//! wake-up. It never fans out, never waits on anything but its own queue, and unregisters its
+//! wake-up; while the hub's direct writer owns the socket (see `client`), it takes nothing. It never fans out, never waits on anything but its own queue, and unregisters its
 //! connection when dropped.
 
 use crate::{
     channel::ChannelName,
-    client::{ClientShared, EndReason, Frame},
+    client::{take_chunk, ClientShared, DirectSocket, EndReason, CHUNK_BYTES_MAX},
     event::ClientId,
     history::History,
     log::LogFuture,
@@ -24,8 +24,6 @@ use std::{
     task::{Context, Poll},
 };
 
-/// Most bytes one chunk of the stream carries; more waits for the next poll.
-const CHUNK_BYTES_MAX: usize = 64 * 1024;
 /// Most history records examined per replay chunk, so one replay never holds the hub's lock long.
 const REPLAY_RECORDS_PER_CHUNK_MAX: usize = 512;
 
@@ -107,6 +105,22 @@ impl EndSignal {
     /// comment.
     pub(crate) fn is_ended(&self) -> bool {
         self.0.lock_queue().end.is_some()
+    }
+
+    /// Lets the hub write events straight to `socket` while the stream's task sleeps.
+    pub(crate) fn attach_direct(&self, socket: Arc<dyn DirectSocket>) {
+        self.0.attach_direct(socket);
+    }
+
+    /// Stops direct writes to the socket given in [`EndSignal::attach_direct`].
+    pub(crate) fn detach_direct(&self) {
+        self.0.detach_direct();
+    }
+
+    /// Encoded bytes a direct write left unwritten: they go to the socket as they are, before
+    /// the stream's next chunk.
+    pub(crate) fn take_rest(&self) -> Option<Bytes> {
+        self.0.take_rest()
     }
 }
 
@@ -230,51 +244,19 @@ impl ClientStream {
 
     fn poll_live(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let mut queue = self.client.lock_queue();
-        let mut first: Option<Bytes> = None;
-        let mut rest: Option<BytesMut> = None;
-        let mut delivered = 0u64;
-        while let Some(frame) = queue.frames.pop_front() {
-            let bytes = match frame {
-                Frame::Event { seq, .. } if seq <= self.last_sent_seq => continue,
-                Frame::Event { seq, bytes } => {
-                    self.last_sent_seq = seq;
-                    delivered += 1;
-                    bytes
-                }
-                Frame::Heartbeat => Bytes::from_static(wire::HEARTBEAT_FRAME),
-                Frame::Transient(bytes) => bytes,
-            };
-            match (&first, &mut rest) {
-                (None, _) => first = Some(bytes),
-                (Some(head), None) => {
-                    let mut buf = BytesMut::with_capacity(head.len() + bytes.len());
-                    buf.extend_from_slice(head);
-                    buf.extend_from_slice(&bytes);
-                    rest = Some(buf);
-                }
-                (Some(_), Some(buf)) => buf.extend_from_slice(&bytes),
+        if queue.is_task_writing() {
+            if let Some(chunk) = take_chunk(&mut queue.frames, self.last_sent_seq) {
+                drop(queue);
+                self.last_sent_seq = self.last_sent_seq.max(chunk.last_seq);
+                self.hub.count_delivered(chunk.events);
+                return Poll::Ready(Some(chunk.bytes));
             }
-            let len = rest
-                .as_ref()
-                .map_or_else(|| first.as_ref().map_or(0, Bytes::len), BytesMut::len);
-            if len >= CHUNK_BYTES_MAX {
-                break;
+            if let Some(reason) = queue.end {
+                drop(queue);
+                self.is_finished = true;
+                return Poll::Ready(Some(wire::encode_comment(reason.comment())));
             }
-        }
-        if queue.frames.is_empty() && queue.frames.capacity() > 0 {
-            // Give the queue's buffer back: an idle connection holds no allocation.
-            queue.frames = Default::default();
-        }
-        let chunk = rest.map(BytesMut::freeze).or(first);
-        if let Some(chunk) = chunk {
-            drop(queue);
-            self.hub.count_delivered(delivered);
-            return Poll::Ready(Some(chunk));
-        }
-        if let Some(reason) = queue.end {
-            drop(queue);
-            self.is_finished = true;
-            return Poll::Ready(Some(wire::encode_comment(reason.comment())));
+            queue.park();
         }
         match &queue.waker {
             Some(waker) if waker.will_wake(cx.waker()) => {}

@@ -581,6 +581,84 @@ async fn a_reader_that_stops_reading_loses_its_socket_and_its_slot_when_its_queu
     );
 }
 
+#[tokio::test]
+async fn a_reader_that_pauses_gets_every_event_whole_and_in_order() {
+    // Events larger than what the socket takes at once: the hub's writes to a reader that does
+    // not read end part-way through a chunk, and the stream must go on from exactly there.
+    const EVENTS: usize = 120;
+    let hub = common::TestHub::start(&[]);
+    let mut paused = raw_connect(
+        &hub,
+        b"GET /api/channels/orders/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    common::eventually("the reader is connected", || async {
+        hub.stats().await["connections"] == 1
+    })
+    .await;
+    let filler = "y".repeat(50_000);
+    for i in 0..EVENTS {
+        hub.publish(
+            "/api/channels/orders/events",
+            json!({ "data": format!("<{i:04}>{filler}") }),
+        )
+        .await;
+    }
+    hub.publish(
+        "/api/channels/orders/close",
+        json!({"event": "done", "data": "end"}),
+    )
+    .await;
+    let (read, closed) = read_until_closed(&mut paused, Duration::from_secs(30));
+    assert!(closed, "the stream ends once its channel is closed");
+    let head_end = read
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let body = dechunk(&read[head_end + 4..]);
+    let body = String::from_utf8(body).expect("an event stream is text");
+    let data: Vec<&str> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter(|data| data.contains(&filler))
+        .collect();
+    assert_eq!(data.len(), EVENTS, "every event arrives once");
+    for (i, data) in data.iter().enumerate() {
+        assert!(
+            data.contains(&format!("<{i:04}>{filler}")),
+            "event {i} arrives whole and in order"
+        );
+    }
+    assert!(
+        body.contains(": closed: channel closed"),
+        "{}",
+        &body[body.len().saturating_sub(200)..]
+    );
+}
+
+/// A `chunked` body's bytes; panics unless every chunk is well formed and the body ends with
+/// the last chunk.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size line");
+        let size = std::str::from_utf8(&body[..line_end])
+            .ok()
+            .and_then(|hex| usize::from_str_radix(hex, 16).ok())
+            .expect("a hex chunk size");
+        body = &body[line_end + 2..];
+        if size == 0 {
+            assert_eq!(body, b"\r\n", "nothing follows the last chunk");
+            return data;
+        }
+        data.extend_from_slice(&body[..size]);
+        assert_eq!(&body[size..size + 2], b"\r\n", "a chunk ends with CRLF");
+        body = &body[size + 2..];
+    }
+}
+
 /// Opens a stream as if through the trusted proxy on loopback, with this `X-Forwarded-For`.
 async fn stream_forwarded_for(hub: &common::TestHub, forwarded_for: &str) -> Answer {
     send(

@@ -30,6 +30,7 @@ mod pending;
 mod rewind;
 mod routes;
 mod serve;
+mod shared_tcp;
 mod sse;
 mod stream_conn;
 mod tls;

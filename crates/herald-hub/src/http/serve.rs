@@ -18,8 +18,9 @@ use super::{
     h2,
     pending::PendingHeads,
     rewind::Rewind,
+    shared_tcp::SharedTcp,
     stream_conn::{self, FirstRequest},
-    tls::{self, Accepted, Tls},
+    tls::{self, Accepted, Tls, Transport},
 };
 use crate::Hub;
 use axum::{extract::ConnectInfo, Router};
@@ -152,9 +153,14 @@ pub async fn serve(
             };
             let first = first_request(&mut socket, peer, head_deadline, &pending, &stopping).await;
             match first {
-                FirstRequest::Stream(request) => {
-                    stream_conn::serve_stream(socket, request, router).await
-                }
+                FirstRequest::Stream(request) => match socket {
+                    Transport::Plain(socket) => {
+                        let socket = SharedTcp::new(socket);
+                        let direct = socket.direct();
+                        stream_conn::serve_stream(socket, request, router, Some(direct)).await
+                    }
+                    socket => stream_conn::serve_stream(socket, request, router, None).await,
+                },
                 FirstRequest::Other(prefix) => {
                     // Boxed, so a stream connection's task is not sized for hyper's state.
                     Box::pin(serve_with_hyper(

@@ -16,7 +16,7 @@
 //! a path is a stream's, never buffers a stream, and always writes an answer whole.
 
 use super::routes::is_stream_path;
-use crate::stream::EndSignal;
+use crate::{client::DirectSocket, stream::EndSignal};
 use axum::{
     body::{Body, BodyDataStream, Bytes, HttpBody},
     extract::ConnectInfo,
@@ -29,6 +29,7 @@ use futures_util::{FutureExt, StreamExt};
 use std::{
     io::{self, IoSlice},
     net::SocketAddr,
+    sync::Arc,
     time::Duration,
 };
 use tokio::{
@@ -163,8 +164,15 @@ fn parse_stream_request(buf: &[u8], peer: SocketAddr) -> Parsed {
 /// Routes a stream request and writes the answer whole: an answer of known size with its
 /// `Content-Length`; any other body (an event stream) `chunked`, chunk by chunk until either side
 /// ends it.
-pub(super) async fn serve_stream<S>(mut socket: S, request: Box<Request<Body>>, router: Router)
-where
+///
+/// With `direct`, the hub may write the stream's events to the socket itself while the stream's
+/// task sleeps (see `shared_tcp`).
+pub(super) async fn serve_stream<S>(
+    mut socket: S,
+    request: Box<Request<Body>>,
+    router: Router,
+    direct: Option<Arc<dyn DirectSocket>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let response = match router.oneshot(*request).await {
@@ -202,7 +210,7 @@ where
         return;
     }
     drop(head);
-    pump(socket, body, end).await;
+    pump(socket, body, end, direct).await;
 }
 
 /// How an answer's body is delimited (besides `Connection: close`).
@@ -284,15 +292,36 @@ async fn write_whole<S: AsyncWrite + Unpin>(socket: &mut S, bytes: &[u8]) -> std
 }
 
 /// Writes each chunk of a body of unknown length (an event stream) as it comes, and watches the
-/// socket for the client leaving. Ends the body, then the connection, with the last chunk.
-async fn pump<S>(mut socket: S, body: Body, end: Option<EndSignal>)
-where
+/// socket for the client leaving. Ends the body, then the connection, with the last chunk. With
+/// `direct` (and the stream's `end` signal), the hub's direct writer may write chunks meanwhile:
+/// what one of its writes left unwritten is written here first.
+async fn pump<S>(
+    mut socket: S,
+    body: Body,
+    end: Option<EndSignal>,
+    direct: Option<Arc<dyn DirectSocket>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let _detach = match (&end, direct) {
+        (Some(end), Some(direct)) => {
+            end.attach_direct(direct);
+            Some(DetachOnDrop(end.clone()))
+        }
+        _ => None,
+    };
     let mut chunks = Some(body.into_data_stream());
     let mut probe = [0u8; 16];
     while let Some(stream) = chunks.as_mut() {
         tokio::select! {
+            biased;
+            // Woken by the stream's queue, like the next chunk.
+            Some(rest) = direct_rest(end.as_ref()) => {
+                let write = ChunkWrite::raw(&mut socket, &rest);
+                if !write_within(write, end.as_ref(), &mut chunks).await {
+                    return;
+                }
+            },
             chunk = stream.next() => match chunk {
                 // An empty chunk would read as the body's end.
                 Some(Ok(bytes)) if bytes.is_empty() => {}
@@ -316,6 +345,27 @@ where
     // The stream's slot is free from here.
     drop(chunks);
     Box::pin(finish(&mut socket, Vec::new(), STREAM_WRITE_TIMEOUT)).await;
+}
+
+/// Stops the hub's direct writes to a stream's socket when its pump ends.
+struct DetachOnDrop(EndSignal);
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        self.0.detach_direct();
+    }
+}
+
+/// Resolves to bytes a direct write left unwritten; never resolves without them (the stream's
+/// queue wakes the task once there are), and at once to `None` for a stream without an end
+/// signal.
+fn direct_rest(end: Option<&EndSignal>) -> impl std::future::Future<Output = Option<Bytes>> + '_ {
+    std::future::poll_fn(move |_| match end {
+        None => std::task::Poll::Ready(None),
+        Some(end) => end.take_rest().map_or(std::task::Poll::Pending, |rest| {
+            std::task::Poll::Ready(Some(rest))
+        }),
+    })
 }
 
 /// Completes one write to a stream within [`STREAM_WRITE_TIMEOUT`]; `false` when the connection
@@ -400,7 +450,7 @@ fn take_ready(chunks: Option<BodyDataStream>) -> Vec<Bytes> {
 }
 
 /// Most bytes of a chunk size line: 16 hex digits and CRLF.
-const SIZE_LINE_BYTES_MAX: usize = 2 * std::mem::size_of::<usize>() + 2;
+pub(super) const SIZE_LINE_BYTES_MAX: usize = 2 * std::mem::size_of::<usize>() + 2;
 
 /// One write of bytes to the socket, as they are or as one chunk (`{len:x}\r\n`, the bytes,
 /// `\r\n`), with vectored writes so the bytes are never copied, then a flush (a TLS socket holds
@@ -474,7 +524,7 @@ impl<S: AsyncWrite + Unpin> std::future::Future for ChunkWrite<'_, S> {
 }
 
 /// `len` in hex followed by CRLF, written into `buf`.
-fn chunk_size_line(len: usize, buf: &mut [u8; SIZE_LINE_BYTES_MAX]) -> &[u8] {
+pub(super) fn chunk_size_line(len: usize, buf: &mut [u8; SIZE_LINE_BYTES_MAX]) -> &[u8] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
     for (i, slot) in buf[..digits].iter_mut().enumerate() {
@@ -669,7 +719,7 @@ mod tests {
         let started = Instant::now();
         let pumped = tokio::time::timeout(
             STREAM_WRITE_TIMEOUT * 2,
-            pump(server, Body::from_stream(endless), None),
+            pump(server, Body::from_stream(endless), None, None),
         )
         .await;
         assert!(pumped.is_ok(), "the pump never gave up on a stuck write");

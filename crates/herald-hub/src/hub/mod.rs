@@ -30,6 +30,7 @@ use crate::{
     channel::ChannelName,
     client::{ClientShared, EndReason},
     config::{HubConfig, PresenceConfig},
+    direct::DirectWriter,
     event::ClientId,
     fanout::Fanout,
     history::Dropped,
@@ -82,6 +83,8 @@ pub(crate) struct Shared {
     hooks: Hooks,
     /// Application code told when a user joins or leaves a channel.
     presence_sink: SinkSlot,
+    /// Writes events to connections whose own task sleeps (see `direct`).
+    direct: DirectWriter,
 }
 
 /// What the hub's lock guards.
@@ -208,6 +211,7 @@ impl Hub {
         let closed = history.closed_channels();
         let namespaces = history.namespaces().clone();
         let shared_namespaces = namespaces.clone();
+        let (direct, claims) = DirectWriter::new();
         let shared = Arc::new(Shared {
             namespaces,
             state: Mutex::new(State {
@@ -229,7 +233,9 @@ impl Hub {
             next_key: AtomicU64::new(1),
             hooks: Hooks::default(),
             presence_sink: SinkSlot::default(),
+            direct,
         });
+        tokio::spawn(crate::direct::run(Arc::downgrade(&shared), claims));
         sweep::spawn(&shared);
         presence::spawn(&shared);
         log.start(Arc::downgrade(&shared), shared.shutdown.clone());

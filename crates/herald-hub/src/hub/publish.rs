@@ -198,6 +198,7 @@ impl Shared {
         };
         let published_ms = state.history.ms_since_origin(published_at);
         let mut record = Record::new(seq, &draft, audience, published_ms);
+        let mut claimed = Vec::new();
         if how != Apply::History {
             if let Some(frame) = record.delivered_frame() {
                 let delivered = state.fanout.deliver(
@@ -208,6 +209,7 @@ impl Shared {
                     record.is_private(),
                 );
                 self.counters.slow_consumers_cut(delivered.overflowed.len());
+                claimed = delivered.claimed;
                 record.recipients = u32::try_from(delivered.recipients).unwrap_or(u32::MAX);
                 for client in delivered.overflowed {
                     // A connection cut for a full queue has departed like any other: its id
@@ -251,6 +253,8 @@ impl Shared {
         };
         state.history.append(record, publisher_id);
         self.trim(&mut state, Instant::now());
+        drop(state);
+        self.direct.write(claimed);
         Ok(answer)
     }
 }
