@@ -10,7 +10,7 @@
 //! costs one write per delivery and no task wake-up. It never reads history and never touches a
 //! socket itself.
 
-use crate::{event::ClientId, metrics::CloseReason};
+use crate::{direct::DirectSocket, event::ClientId, metrics::CloseReason};
 use bytes::Bytes;
 use std::{
     collections::VecDeque,
@@ -22,16 +22,6 @@ use std::{
     task::Waker,
     time::SystemTime,
 };
-
-/// A connection's socket as the hub's direct writer uses it: one piece of the stream written at
-/// once, or not at all. The HTTP layer implements it for the streams it writes itself (plain
-/// TCP), framing the piece as the response's encoding requires.
-pub(crate) trait DirectSocket: Send + Sync + std::fmt::Debug {
-    /// Writes `piece` without waiting. `Ok(None)`: all of it; `Ok(Some(rest))`: part of it, and
-    /// `rest` is what is left of its encoded form, to be written as it is before anything else;
-    /// `Err`: none of it (the socket is full, or failed).
-    fn try_write(&self, piece: &[u8]) -> std::io::Result<Option<Bytes>>;
-}
 
 /// Who writes a connection's socket now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,6 +47,9 @@ pub(crate) enum Frame {
     /// Encoded events kept in no history (presence `join` and `leave`): they carry no id, so the
     /// client's resume position is untouched.
     Transient(Bytes),
+    /// What a direct write left unwritten of its chunk, always at the front: the connection's
+    /// task writes it as it is, before anything else.
+    Rest(Bytes),
 }
 
 /// Why a connection's stream ends.
@@ -136,23 +129,24 @@ pub(crate) struct Queue {
     pub(crate) end: Option<EndReason>,
     pub(crate) writer: Writer,
     /// Set by the HTTP layer while it serves the stream over a socket the direct writer may use.
-    /// Boxed: one pointer in every connection's queue.
-    direct: Option<Box<Direct>>,
-}
-
-/// A connection's direct socket, and what a direct write left unwritten.
-#[derive(Debug)]
-struct Direct {
-    socket: Arc<dyn DirectSocket>,
-    /// Encoded bytes the socket did not take: the connection's task writes them, as they are,
-    /// before anything else.
-    rest: Option<Bytes>,
+    direct: Option<Arc<DirectSocket>>,
 }
 
 impl Queue {
     /// Whether the connection's task may take frames now (nothing is claimed or half written).
     pub(crate) fn is_task_writing(&self) -> bool {
-        self.writer != Writer::Claimed && self.direct.as_ref().is_none_or(|d| d.rest.is_none())
+        self.writer != Writer::Claimed && !matches!(self.frames.front(), Some(Frame::Rest(_)))
+    }
+
+    /// Drops every queued frame but the unwritten end of a chunk already begun (the stream's
+    /// framing must stay whole for its closing comment).
+    fn clear_frames(&mut self) {
+        let rest = match self.frames.pop_front() {
+            Some(rest @ Frame::Rest(_)) => Some(rest),
+            _ => None,
+        };
+        self.frames = VecDeque::new();
+        self.frames.extend(rest);
     }
 
     /// Called by the connection's task as it sleeps on an empty queue: with a direct socket, the
@@ -266,7 +260,7 @@ impl ClientShared {
             return PushOutcome::Ended;
         }
         if queue.frames.len() >= capacity {
-            queue.frames = VecDeque::new();
+            queue.clear_frames();
             queue.end = Some(EndReason::Overflow);
             self.wake_writer(queue);
             return PushOutcome::Overflowed;
@@ -309,8 +303,8 @@ impl ClientShared {
     }
 
     /// Lets the hub's direct writer use `socket` while the connection's task is parked.
-    pub(crate) fn attach_direct(&self, socket: Arc<dyn DirectSocket>) {
-        self.lock_queue().direct = Some(Box::new(Direct { socket, rest: None }));
+    pub(crate) fn attach_direct(&self, socket: Arc<DirectSocket>) {
+        self.lock_queue().direct = Some(socket);
     }
 
     /// Stops direct writes (the HTTP layer is done with the socket).
@@ -324,7 +318,15 @@ impl ClientShared {
 
     /// Takes the bytes a direct write left unwritten, to be written before anything else.
     pub(crate) fn take_rest(&self) -> Option<Bytes> {
-        self.lock_queue().direct.as_mut()?.rest.take()
+        let mut queue = self.lock_queue();
+        match queue.frames.pop_front() {
+            Some(Frame::Rest(rest)) => Some(rest),
+            Some(other) => {
+                queue.frames.push_front(other);
+                None
+            }
+            None => None,
+        }
     }
 
     /// The direct writer's turn at this claimed connection: takes what is queued as one chunk
@@ -337,7 +339,7 @@ impl ClientShared {
         if queue.writer != Writer::Claimed {
             return 0;
         }
-        let Some(socket) = queue.direct.as_ref().map(|d| d.socket.clone()) else {
+        let Some(socket) = queue.direct.clone() else {
             self.wake_writer_after_claim(queue);
             return 0;
         };
@@ -346,7 +348,7 @@ impl ClientShared {
             return 0;
         };
         drop(queue);
-        let written = socket.try_write(&chunk.bytes);
+        let written = socket.try_write_chunk(&chunk.bytes);
         let mut queue = self.lock_queue();
         match written {
             Ok(None) if queue.frames.is_empty() && queue.end.is_none() => {
@@ -354,10 +356,7 @@ impl ClientShared {
             }
             Ok(None) => self.wake_writer_after_claim(queue),
             Ok(Some(rest)) => {
-                // Detached meanwhile: the stream is over, and so is its socket.
-                if let Some(direct) = queue.direct.as_mut() {
-                    direct.rest = Some(rest);
-                }
+                queue.frames.push_front(Frame::Rest(rest));
                 self.wake_writer_after_claim(queue);
             }
             Err(_) => {
@@ -392,7 +391,7 @@ impl ClientShared {
             return;
         }
         if !drain {
-            queue.frames = VecDeque::new();
+            queue.clear_frames();
         }
         queue.end = Some(reason);
         self.wake_writer(queue);
@@ -430,6 +429,11 @@ pub(crate) fn take_chunk(frames: &mut VecDeque<Frame>, after_seq: u64) -> Option
             }
             Frame::Heartbeat => Bytes::from_static(crate::wire::HEARTBEAT_FRAME),
             Frame::Transient(bytes) => bytes,
+            // Written by the connection's task before any chunk (see `take_rest`).
+            rest @ Frame::Rest(_) => {
+                frames.push_front(rest);
+                break;
+            }
         };
         match (&first, &mut rest) {
             (None, _) => first = Some(bytes),
@@ -509,26 +513,7 @@ mod direct_tests {
         sync::atomic::AtomicUsize,
         task::{Wake, Waker},
     };
-
-    /// A socket that takes up to `room` bytes in all, then refuses.
-    #[derive(Debug)]
-    struct FakeSocket {
-        written: Mutex<Vec<u8>>,
-        room: usize,
-    }
-
-    impl DirectSocket for FakeSocket {
-        fn try_write(&self, piece: &[u8]) -> std::io::Result<Option<Bytes>> {
-            let mut written = self.written.lock().expect("lock");
-            let room = self.room - written.len();
-            if room == 0 {
-                return Err(std::io::ErrorKind::WouldBlock.into());
-            }
-            let taken = room.min(piece.len());
-            written.extend_from_slice(&piece[..taken]);
-            Ok((taken < piece.len()).then(|| Bytes::copy_from_slice(&piece[taken..])))
-        }
-    }
+    use tokio::io::AsyncReadExt;
 
     #[derive(Default)]
     struct CountingWaker(AtomicUsize);
@@ -539,13 +524,26 @@ mod direct_tests {
         }
     }
 
-    /// A connection with a direct socket of `room` bytes, parked as its task leaves it.
-    fn parked(room: usize) -> (ClientShared, Arc<FakeSocket>, Arc<CountingWaker>) {
+    fn wakes(waker: &CountingWaker) -> usize {
+        waker.0.load(Ordering::SeqCst)
+    }
+
+    /// A connection whose direct socket is one end of a loopback pair (the other end returned),
+    /// parked as its task leaves it.
+    async fn parked() -> (
+        ClientShared,
+        Arc<DirectSocket>,
+        tokio::net::TcpStream,
+        Arc<CountingWaker>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let addr = listener.local_addr().expect("bound");
+        let (connected, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let socket = Arc::new(DirectSocket::new(accepted.expect("accepts").0));
         let client = ClientShared::new(1, ClientId::new("c1").expect("valid"), None, None, None);
-        let socket = Arc::new(FakeSocket {
-            written: Mutex::new(Vec::new()),
-            room,
-        });
         client.attach_direct(socket.clone());
         let wakes = Arc::new(CountingWaker::default());
         let mut queue = client.lock_queue();
@@ -553,16 +551,18 @@ mod direct_tests {
         queue.park();
         assert_eq!(queue.writer, Writer::Parked);
         drop(queue);
-        (client, socket, wakes)
+        (client, socket, connected.expect("connects"), wakes)
     }
 
-    fn wakes(waker: &CountingWaker) -> usize {
-        waker.0.load(Ordering::SeqCst)
+    async fn read_exactly(peer: &mut tokio::net::TcpStream, len: usize) -> Vec<u8> {
+        let mut read = vec![0; len];
+        peer.read_exact(&mut read).await.expect("reads");
+        read
     }
 
-    #[test]
-    fn an_event_to_a_parked_connection_is_written_without_waking_its_task() {
-        let (client, socket, waker) = parked(1024);
+    #[tokio::test]
+    async fn an_event_to_a_parked_connection_is_written_without_waking_its_task() {
+        let (client, _socket, mut peer, waker) = parked().await;
         let bytes = Bytes::from_static(b"data: a\n\n");
         assert_eq!(client.push_event(1, &bytes, 8), PushOutcome::Claimed);
         // Claimed: another event waits in the queue, the task is not woken and takes nothing.
@@ -570,9 +570,11 @@ mod direct_tests {
         assert!(!client.lock_queue().is_task_writing());
         assert_eq!(wakes(&waker), 0);
         assert_eq!(client.write_claimed(), 2, "both events in one write");
+        let chunk = b"12\r\ndata: a\n\ndata: a\n\n\r\n";
         assert_eq!(
-            &socket.written.lock().expect("lock")[..],
-            b"data: a\n\ndata: a\n\n"
+            read_exactly(&mut peer, chunk.len()).await,
+            chunk,
+            "one chunk"
         );
         assert_eq!(client.lock_queue().writer, Writer::Parked);
         assert_eq!(wakes(&waker), 0);
@@ -582,44 +584,54 @@ mod direct_tests {
         assert_eq!(wakes(&waker), 1);
     }
 
-    #[test]
-    fn what_the_socket_does_not_take_goes_back_to_the_task_first() {
-        let (client, socket, waker) = parked(4);
+    #[tokio::test]
+    async fn an_event_the_socket_refuses_goes_back_to_the_task_whole() {
+        let (client, socket, _peer, waker) = parked().await;
+        let filler = vec![b'x'; 64 * 1024];
+        while socket.tcp().try_write(&filler).is_ok() {}
         let bytes = Bytes::from_static(b"data: a\n\n");
         assert_eq!(client.push_event(1, &bytes, 8), PushOutcome::Claimed);
-        assert_eq!(client.write_claimed(), 1);
-        assert_eq!(&socket.written.lock().expect("lock")[..], b"data");
-        assert_eq!(wakes(&waker), 1, "the task is woken to write the rest");
-        assert!(
-            !client.lock_queue().is_task_writing(),
-            "the rest goes first"
-        );
-        assert_eq!(client.take_rest().as_deref(), Some(&b": a\n\n"[..]));
-        assert!(client.lock_queue().is_task_writing());
-        // The socket is full now: the next claim's event is handed back whole, uncounted twice.
-        let mut queue = client.lock_queue();
-        queue.waker = Some(Waker::from(waker.clone()));
-        queue.park();
-        drop(queue);
-        assert_eq!(client.push_event(2, &bytes, 8), PushOutcome::Claimed);
-        assert_eq!(client.write_claimed(), 1);
+        assert_eq!(client.write_claimed(), 1, "counted once, here");
         let mut queue = client.lock_queue();
         assert_eq!(queue.writer, Writer::Task);
         assert!(matches!(queue.frames.pop_front(), Some(Frame::Transient(b)) if b == bytes));
         drop(queue);
-        assert_eq!(wakes(&waker), 2);
+        assert_eq!(wakes(&waker), 1);
     }
 
-    #[test]
-    fn a_detached_socket_is_never_written() {
-        let (client, socket, waker) = parked(1024);
+    #[tokio::test]
+    async fn the_unwritten_end_of_a_chunk_goes_first_and_survives_the_end() {
+        let (client, _socket, _peer, _waker) = parked().await;
+        let mut queue = client.lock_queue();
+        queue.writer = Writer::Task;
+        queue
+            .frames
+            .push_back(Frame::Rest(Bytes::from_static(b"a\n\n\r\n")));
+        queue.frames.push_back(Frame::Heartbeat);
+        assert!(!queue.is_task_writing(), "the rest goes before any chunk");
+        assert!(take_chunk(&mut queue.frames, 0).is_none());
+        drop(queue);
+        client.end(EndReason::Removed, false);
+        assert_eq!(client.take_rest().as_deref(), Some(&b"a\n\n\r\n"[..]));
+        assert!(client.lock_queue().frames.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_detached_socket_is_never_written() {
+        let (client, _socket, mut peer, waker) = parked().await;
         let bytes = Bytes::from_static(b"data: a\n\n");
         assert_eq!(client.push_event(1, &bytes, 8), PushOutcome::Claimed);
         client.detach_direct();
         assert_eq!(client.write_claimed(), 0);
-        assert!(socket.written.lock().expect("lock").is_empty());
         assert_eq!(client.lock_queue().frames.len(), 1, "the task writes it");
         assert_eq!(wakes(&waker), 1);
+        let mut probe = [0u8; 1];
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), peer.read(&mut probe))
+                .await
+                .is_err(),
+            "nothing reached the socket"
+        );
     }
 }
 

@@ -12,10 +12,67 @@
 //!
 //! Memory: a connection is claimed at most once at a time, so the batches waiting here hold at
 //! most one entry per connection (the channel is unbounded, the entries are not).
+//!
+//! A connection can be written here only when the HTTP layer gave it a [`DirectSocket`]: a plain
+//! TCP stream whose body is `chunked` and written off hyper (a TLS session or an HTTP/2 stream
+//! has one writer's state, so those are always written by their own task).
 
-use crate::{client::ClientShared, hub::Shared};
-use std::sync::{Arc, Weak};
-use tokio::sync::mpsc;
+use crate::{
+    client::ClientShared,
+    hub::Shared,
+    wire::{chunk_size_line, CHUNK_SIZE_LINE_BYTES_MAX},
+};
+use bytes::Bytes;
+use std::{
+    io::{self, IoSlice},
+    sync::{Arc, Weak},
+};
+use tokio::{net::TcpStream, sync::mpsc};
+
+/// The socket of a plain TCP event stream, shared by the connection's task (which reads and
+/// writes it through tokio's readiness API) and the direct writer (which writes one chunk at a
+/// time and never waits).
+#[derive(Debug)]
+pub(crate) struct DirectSocket(TcpStream);
+
+impl DirectSocket {
+    pub(crate) fn new(socket: TcpStream) -> Self {
+        Self(socket)
+    }
+
+    /// The socket, for the connection's task.
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        &self.0
+    }
+
+    /// Writes `piece` as one chunk of the `chunked` body (size line, bytes, CRLF) with one
+    /// vectored write, without waiting. `Ok(None)`: all of it; `Ok(Some(rest))`: part of it, and
+    /// `rest` is what is left of the chunk, to be written as it is before anything else; `Err`:
+    /// none of it (the socket is full, or failed).
+    pub(crate) fn try_write_chunk(&self, piece: &[u8]) -> io::Result<Option<Bytes>> {
+        let mut size_line = [0u8; CHUNK_SIZE_LINE_BYTES_MAX];
+        let size_line = chunk_size_line(piece.len(), &mut size_line);
+        let parts = [size_line, piece, b"\r\n"];
+        let total: usize = parts.iter().map(|part| part.len()).sum();
+        let written = self.0.try_write_vectored(&parts.map(IoSlice::new))?;
+        if written == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        if written == total {
+            return Ok(None);
+        }
+        // The socket took part of it (its buffer is full): what is left is copied once, for the
+        // connection's task to write when the socket drains.
+        let mut rest = Vec::with_capacity(total - written);
+        let mut skip = written;
+        for part in parts {
+            let taken = skip.min(part.len());
+            skip -= taken;
+            rest.extend_from_slice(&part[taken..]);
+        }
+        Ok(Some(Bytes::from(rest)))
+    }
+}
 
 /// The connections one event claimed.
 pub(crate) type Claims = Vec<Arc<ClientShared>>;

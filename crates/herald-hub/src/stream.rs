@@ -8,7 +8,8 @@
 
 use crate::{
     channel::ChannelName,
-    client::{take_chunk, ClientShared, DirectSocket, EndReason, CHUNK_BYTES_MAX},
+    client::{take_chunk, ClientShared, EndReason, CHUNK_BYTES_MAX},
+    direct::DirectSocket,
     event::ClientId,
     history::History,
     log::LogFuture,
@@ -108,7 +109,7 @@ impl EndSignal {
     }
 
     /// Lets the hub write events straight to `socket` while the stream's task sleeps.
-    pub(crate) fn attach_direct(&self, socket: Arc<dyn DirectSocket>) {
+    pub(crate) fn attach_direct(&self, socket: Arc<DirectSocket>) {
         self.0.attach_direct(socket);
     }
 

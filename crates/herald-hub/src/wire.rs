@@ -1,11 +1,29 @@
 //! The SSE wire format: turns events into `text/event-stream` bytes.
 //!
-//! Owns the exact bytes Herald writes (fields, line splitting, comments). It never validates
+//! Owns the exact bytes Herald writes (fields, line splitting, comments, and the size line of
+//! each chunk of a stream written off hyper). It never validates
 //! publisher input (that is [`crate::event`]'s job) and never touches a socket: every function here
 //! returns [`Bytes`] that are encoded once and then shared by every subscriber.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use std::time::Duration;
+
+/// Most bytes of an HTTP/1.1 chunk size line: 16 hex digits and CRLF.
+pub(crate) const CHUNK_SIZE_LINE_BYTES_MAX: usize = 2 * std::mem::size_of::<usize>() + 2;
+
+/// The size line of an HTTP/1.1 `chunked` body's chunk of `len` bytes (lower-case hex and
+/// CRLF), written into `buf`: the framing of every piece of a stream written off hyper.
+pub(crate) fn chunk_size_line(len: usize, buf: &mut [u8; CHUNK_SIZE_LINE_BYTES_MAX]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
+    for (i, slot) in buf[..digits].iter_mut().enumerate() {
+        let shift = 4 * (digits - 1 - i);
+        *slot = HEX[(len >> shift) & 0xf];
+    }
+    buf[digits] = b'\r';
+    buf[digits + 1] = b'\n';
+    &buf[..digits + 2]
+}
 
 /// The comment a connection receives on every heartbeat tick.
 pub(crate) const HEARTBEAT_FRAME: &[u8] = b": heartbeat\n\n";

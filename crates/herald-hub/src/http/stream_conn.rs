@@ -16,7 +16,11 @@
 //! a path is a stream's, never buffers a stream, and always writes an answer whole.
 
 use super::routes::is_stream_path;
-use crate::{client::DirectSocket, stream::EndSignal};
+use crate::{
+    direct::DirectSocket,
+    stream::EndSignal,
+    wire::{chunk_size_line, CHUNK_SIZE_LINE_BYTES_MAX as SIZE_LINE_BYTES_MAX},
+};
 use axum::{
     body::{Body, BodyDataStream, Bytes, HttpBody},
     extract::ConnectInfo,
@@ -171,7 +175,7 @@ pub(super) async fn serve_stream<S>(
     mut socket: S,
     request: Box<Request<Body>>,
     router: Router,
-    direct: Option<Arc<dyn DirectSocket>>,
+    direct: Option<Arc<DirectSocket>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -299,7 +303,7 @@ async fn pump<S>(
     mut socket: S,
     body: Body,
     end: Option<EndSignal>,
-    direct: Option<Arc<dyn DirectSocket>>,
+    direct: Option<Arc<DirectSocket>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -449,9 +453,6 @@ fn take_ready(chunks: Option<BodyDataStream>) -> Vec<Bytes> {
     tail
 }
 
-/// Most bytes of a chunk size line: 16 hex digits and CRLF.
-pub(super) const SIZE_LINE_BYTES_MAX: usize = 2 * std::mem::size_of::<usize>() + 2;
-
 /// One write of bytes to the socket, as they are or as one chunk (`{len:x}\r\n`, the bytes,
 /// `\r\n`), with vectored writes so the bytes are never copied, then a flush (a TLS socket holds
 /// what is written until flushed). It holds no reference into itself, so it can move (into a box)
@@ -521,19 +522,6 @@ impl<S: AsyncWrite + Unpin> std::future::Future for ChunkWrite<'_, S> {
         }
         std::pin::Pin::new(&mut *this.socket).poll_flush(cx)
     }
-}
-
-/// `len` in hex followed by CRLF, written into `buf`.
-pub(super) fn chunk_size_line(len: usize, buf: &mut [u8; SIZE_LINE_BYTES_MAX]) -> &[u8] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
-    for (i, slot) in buf[..digits].iter_mut().enumerate() {
-        let shift = 4 * (digits - 1 - i);
-        *slot = HEX[(len >> shift) & 0xf];
-    }
-    buf[digits] = b'\r';
-    buf[digits + 1] = b'\n';
-    &buf[..digits + 2]
 }
 
 #[cfg(test)]
