@@ -224,7 +224,7 @@ impl ClientShared {
 
     /// Queues frames kept in no history, without waiting. A full queue ends the connection.
     pub(crate) fn push_transient(&self, bytes: &Bytes, capacity: usize) -> PushOutcome {
-        self.push(Frame::Transient(bytes.clone()), capacity)
+        self.push(Frame::Transient(bytes.clone()), capacity, false)
     }
 
     /// The same connection, hearing what `filter` selects.
@@ -240,21 +240,26 @@ impl ClientShared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues an event once per `seq`, without waiting. A full queue ends the connection.
-    pub(crate) fn push_event(&self, seq: u64, bytes: &Bytes, capacity: usize) -> PushOutcome {
+    /// Queues an event once per `seq`, without waiting. A full queue ends the connection. With
+    /// `may_claim`, a parked connection is claimed for the direct writer ([`PushOutcome::Claimed`]).
+    pub(crate) fn push_event(
+        &self,
+        seq: u64,
+        bytes: &Bytes,
+        capacity: usize,
+        may_claim: bool,
+    ) -> PushOutcome {
         if self.last_enqueued_seq.swap(seq, Ordering::Relaxed) == seq {
             return PushOutcome::AlreadyQueued;
         }
-        self.push(
-            Frame::Event {
-                seq,
-                bytes: bytes.clone(),
-            },
-            capacity,
-        )
+        let frame = Frame::Event {
+            seq,
+            bytes: bytes.clone(),
+        };
+        self.push(frame, capacity, may_claim)
     }
 
-    fn push(&self, frame: Frame, capacity: usize) -> PushOutcome {
+    fn push(&self, frame: Frame, capacity: usize, may_claim: bool) -> PushOutcome {
         let mut queue = self.lock_queue();
         if queue.end.is_some() {
             return PushOutcome::Ended;
@@ -268,7 +273,7 @@ impl ClientShared {
         let is_event = matches!(frame, Frame::Event { .. });
         queue.frames.push_back(frame);
         match queue.writer {
-            Writer::Parked if is_event => {
+            Writer::Parked if is_event && may_claim => {
                 queue.writer = Writer::Claimed;
                 PushOutcome::Claimed
             }
@@ -477,8 +482,11 @@ mod tests {
     fn an_event_for_several_channels_is_queued_once() {
         let client = client();
         let bytes = Bytes::from_static(b"data: x\n\n");
-        assert_eq!(client.push_event(5, &bytes, 8), PushOutcome::Queued);
-        assert_eq!(client.push_event(5, &bytes, 8), PushOutcome::AlreadyQueued);
+        assert_eq!(client.push_event(5, &bytes, 8, true), PushOutcome::Queued);
+        assert_eq!(
+            client.push_event(5, &bytes, 8, true),
+            PushOutcome::AlreadyQueued
+        );
         assert_eq!(client.lock_queue().frames.len(), 1);
     }
 
@@ -487,14 +495,17 @@ mod tests {
         let client = client();
         let bytes = Bytes::from_static(b"data: x\n\n");
         for seq in 1..=2 {
-            assert_eq!(client.push_event(seq, &bytes, 2), PushOutcome::Queued);
+            assert_eq!(client.push_event(seq, &bytes, 2, true), PushOutcome::Queued);
         }
-        assert_eq!(client.push_event(3, &bytes, 2), PushOutcome::Overflowed);
+        assert_eq!(
+            client.push_event(3, &bytes, 2, true),
+            PushOutcome::Overflowed
+        );
         let queue = client.lock_queue();
         assert!(queue.frames.is_empty());
         assert_eq!(queue.end, Some(EndReason::Overflow));
         drop(queue);
-        assert_eq!(client.push_event(4, &bytes, 2), PushOutcome::Ended);
+        assert_eq!(client.push_event(4, &bytes, 2, true), PushOutcome::Ended);
     }
 
     #[test]
@@ -564,9 +575,9 @@ mod direct_tests {
     async fn an_event_to_a_parked_connection_is_written_without_waking_its_task() {
         let (client, _socket, mut peer, waker) = parked().await;
         let bytes = Bytes::from_static(b"data: a\n\n");
-        assert_eq!(client.push_event(1, &bytes, 8), PushOutcome::Claimed);
+        assert_eq!(client.push_event(1, &bytes, 8, true), PushOutcome::Claimed);
         // Claimed: another event waits in the queue, the task is not woken and takes nothing.
-        assert_eq!(client.push_event(2, &bytes, 8), PushOutcome::Queued);
+        assert_eq!(client.push_event(2, &bytes, 8, true), PushOutcome::Queued);
         assert!(!client.lock_queue().is_task_writing());
         assert_eq!(wakes(&waker), 0);
         assert_eq!(client.write_claimed(), 2, "both events in one write");
@@ -585,12 +596,23 @@ mod direct_tests {
     }
 
     #[tokio::test]
+    async fn while_the_direct_writer_is_busy_the_task_is_woken_as_before() {
+        let (client, _socket, _peer, waker) = parked().await;
+        let bytes = Bytes::from_static(b"data: a\n\n");
+        assert_eq!(client.push_event(1, &bytes, 8, false), PushOutcome::Queued);
+        assert_eq!(client.lock_queue().writer, Writer::Task);
+        assert_eq!(wakes(&waker), 1);
+        assert_eq!(client.write_claimed(), 0, "nothing was claimed");
+        assert_eq!(client.lock_queue().frames.len(), 1);
+    }
+
+    #[tokio::test]
     async fn an_event_the_socket_refuses_goes_back_to_the_task_whole() {
         let (client, socket, _peer, waker) = parked().await;
         let filler = vec![b'x'; 64 * 1024];
         while socket.tcp().try_write(&filler).is_ok() {}
         let bytes = Bytes::from_static(b"data: a\n\n");
-        assert_eq!(client.push_event(1, &bytes, 8), PushOutcome::Claimed);
+        assert_eq!(client.push_event(1, &bytes, 8, true), PushOutcome::Claimed);
         assert_eq!(client.write_claimed(), 1, "counted once, here");
         let mut queue = client.lock_queue();
         assert_eq!(queue.writer, Writer::Task);
@@ -620,7 +642,7 @@ mod direct_tests {
     async fn a_detached_socket_is_never_written() {
         let (client, _socket, mut peer, waker) = parked().await;
         let bytes = Bytes::from_static(b"data: a\n\n");
-        assert_eq!(client.push_event(1, &bytes, 8), PushOutcome::Claimed);
+        assert_eq!(client.push_event(1, &bytes, 8, true), PushOutcome::Claimed);
         client.detach_direct();
         assert_eq!(client.write_claimed(), 0);
         assert_eq!(client.lock_queue().frames.len(), 1, "the task writes it");

@@ -25,7 +25,10 @@ use crate::{
 use bytes::Bytes;
 use std::{
     io::{self, IoSlice},
-    sync::{Arc, Weak},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Weak,
+    },
 };
 use tokio::{net::TcpStream, sync::mpsc};
 
@@ -81,13 +84,27 @@ pub(crate) type Claims = Vec<Arc<ClientShared>>;
 #[derive(Debug)]
 pub(crate) struct DirectWriter {
     claims: mpsc::UnboundedSender<Claims>,
+    /// Batches sent and not yet written.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl DirectWriter {
     /// A writer and the receiving end its task drains (see [`run`]).
-    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<Claims>) {
+    pub(crate) fn new() -> (Self, Receiver) {
         let (claims, receiver) = mpsc::unbounded_channel();
-        (Self { claims }, receiver)
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let receiver = Receiver {
+            claims: receiver,
+            in_flight: in_flight.clone(),
+        };
+        (Self { claims, in_flight }, receiver)
+    }
+
+    /// Whether every batch sent has been written. Fan-out claims connections only then: while
+    /// events come faster than one batch is written, each connection's own task writes, and
+    /// coalesces what waited into one write.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
     }
 
     /// Hands `claims` to the writer task. If the task is gone (the hub is stopping, or its
@@ -96,7 +113,9 @@ impl DirectWriter {
         if claims.is_empty() {
             return;
         }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         if let Err(unsent) = self.claims.send(claims) {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
             for client in unsent.0 {
                 client.release_claim();
             }
@@ -104,18 +123,26 @@ impl DirectWriter {
     }
 }
 
+/// The writer task's end of a [`DirectWriter`].
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    claims: mpsc::UnboundedReceiver<Claims>,
+    in_flight: Arc<AtomicUsize>,
+}
+
 /// The writer task: writes every batch of claims as it arrives, counting what it delivered.
-pub(crate) async fn run(hub: Weak<Shared>, mut receiver: mpsc::UnboundedReceiver<Claims>) {
-    while let Some(claims) = receiver.recv().await {
+pub(crate) async fn run(hub: Weak<Shared>, mut receiver: Receiver) {
+    while let Some(claims) = receiver.claims.recv().await {
         let delivered: u64 = claims.iter().map(|client| client.write_claimed()).sum();
+        receiver.in_flight.fetch_sub(1, Ordering::Relaxed);
         let Some(hub) = hub.upgrade() else {
             break;
         };
         crate::Hub::from_shared(hub).count_delivered(delivered);
     }
     // Whatever is still waiting goes back to each connection's own task.
-    receiver.close();
-    while let Ok(claims) = receiver.try_recv() {
+    receiver.claims.close();
+    while let Ok(claims) = receiver.claims.try_recv() {
         claims.iter().for_each(|client| client.release_claim());
     }
 }

@@ -227,7 +227,8 @@ impl Fanout {
     /// whose topic selectors select one of the channels (each selector checked once per event:
     /// the cost of routing is one hash lookup per channel plus one match per non-exact selector
     /// on this node). A private event reaches only connections granted one of its channels; a
-    /// broadcast to everyone reaches only connections without topic selectors.
+    /// broadcast to everyone reaches only connections without topic selectors. With `may_claim`,
+    /// connections whose task sleeps are claimed for the direct writer (see `direct`).
     pub(crate) fn deliver(
         &mut self,
         audience: &Audience,
@@ -235,19 +236,21 @@ impl Fanout {
         frame: &Bytes,
         capacity: usize,
         is_private: bool,
+        may_claim: bool,
     ) -> Delivered {
         let mut recipients = 0;
         let mut overflowed = Vec::new();
         let mut claimed = Vec::new();
-        let mut push = |client: &Arc<ClientShared>| match client.push_event(seq, frame, capacity) {
-            PushOutcome::Queued => recipients += 1,
-            PushOutcome::Claimed => {
-                recipients += 1;
-                claimed.push(client.clone());
-            }
-            PushOutcome::Overflowed => overflowed.push(client.key),
-            PushOutcome::AlreadyQueued | PushOutcome::Ended => {}
-        };
+        let mut push =
+            |client: &Arc<ClientShared>| match client.push_event(seq, frame, capacity, may_claim) {
+                PushOutcome::Queued => recipients += 1,
+                PushOutcome::Claimed => {
+                    recipients += 1;
+                    claimed.push(client.clone());
+                }
+                PushOutcome::Overflowed => overflowed.push(client.key),
+                PushOutcome::AlreadyQueued | PushOutcome::Ended => {}
+            };
         match audience {
             Audience::Channel(_) | Audience::Channels(_) => {
                 let topics = audience.channels();

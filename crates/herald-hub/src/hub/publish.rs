@@ -207,6 +207,7 @@ impl Shared {
                     frame,
                     self.config.queue_capacity,
                     record.is_private(),
+                    self.direct.is_idle(),
                 );
                 self.counters.slow_consumers_cut(delivered.overflowed.len());
                 claimed = delivered.claimed;
