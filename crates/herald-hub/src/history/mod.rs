@@ -899,6 +899,112 @@ mod tests {
         assert_eq!(history.bytes(), 0);
     }
 
+    fn push_to(history: &mut History, channel: &str) -> u64 {
+        let seq = history.next_seq();
+        let id = history.assign_id(seq);
+        let data = EventData::text("x");
+        let draft = Draft {
+            id: &id,
+            is_publisher_id: false,
+            event: None,
+            data: &data,
+            kind: RecordKind::Event,
+            is_private: false,
+            retry: None,
+        };
+        // Parsed per publish, as the HTTP layer does: an allocation of its own.
+        let channel = ChannelName::new(channel).expect("valid");
+        let now = history.ms_since_origin(Instant::now());
+        let record = history.record(seq, &draft, Audience::Channel(channel), now);
+        history.append(record, None);
+        history.trim(Instant::now());
+        seq
+    }
+
+    #[test]
+    fn an_id_the_history_assigned_is_found_without_the_id_index_even_after_a_new_epoch() {
+        let mut history = History::new(limits(10));
+        push(&mut history, None);
+        push(&mut history, Some("order-7"));
+        let assigned = history.get(1).expect("held").id().to_owned();
+        assert_eq!(history.index.len(), 1, "only the publisher's id is indexed");
+        assert_eq!(history.get_by_id(&assigned).map(|r| r.seq), Some(1));
+        assert_eq!(history.get_by_id("order-7").map(|r| r.seq), Some(2));
+        let bytes = history.bytes();
+        history.renew_epoch();
+        assert_eq!(
+            history.get_by_id(&assigned).map(|r| r.seq),
+            Some(1),
+            "an event keeps its id under a new epoch"
+        );
+        assert!(history.bytes() > bytes, "its index slot is counted now");
+        assert_ne!(
+            history.position_id(1),
+            assigned,
+            "position ids name nothing of before"
+        );
+        for _ in 0..10 {
+            push(&mut history, None);
+        }
+        assert!(history.get_by_id(&assigned).is_none(), "it left history");
+        assert_eq!(history.index.len(), 0);
+    }
+
+    #[test]
+    fn records_of_one_channel_share_its_name_and_count_it_once() {
+        let mut history = History::new(limits(3));
+        push_to(&mut history, "prices");
+        let one = history.bytes();
+        push_to(&mut history, "prices");
+        let two = history.bytes() - one;
+        let names: Vec<*const u8> = (1..=2)
+            .map(|seq| {
+                history.get(seq).expect("held").audience.channels()[0]
+                    .as_str()
+                    .as_ptr()
+            })
+            .collect();
+        assert_eq!(
+            names[0], names[1],
+            "the second record holds the first one's name"
+        );
+        let name = ChannelName::new("prices").expect("valid");
+        assert_eq!(one - two, channel_entry_cost_bytes(&name));
+        for _ in 0..3 {
+            push_to(&mut history, "other");
+        }
+        assert_eq!(history.len(), 3);
+        assert_eq!(
+            history.by_channel.len(),
+            1,
+            "prices left with its last record"
+        );
+        let other = ChannelName::new("other").expect("valid");
+        assert_eq!(
+            history.bytes(),
+            3 * history.get(history.head_seq()).expect("held").cost_bytes()
+                + channel_entry_cost_bytes(&other),
+            "a channel is counted once, and not once it left"
+        );
+    }
+
+    #[test]
+    fn packed_frames_read_back_and_are_counted_near_their_length() {
+        let mut history = History::new(limits(1000));
+        for _ in 0..1000 {
+            push_to(&mut history, "prices");
+        }
+        let record = history.get(500).expect("held");
+        assert!(record.is_packed());
+        assert_eq!(record.data(), "x");
+        assert_eq!(record.id(), history.position_id(500));
+        assert!(
+            record.cost_bytes() < std::mem::size_of::<Record>() + record.frame_bytes().len() + 24,
+            "a packed frame costs near its length: {}",
+            record.cost_bytes()
+        );
+    }
+
     /// Resident bytes of this process (Linux).
     fn rss_bytes() -> usize {
         let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
