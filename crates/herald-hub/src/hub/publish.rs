@@ -197,7 +197,7 @@ impl Shared {
             _ => now,
         };
         let published_ms = state.history.ms_since_origin(published_at);
-        let mut record = state.history.record(seq, &draft, audience, published_ms);
+        let mut record = Record::new(seq, &draft, audience, published_ms);
         if how != Apply::History {
             if let Some(frame) = record.delivered_frame() {
                 let delivered = state.fanout.deliver(
