@@ -218,6 +218,7 @@ impl Draft<'_> {
     }
 
     /// Appends this event's frame ([`Self::frame_len`] bytes) to `buf`.
+    #[cfg(test)]
     pub(crate) fn put_frame(&self, buf: &mut BytesMut) {
         wire::put_event(
             buf,

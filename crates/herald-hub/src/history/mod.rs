@@ -406,7 +406,10 @@ impl History {
     }
 
     /// Encodes `draft` as the record at `seq`, its frame packed with others where the ring it
-    /// goes to packs frames (see [`Record::new`] for one with a frame of its own).
+    /// goes to packs frames (see [`Record::new`] for one with a frame of its own). Publishing
+    /// fans out a frame of its own and lets [`Self::append`] pack a copy: delivery then counts
+    /// clones per frame, not per block.
+    #[cfg(test)]
     pub(crate) fn record(
         &mut self,
         seq: u64,
