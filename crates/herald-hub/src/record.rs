@@ -17,7 +17,7 @@ use crate::{
     history::packed_overhead_bytes,
     wire,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::borrow::Cow;
 
 /// Most distinct channels one publish may name (duplicates are removed first). Every channel
@@ -219,7 +219,7 @@ impl Draft<'_> {
 
     /// Appends this event's frame ([`Self::frame_len`] bytes) to `buf`.
     #[cfg(test)]
-    pub(crate) fn put_frame(&self, buf: &mut BytesMut) {
+    pub(crate) fn put_frame(&self, buf: &mut bytes::BytesMut) {
         wire::put_event(
             buf,
             Some(self.id),

@@ -32,7 +32,7 @@ pub(crate) use frames::packed_overhead_bytes;
 use crate::{
     channel::ChannelName,
     namespace::{NamespaceIndex, NamespaceMask, Namespaces},
-    record::{channel_entry_cost_bytes, Audience, Draft, Record, RecordKind},
+    record::{channel_entry_cost_bytes, Audience, Record, RecordKind},
 };
 use hashbrown::HashTable;
 use ring::Ring;
@@ -413,7 +413,7 @@ impl History {
     pub(crate) fn record(
         &mut self,
         seq: u64,
-        draft: &Draft<'_>,
+        draft: &crate::record::Draft<'_>,
         audience: Audience,
         published_ms: u64,
     ) -> Record {
@@ -764,6 +764,7 @@ fn to_base36(mut n: u64) -> String {
 mod tests {
     use super::*;
     use crate::config::HistoryConfig;
+    use crate::record::Draft;
     use crate::{
         event::EventData,
         record::{Audience, Draft},
