@@ -764,7 +764,6 @@ fn to_base36(mut n: u64) -> String {
 mod tests {
     use super::*;
     use crate::config::HistoryConfig;
-    use crate::record::Draft;
     use crate::{
         event::EventData,
         record::{Audience, Draft},
