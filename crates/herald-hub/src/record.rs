@@ -6,13 +6,15 @@
 //! never changes after. It never decides retention (`history` does) and never fans out.
 //!
 //! Layout (64-bit): `seq` 8 B, `frame` 32 B, `target` 24 B, publish time 8 B, `recipients` 4 B,
-//! id length 2 B, name length 1 B, flags 1 B: 80 B, plus the frame's bytes and one slot of the id
-//! index. The frame is `id: {id}\n[event: {name}\n]data: …\n\n`, so the id starts at byte 4 and
-//! the rest follows from the lengths.
+//! id length 2 B, name length 1 B, flags 1 B: 80 B, plus the frame's bytes (packed with other
+//! frames by history, or an allocation of exactly its length) and one slot of the id index. The
+//! frame is `id: {id}\n[event: {name}\n]data: …\n\n`, so the id starts at byte 4 and the rest
+//! follows from the lengths.
 
 use crate::{
     channel::ChannelName,
     event::{ClientId, EventData},
+    history::packed_overhead_bytes,
     wire,
 };
 use bytes::Bytes;
@@ -95,18 +97,17 @@ impl Audience {
         }
     }
 
-    /// Bytes this audience holds, and its entries in history's per-channel index: each name
-    /// in full (even when shared) with its allocation, its pointer in a list, its index slot.
+    /// Bytes this audience holds, and its entries in history's per-channel index: its pointer
+    /// in a list and its index slot per channel. The channel names are shared by every record
+    /// of the channel (history interns them), so history counts each once, with its index
+    /// entry ([`channel_entry_cost_bytes`]).
     fn cost_bytes(&self) -> usize {
-        let name = |len: usize| len + NAME_ALLOCATION_BYTES + CHANNEL_INDEX_SLOT_BYTES;
         match self {
-            Self::Channel(channel) => name(channel.as_str().len()),
+            Self::Channel(_) => CHANNEL_INDEX_SLOT_BYTES,
             Self::Channels(channels) => {
                 LIST_ALLOCATION_BYTES
-                    + channels
-                        .iter()
-                        .map(|c| name(c.as_str().len()) + std::mem::size_of::<ChannelName>())
-                        .sum::<usize>()
+                    + channels.len()
+                        * (std::mem::size_of::<ChannelName>() + CHANNEL_INDEX_SLOT_BYTES)
             }
             Self::Client(id) => id.as_str().len() + NAME_ALLOCATION_BYTES,
             Self::All => CHANNEL_INDEX_SLOT_BYTES,
@@ -147,6 +148,10 @@ const FLAG_FINAL_EVENT: u8 = 4;
 const FLAG_PUBLISHER_ID: u8 = 8;
 const FLAG_PRIVATE: u8 = 16;
 const FLAG_RETRY: u8 = 32;
+/// The frame is a slice of a block of frames (see `history`), not an allocation of its own.
+const FLAG_PACKED: u8 = 64;
+/// The wire id is this history's position id for `seq`: history finds it without its id index.
+const FLAG_POSITION_ID: u8 = 128;
 /// What precedes a `retry:` field at the end of a frame's data.
 const RETRY_FIELD: &str = "\nretry: ";
 
@@ -157,11 +162,20 @@ const INDEX_SLOT_BYTES: usize = 16;
 const NAME_ALLOCATION_BYTES: usize = 32;
 /// The allocator's header and rounding around a list of channels.
 const LIST_ALLOCATION_BYTES: usize = 16;
-/// One position in history's per-channel index (8 bytes, and the ring's spare capacity).
+/// One position in history's per-channel index (8 bytes, and the list's spare capacity).
 const CHANNEL_INDEX_SLOT_BYTES: usize = 16;
-/// Bytes the allocator and `Bytes` spend around one frame (allocation header, capacity slack and
-/// rounding, the shared count once it is cloned), measured with a million small events.
-const FRAME_OVERHEAD_BYTES: usize = 64;
+/// Bytes the allocator and `Bytes` spend around a frame with an allocation of its own (header
+/// and rounding: at most 23; the shared count `Bytes` allocates once it is cloned: 32).
+const OWN_FRAME_OVERHEAD_BYTES: usize = 56;
+/// One entry of history's per-channel index, beyond its name: the map's slot (key and list
+/// header, at the map's load) and the list's allocation header.
+const CHANNEL_ENTRY_BYTES: usize = 80;
+
+/// Bytes one channel of history's per-channel index holds however many records name it: its
+/// name, interned (one allocation shared by those records), and its entry in the index.
+pub(crate) fn channel_entry_cost_bytes(channel: &ChannelName) -> usize {
+    channel.as_str().len() + NAME_ALLOCATION_BYTES + CHANNEL_ENTRY_BYTES
+}
 
 /// One event of history: its position, its encoded frame and what fan-out and polling need.
 #[derive(Clone, Debug)]
@@ -197,8 +211,28 @@ pub(crate) struct Draft<'a> {
     pub(crate) retry: Option<u64>,
 }
 
+impl Draft<'_> {
+    /// The exact length of this event's frame.
+    pub(crate) fn frame_len(&self) -> usize {
+        wire::event_frame_len(Some(self.id), self.event, self.data.as_str(), self.retry)
+    }
+
+    /// Appends this event's frame ([`Self::frame_len`] bytes) to `buf`.
+    #[cfg(test)]
+    pub(crate) fn put_frame(&self, buf: &mut bytes::BytesMut) {
+        wire::put_event(
+            buf,
+            Some(self.id),
+            self.event,
+            self.data.as_str(),
+            self.retry,
+        );
+    }
+}
+
 impl Record {
-    /// Encodes `draft` once. The id and name must be valid (checked by `event`).
+    /// Encodes `draft` once, into an allocation of its own (history packs small frames instead:
+    /// `History::record`). The id and name must be valid (checked by `event`).
     pub(crate) fn new(seq: u64, draft: &Draft<'_>, audience: Audience, published_ms: u64) -> Self {
         let frame = wire::encode_event_with_retry(
             Some(draft.id),
@@ -206,7 +240,21 @@ impl Record {
             draft.data.as_str(),
             draft.retry,
         );
-        let mut flags = 0;
+        Self::with_frame(seq, draft, audience, published_ms, frame, false)
+    }
+
+    /// A record of `draft` whose frame is already encoded (`frame` holds exactly what
+    /// [`Draft::put_frame`] writes); `is_packed` when it is a slice of a block of frames.
+    pub(crate) fn with_frame(
+        seq: u64,
+        draft: &Draft<'_>,
+        audience: Audience,
+        published_ms: u64,
+        frame: Bytes,
+        is_packed: bool,
+    ) -> Self {
+        debug_assert_eq!(frame.len(), draft.frame_len());
+        let mut flags = if is_packed { FLAG_PACKED } else { 0 };
         if draft.is_private {
             flags |= FLAG_PRIVATE;
         }
@@ -237,6 +285,39 @@ impl Record {
             }),
             flags,
         }
+    }
+
+    /// Whether the wire id is history's position id for this record (`{epoch}-{seq}`), found
+    /// from the id itself rather than through the id index.
+    pub(crate) fn is_position_id(&self) -> bool {
+        self.flags & FLAG_POSITION_ID != 0
+    }
+
+    /// Says whether the wire id is history's position id for this record; see
+    /// [`Self::is_position_id`]. Changes [`Self::cost_bytes`].
+    pub(crate) fn set_position_id(&mut self, is_position_id: bool) {
+        if is_position_id {
+            self.flags |= FLAG_POSITION_ID;
+        } else {
+            self.flags &= !FLAG_POSITION_ID;
+        }
+    }
+
+    /// Whether the frame is a slice of a block of frames rather than an allocation of its own.
+    pub(crate) fn is_packed(&self) -> bool {
+        self.flags & FLAG_PACKED != 0
+    }
+
+    /// The encoded frame, whatever the kind (a close without final event is never delivered).
+    pub(crate) fn frame_bytes(&self) -> &[u8] {
+        &self.frame
+    }
+
+    /// Takes `frame`, a packed copy of this record's frame, in place of its own allocation.
+    pub(crate) fn set_packed_frame(&mut self, frame: Bytes) {
+        debug_assert_eq!(frame, self.frame);
+        self.frame = frame;
+        self.flags |= FLAG_PACKED;
     }
 
     fn text(&self, range: std::ops::Range<usize>) -> &str {
@@ -321,14 +402,22 @@ impl Record {
         (self.flags & FLAG_CLOSE == 0 || self.flags & FLAG_FINAL_EVENT != 0).then_some(&self.frame)
     }
 
-    /// Every byte this record holds: the struct, its frame, its target's names and their
-    /// allocations, its slots in the id index, the publisher-id index and the per-channel index.
+    /// Every byte this record holds: the struct, its frame with its share of the allocation it
+    /// lives in, its target (a client id's name and allocation; for channels, its pointers and
+    /// slots in the per-channel index: the names are counted once per channel by history), its
+    /// slots in the id index (none when its id is its position id) and the publisher-id index.
     pub(crate) fn cost_bytes(&self) -> usize {
+        let frame_overhead = if self.is_packed() {
+            packed_overhead_bytes(self.frame.len())
+        } else {
+            OWN_FRAME_OVERHEAD_BYTES
+        };
         std::mem::size_of::<Self>()
             + self.frame.len()
-            + FRAME_OVERHEAD_BYTES
+            + frame_overhead
             + self.audience.cost_bytes()
-            + if self.is_publisher_id() { 2 } else { 1 } * INDEX_SLOT_BYTES
+            + (usize::from(!self.is_position_id()) + usize::from(self.is_publisher_id()))
+                * INDEX_SLOT_BYTES
     }
 }
 

@@ -36,30 +36,62 @@ pub(crate) fn encode_event(id: Option<&str>, event: Option<&str>, data: &str) ->
     encode_event_with_retry(id, event, data, None)
 }
 
-/// [`encode_event`] with a `retry:` field after the data, when `retry` is set.
+/// [`encode_event`] with a `retry:` field after the data, when `retry` is set. The frame is
+/// allocated at its exact length.
 pub(crate) fn encode_event_with_retry(
     id: Option<&str>,
     event: Option<&str>,
     data: &str,
     retry: Option<u64>,
 ) -> Bytes {
-    let mut buf = BytesMut::with_capacity(
-        data.len() + 32 + id.map_or(0, str::len) + event.map_or(0, str::len),
-    );
+    let mut buf = BytesMut::with_capacity(event_frame_len(id, event, data, retry));
+    put_event(&mut buf, id, event, data, retry);
+    buf.freeze()
+}
+
+/// The exact length of what [`put_event`] writes for these fields.
+pub(crate) fn event_frame_len(
+    id: Option<&str>,
+    event: Option<&str>,
+    data: &str,
+    retry: Option<u64>,
+) -> usize {
+    let field = |name: &str, value_len: usize| name.len() + ": ".len() + value_len + 1;
+    id.map_or(0, |id| field("id", id.len()))
+        + event.map_or(0, |event| field("event", event.len()))
+        + split_lines(data)
+            .map(|line| field("data", line.len()))
+            .sum::<usize>()
+        + retry.map_or(0, |retry| field("retry", decimal_len(retry)))
+        + 1
+}
+
+/// Appends the frame of [`encode_event_with_retry`] to `buf`.
+pub(crate) fn put_event(
+    buf: &mut BytesMut,
+    id: Option<&str>,
+    event: Option<&str>,
+    data: &str,
+    retry: Option<u64>,
+) {
     if let Some(id) = id {
-        put_field(&mut buf, b"id", id);
+        put_field(buf, b"id", id);
     }
     if let Some(event) = event {
-        put_field(&mut buf, b"event", event);
+        put_field(buf, b"event", event);
     }
     for line in split_lines(data) {
-        put_field(&mut buf, b"data", line);
+        put_field(buf, b"data", line);
     }
     if let Some(retry) = retry {
-        put_field(&mut buf, b"retry", &retry.to_string());
+        put_field(buf, b"retry", &retry.to_string());
     }
     buf.put_u8(b'\n');
-    buf.freeze()
+}
+
+/// Digits of `n` in decimal.
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 /// Encodes the block that opens every stream: `retry:`, then the `connected` event with the id
@@ -140,6 +172,18 @@ mod tests {
     #[test]
     fn trailing_newline_in_data_keeps_an_empty_last_line() {
         assert_eq!(&encode_event(None, None, "a\n")[..], b"data: a\ndata: \n\n");
+    }
+
+    #[test]
+    fn an_event_frame_is_allocated_at_its_exact_length() {
+        for (id, event, data, retry) in [
+            (Some("e-1"), Some("tick"), "a\r\nb\rc\n", Some(0)),
+            (None, None, "", Some(1_000_000)),
+            (Some("x"), None, "\n\n", None),
+        ] {
+            let frame = encode_event_with_retry(id, event, data, retry);
+            assert_eq!(frame.len(), event_frame_len(id, event, data, retry));
+        }
     }
 
     #[test]

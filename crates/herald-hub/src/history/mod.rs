@@ -8,26 +8,36 @@
 //! idempotent publish; channel → positions, so a poll walks only the channels it asks for), and
 //! where a reader starts ([`History::read_start`], one rule for resume and polling).
 //! Finding where to start is a hash of the id, then an index into a ring (O(1) while the ring has
-//! no holes, else a binary search). A wire id names exactly one record. It never fans out, never
+//! no holes, else a binary search); an id this history assigned (`{epoch}-{seq}`) names its
+//! position itself, so those records take no slot in the id index. A wire id names exactly one
+//! record. It never fans out, never
 //! knows connections and never talks to a log backend: the hub tells the log what trimming
 //! dropped ([`Dropped`]).
+//!
+//! Channel names are interned: a record's channels are the index's own keys, so a channel's
+//! name is held once however many records name it (and counted once, with its index entry).
+//! Small frames are packed into shared blocks (`frames`) in rings whose records leave oldest
+//! first ([`History::record`] encodes there).
 //!
 //! Longer than the usual module (about 650 lines before its tests): the rings, the three indexes
 //! and the closings waiting for their grace change together under one `&mut`, and splitting them
 //! would spread that one invariant over several files. The per-namespace storage itself is
 //! `ring`.
 
+mod frames;
 mod ring;
+
+pub(crate) use frames::packed_overhead_bytes;
 
 use crate::{
     channel::ChannelName,
     namespace::{NamespaceIndex, NamespaceMask, Namespaces},
-    record::{Audience, Record, RecordKind},
+    record::{channel_entry_cost_bytes, Audience, Record, RecordKind},
 };
 use hashbrown::HashTable;
 use ring::Ring;
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{hash_map::Entry, HashMap, VecDeque},
     hash::BuildHasher,
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -193,8 +203,27 @@ impl History {
         }
     }
 
-    /// Gives this history a new epoch: position ids handed out so far name nothing any more.
+    /// Gives this history a new epoch: position ids handed out so far name nothing any more
+    /// (records that hold one as their wire id are still found by it: they join the id index).
     pub(crate) fn renew_epoch(&mut self) {
+        let named: Vec<u64> = self
+            .rings
+            .iter()
+            .flat_map(|ring| ring.after(0))
+            .filter(|r| r.is_position_id())
+            .map(|r| r.seq)
+            .collect();
+        for seq in named {
+            for ring in &mut self.rings {
+                ring.update(seq, |r| r.set_position_id(false));
+            }
+            let (rings, hasher) = (&self.rings, &self.hasher);
+            let at = |seq: u64| record_at(rings, seq).expect("indexed records are in history");
+            self.index
+                .insert_unique(hasher.hash_one(at(seq).id()), seq, |seq| {
+                    hasher.hash_one(at(*seq).id())
+                });
+        }
         self.epoch = new_epoch();
     }
 
@@ -213,13 +242,21 @@ impl History {
         id
     }
 
-    /// The record holding `id`, if it is still in history.
+    /// The record holding `id`, if it is still in history: through the id index, or else the
+    /// position the id names when it is a position id (the index wins: a record that took the
+    /// id later is the one it names).
     pub(crate) fn get_by_id(&self, id: &str) -> Option<&Record> {
         let hash = self.hasher.hash_one(id);
-        let seq = self
+        let indexed = self
             .index
-            .find(hash, |seq| self.get(*seq).is_some_and(|r| r.id() == id))?;
-        self.get(*seq)
+            .find(hash, |seq| self.get(*seq).is_some_and(|r| r.id() == id));
+        match indexed {
+            Some(seq) => self.get(*seq),
+            None => self
+                .own_position(id)
+                .and_then(|seq| self.get(seq))
+                .filter(|r| r.is_position_id() && r.id() == id),
+        }
     }
 
     /// The record published with publisher id `publisher_id` to exactly `audience`, if still in
@@ -368,13 +405,36 @@ impl History {
             })
     }
 
+    /// Encodes `draft` as the record at `seq`, its frame packed with others where the ring it
+    /// goes to packs frames (see [`Record::new`] for one with a frame of its own). Publishing
+    /// fans out a frame of its own and lets [`Self::append`] pack a copy: delivery then counts
+    /// clones per frame, not per block.
+    #[cfg(test)]
+    pub(crate) fn record(
+        &mut self,
+        seq: u64,
+        draft: &crate::record::Draft<'_>,
+        audience: Audience,
+        published_ms: u64,
+    ) -> Record {
+        let ring = self.ring_of(&audience);
+        match self.rings[ring].frames.as_mut() {
+            Some(arena) => {
+                let (frame, is_packed) = arena.frame(draft.frame_len(), |buf| draft.put_frame(buf));
+                Record::with_frame(seq, draft, audience, published_ms, frame, is_packed)
+            }
+            None => Record::new(seq, draft, audience, published_ms),
+        }
+    }
+
     /// Appends a record whose `seq` is [`Self::next_seq`]; `publisher_id` is the id its
-    /// publisher gave when that is not its wire id. The caller trims after.
+    /// publisher gave when that is not its wire id. The caller trims after. A record made with
+    /// [`Record::new`] has its frame packed here when its ring packs frames.
     ///
     /// A wire id names one record: when an older record still holds the same wire id (in a
     /// cluster, only once the log forgot it, past history's age), the older one stops being
     /// found by it.
-    pub(crate) fn append(&mut self, record: Record, publisher_id: Option<&str>) {
+    pub(crate) fn append(&mut self, mut record: Record, publisher_id: Option<&str>) {
         debug_assert_eq!(
             record.seq, self.next_seq,
             "records are appended in position order"
@@ -392,16 +452,34 @@ impl History {
             self.renamed.insert(seq, publisher_id.into());
         }
         let ring = self.ring_of(&record.audience);
+        if !record.is_packed() {
+            if let Some(frame) = self.rings[ring]
+                .frames
+                .as_mut()
+                .and_then(|arena| arena.pack(record.frame_bytes()))
+            {
+                record.set_packed_frame(frame);
+            }
+        }
+        match &mut record.audience {
+            Audience::Channel(channel) => self.intern(channel),
+            Audience::Channels(channels) => channels.iter_mut().for_each(|c| self.intern(c)),
+            Audience::Client(_) | Audience::All => {}
+        }
         match &record.audience {
             Audience::All => self.to_all.push_back(seq),
             Audience::Client(_) => {}
             channels => {
                 let grace = self.rings[ring].retention.until_closed;
                 for channel in channels.channels() {
-                    self.by_channel
-                        .entry(channel.clone())
-                        .or_default()
-                        .push_back(seq);
+                    match self.by_channel.entry(channel.clone()) {
+                        Entry::Occupied(mut seqs) => seqs.get_mut().push_back(seq),
+                        Entry::Vacant(entry) => {
+                            entry.insert(VecDeque::from([seq]));
+                            let owner = self.namespaces.index_of(channel);
+                            self.rings[owner].charge(channel_entry_cost_bytes(channel));
+                        }
+                    }
                     if grace.is_some() {
                         self.note_closing(channel, ring, &record);
                     }
@@ -409,11 +487,15 @@ impl History {
             }
         }
         let is_publisher_id = record.is_publisher_id();
+        let is_position_id = self.own_position(record.id()) == Some(seq);
+        record.set_position_id(is_position_id);
         self.rings[ring].push(record);
         let (rings, hasher, renamed) = (&self.rings, &self.hasher, &self.renamed);
         let at = |seq: u64| record_at(rings, seq).expect("indexed records are in history");
-        self.index
-            .insert_unique(hash, seq, |seq| hasher.hash_one(at(*seq).id()));
+        if !is_position_id {
+            self.index
+                .insert_unique(hash, seq, |seq| hasher.hash_one(at(*seq).id()));
+        }
         if is_publisher_id {
             let record = at(seq);
             let hash = hasher.hash_one((&record.audience, publisher_id_in(renamed, record)));
@@ -421,6 +503,13 @@ impl History {
                 let r = at(*seq);
                 hasher.hash_one((&r.audience, publisher_id_in(renamed, r)))
             });
+        }
+    }
+
+    /// Makes `channel` share the name the per-channel index holds, if it holds one.
+    fn intern(&self, channel: &mut ChannelName) {
+        if let Some((name, _)) = self.by_channel.get_key_value(channel) {
+            *channel = name.clone();
         }
     }
 
@@ -447,9 +536,11 @@ impl History {
     /// Forgets the indexes' entries for `record` as it leaves history.
     fn unindex(&mut self, record: &Record) {
         let seq = record.seq;
-        let hash = self.hasher.hash_one(record.id());
-        if let Ok(slot) = self.index.find_entry(hash, |s| *s == seq) {
-            slot.remove();
+        if !record.is_position_id() {
+            let hash = self.hasher.hash_one(record.id());
+            if let Ok(slot) = self.index.find_entry(hash, |s| *s == seq) {
+                slot.remove();
+            }
         }
         if record.is_publisher_id() {
             let hash = self
@@ -469,6 +560,8 @@ impl History {
                         remove_seq(seqs, seq);
                         if seqs.is_empty() {
                             self.by_channel.remove(channel);
+                            let owner = self.namespaces.index_of(channel);
+                            self.rings[owner].discharge(channel_entry_cost_bytes(channel));
                         }
                     }
                 }
@@ -809,6 +902,112 @@ mod tests {
         assert_eq!(history.bytes(), 0);
     }
 
+    fn push_to(history: &mut History, channel: &str) -> u64 {
+        let seq = history.next_seq();
+        let id = history.assign_id(seq);
+        let data = EventData::text("x");
+        let draft = Draft {
+            id: &id,
+            is_publisher_id: false,
+            event: None,
+            data: &data,
+            kind: RecordKind::Event,
+            is_private: false,
+            retry: None,
+        };
+        // Parsed per publish, as the HTTP layer does: an allocation of its own.
+        let channel = ChannelName::new(channel).expect("valid");
+        let now = history.ms_since_origin(Instant::now());
+        let record = history.record(seq, &draft, Audience::Channel(channel), now);
+        history.append(record, None);
+        history.trim(Instant::now());
+        seq
+    }
+
+    #[test]
+    fn an_id_the_history_assigned_is_found_without_the_id_index_even_after_a_new_epoch() {
+        let mut history = History::new(limits(10));
+        push(&mut history, None);
+        push(&mut history, Some("order-7"));
+        let assigned = history.get(1).expect("held").id().to_owned();
+        assert_eq!(history.index.len(), 1, "only the publisher's id is indexed");
+        assert_eq!(history.get_by_id(&assigned).map(|r| r.seq), Some(1));
+        assert_eq!(history.get_by_id("order-7").map(|r| r.seq), Some(2));
+        let bytes = history.bytes();
+        history.renew_epoch();
+        assert_eq!(
+            history.get_by_id(&assigned).map(|r| r.seq),
+            Some(1),
+            "an event keeps its id under a new epoch"
+        );
+        assert!(history.bytes() > bytes, "its index slot is counted now");
+        assert_ne!(
+            history.position_id(1),
+            assigned,
+            "position ids name nothing of before"
+        );
+        for _ in 0..10 {
+            push(&mut history, None);
+        }
+        assert!(history.get_by_id(&assigned).is_none(), "it left history");
+        assert_eq!(history.index.len(), 0);
+    }
+
+    #[test]
+    fn records_of_one_channel_share_its_name_and_count_it_once() {
+        let mut history = History::new(limits(3));
+        push_to(&mut history, "prices");
+        let one = history.bytes();
+        push_to(&mut history, "prices");
+        let two = history.bytes() - one;
+        let names: Vec<*const u8> = (1..=2)
+            .map(|seq| {
+                history.get(seq).expect("held").audience.channels()[0]
+                    .as_str()
+                    .as_ptr()
+            })
+            .collect();
+        assert_eq!(
+            names[0], names[1],
+            "the second record holds the first one's name"
+        );
+        let name = ChannelName::new("prices").expect("valid");
+        assert_eq!(one - two, channel_entry_cost_bytes(&name));
+        for _ in 0..3 {
+            push_to(&mut history, "other");
+        }
+        assert_eq!(history.len(), 3);
+        assert_eq!(
+            history.by_channel.len(),
+            1,
+            "prices left with its last record"
+        );
+        let other = ChannelName::new("other").expect("valid");
+        assert_eq!(
+            history.bytes(),
+            3 * history.get(history.head_seq()).expect("held").cost_bytes()
+                + channel_entry_cost_bytes(&other),
+            "a channel is counted once, and not once it left"
+        );
+    }
+
+    #[test]
+    fn packed_frames_read_back_and_are_counted_near_their_length() {
+        let mut history = History::new(limits(1000));
+        for _ in 0..1000 {
+            push_to(&mut history, "prices");
+        }
+        let record = history.get(500).expect("held");
+        assert!(record.is_packed());
+        assert_eq!(record.data(), "x");
+        assert_eq!(record.id(), history.position_id(500));
+        assert!(
+            record.cost_bytes() < std::mem::size_of::<Record>() + record.frame_bytes().len() + 24,
+            "a packed frame costs near its length: {}",
+            record.cost_bytes()
+        );
+    }
+
     /// Resident bytes of this process (Linux).
     fn rss_bytes() -> usize {
         let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -848,7 +1047,9 @@ mod tests {
                 retry: None,
             };
             let now = history.ms_since_origin(Instant::now());
-            let record = Record::new(seq, &draft, Audience::Channel(channel.clone()), now);
+            // A channel name as a publish parses it: a new allocation each time.
+            let channel = ChannelName::new(channel.as_str()).expect("valid");
+            let record = history.record(seq, &draft, Audience::Channel(channel), now);
             frames += record.delivered_frame().map_or(0, bytes::Bytes::len);
             history.append(record, None);
         }

@@ -3,11 +3,21 @@
 //!
 //! Owns the slots of one namespace (positions are global and grow, but a namespace holds only
 //! some of them, so they are not contiguous here), removal from the middle (a channel whose grace
-//! ended) as holes compacted in bulk, and the caps of its [`Retention`]. It never indexes ids or
+//! ended) as holes compacted in bulk, the caps of its [`Retention`], and where its frames live
+//! (packed by its [`FrameArena`] when records leave oldest first). It never indexes ids or
 //! channels (history does) and never decides which namespace a record belongs to.
+//!
+//! The slots are reserved up front for the ring's event cap (up to [`RESERVED_SLOTS_MAX`]), so a
+//! full ring has no spare capacity from growth by doubling; the reservation is address space
+//! until records fill it.
 
+use super::frames::FrameArena;
 use crate::{namespace::Retention, record::Record};
 use std::collections::VecDeque;
+
+/// Most slots reserved when a ring is made (80 bytes each); a ring allowed more grows by doubling
+/// beyond them.
+const RESERVED_SLOTS_MAX: usize = 2 << 20;
 
 /// Holes are compacted away once they outnumber live records by this many: removal from the
 /// middle stays amortized O(1) and a ring never holds more than twice its records plus this.
@@ -43,6 +53,9 @@ pub(super) struct Ring {
     live: usize,
     bytes: usize,
     pub(super) retention: Retention,
+    /// Where small frames are packed; `None` for a ring that removes records from the middle (a
+    /// packed frame there could keep a whole block alive).
+    pub(super) frames: Option<FrameArena>,
     /// The newest position this ring dropped before its time (caps, count, age): a reader of its
     /// channels that last saw an earlier position has a gap. A channel whose grace ended is not
     /// a loss (it is closed and gone for everyone).
@@ -52,9 +65,10 @@ pub(super) struct Ring {
 impl Ring {
     pub(super) fn new(retention: Retention) -> Self {
         Self {
-            slots: VecDeque::new(),
+            slots: VecDeque::with_capacity(reserved_slots(&retention)),
             live: 0,
             bytes: 0,
+            frames: retention.until_closed.is_none().then(FrameArena::default),
             retention,
             lost_through: 0,
         }
@@ -66,6 +80,16 @@ impl Ring {
 
     pub(super) fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Counts `bytes` held for this ring outside its records (an entry of history's indexes).
+    pub(super) fn charge(&mut self, bytes: usize) {
+        self.bytes += bytes;
+    }
+
+    /// Stops counting `bytes` charged with [`Self::charge`].
+    pub(super) fn discharge(&mut self, bytes: usize) {
+        self.bytes -= bytes;
     }
 
     pub(super) fn front(&self) -> Option<&Record> {
@@ -92,6 +116,17 @@ impl Ring {
         self.live += 1;
         self.bytes += record.cost_bytes();
         self.slots.push_back(Slot::Live(record));
+    }
+
+    /// Changes the record at `seq` with `change`, keeping the count of bytes in step with what
+    /// it costs after.
+    pub(super) fn update(&mut self, seq: u64, change: impl FnOnce(&mut Record)) {
+        let Some(Slot::Live(record)) = self.index_of(seq).map(|i| &mut self.slots[i]) else {
+            return;
+        };
+        self.bytes -= record.cost_bytes();
+        change(record);
+        self.bytes += record.cost_bytes();
     }
 
     /// Records after position `after`, oldest first.
@@ -149,7 +184,14 @@ impl Ring {
             self.slots.pop_front();
         }
         if self.slots.is_empty() && self.slots.capacity() > 1024 {
-            self.slots.shrink_to_fit();
+            // Give the memory back; a fresh reservation is address space until used again.
+            self.slots = VecDeque::new();
+            self.slots.reserve_exact(reserved_slots(&self.retention));
         }
     }
+}
+
+/// Slots a ring reserves: its event cap, and the one record appended before a trim.
+fn reserved_slots(retention: &Retention) -> usize {
+    retention.max_events.min(RESERVED_SLOTS_MAX) + 1
 }
