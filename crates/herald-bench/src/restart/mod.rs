@@ -66,6 +66,10 @@ pub(crate) struct RestartArgs {
     /// The channel used.
     #[arg(long, default_value = "bench")]
     channel: String,
+    /// Publish (the steady publisher) to this address instead of the hub's: its `--api-listen`,
+    /// given with `--hub-arg=--api-listen=ADDR` (one hub only).
+    #[arg(long)]
+    publish_to: Option<SocketAddr>,
     /// Stream handshakes in flight at once, at the start.
     #[arg(long, default_value_t = crate::swarm::CONNECT_CONCURRENCY_DEFAULT)]
     connect_concurrency: usize,
@@ -162,7 +166,7 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
 
     let stop_publishing = Arc::new(AtomicBool::new(false));
     let publishing = tokio::spawn(publisher(
-        publish_addr,
+        args.publish_to.unwrap_or(publish_addr),
         publish_path.clone(),
         args.rate,
         shared.clone(),
