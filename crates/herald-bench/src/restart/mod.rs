@@ -275,6 +275,13 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
         .filter(|(sent, _)| (first_answer_ns..=caught_up_ns).contains(sent))
         .map(|&(_, latency)| latency)
         .collect();
+    // Before the kill, the same publisher to the same hub with no storm: the baseline.
+    let before: Vec<u64> = log
+        .answers
+        .iter()
+        .filter(|(sent, _)| *sent < kill_ns)
+        .map(|&(_, latency)| latency)
+        .collect();
     let gap_ns = log
         .answers
         .windows(2)
@@ -284,6 +291,8 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
     let whole = Latencies::from_unsorted(log.answers.iter().map(|&(_, l)| l).collect());
     let storm_count = storm.len() as u64;
     let storm = Latencies::from_unsorted(storm);
+    let before_count = before.len() as u64;
+    let before = Latencies::from_unsorted(before);
     let serving_count = serving.len() as u64;
     let serving = Latencies::from_unsorted(serving);
     let catch_up = Latencies::from_unsorted(catch_up_ns);
@@ -443,6 +452,24 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
         "longest time between two answers",
         secs(gap_ns),
         "s",
+    );
+    report.add(
+        "beforeKillPublishes",
+        "answered before the kill (no storm)",
+        before_count,
+        "",
+    );
+    report.add(
+        "beforeKillP50Ms",
+        "  those, p50",
+        before.quantile_ns(0.5) as f64 / 1e6,
+        "ms",
+    );
+    report.add(
+        "beforeKillP99Ms",
+        "  those, p99",
+        before.quantile_ns(0.99) as f64 / 1e6,
+        "ms",
     );
     report.add(
         "stormPublishes",

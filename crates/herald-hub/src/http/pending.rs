@@ -1,30 +1,17 @@
 //! Connections that have not sent their first request head yet: how many may wait at once.
 //!
 //! Owns the bound on such connections (each holds a socket and a file descriptor while it sends
-//! nothing) and the choice of what to do at it. The accept loop waits for room before it accepts
-//! ([`PendingHeads::wait_for_room`]): a slot frees as soon as a head arrives, so during a reconnect
-//! storm, when thousands of live clients are a round trip (or a busy machine) away from sending
-//! their heads, the next ones wait in the kernel's listen queue instead of being closed. Only a
-//! connection that has been silent for [`EVICT_AFTER_SILENT`] is closed to make room, the one that
-//! has waited longest, so silent sockets still cannot keep the hub from accepting the clients that
-//! do speak. It never reads a socket and never times anything out: the accept loop's head deadline
-//! does.
+//! nothing) and the choice of which to close past it: the one that has waited longest, so silent
+//! sockets cannot keep the hub from accepting the clients that do speak. A connection whose client
+//! had already sent bytes when it was accepted closes nobody (in a reconnect storm thousands of
+//! live clients are mid-head at once, and must not close one another). It never reads a socket
+//! and never times anything out: the accept loop's head deadline does.
 
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex, MutexGuard},
-    time::Duration,
 };
-use tokio::{
-    sync::{oneshot, Notify},
-    time::Instant,
-};
-
-/// How long a connection may send nothing before it can be closed to make room for a new one:
-/// 1 s. Far longer than a live client takes to send its head once connected, even across a
-/// continent or from a busy machine; far shorter than the head deadline, so silent sockets hold
-/// up accepting for at most this long.
-pub(super) const EVICT_AFTER_SILENT: Duration = Duration::from_secs(1);
+use tokio::sync::oneshot;
 
 /// The connections waiting for their first request head, oldest first.
 #[derive(Debug)]
@@ -32,15 +19,13 @@ pub(super) struct PendingHeads {
     /// Most connections waiting at once; 0 is no limit.
     max: usize,
     inner: Mutex<Waiters>,
-    /// Signalled when a connection leaves, for [`Self::wait_for_room`].
-    left: Notify,
 }
 
 #[derive(Debug, Default)]
 struct Waiters {
     next_ticket: u64,
-    /// Ticket (accept order) → when it entered, and what closes that connection when dropped.
-    by_ticket: BTreeMap<u64, (Instant, oneshot::Sender<()>)>,
+    /// Ticket (accept order) → what closes that connection when dropped.
+    by_ticket: BTreeMap<u64, oneshot::Sender<()>>,
 }
 
 /// One connection's place among those waiting; dropping it (the head arrived) leaves.
@@ -56,35 +41,6 @@ impl PendingHeads {
         Self {
             max,
             inner: Mutex::new(Waiters::default()),
-            left: Notify::new(),
-        }
-    }
-
-    /// Resolves when one more connection may wait without closing a live one: at once below the
-    /// bound; at the bound, when one leaves (its head arrived), or when the one that has waited
-    /// longest has been silent for [`EVICT_AFTER_SILENT`], which is then closed.
-    pub(super) async fn wait_for_room(&self) {
-        loop {
-            let left = self.left.notified();
-            tokio::pin!(left);
-            left.as_mut().enable();
-            let oldest_entered = {
-                let waiters = self.waiters();
-                if self.max == 0 || waiters.by_ticket.len() < self.max {
-                    return;
-                }
-                match waiters.by_ticket.first_key_value() {
-                    Some((_, (entered, _))) => *entered,
-                    None => return,
-                }
-            };
-            tokio::select! {
-                () = left => {}
-                () = tokio::time::sleep_until(oldest_entered + EVICT_AFTER_SILENT) => {
-                    self.evict_oldest();
-                    return;
-                }
-            }
         }
     }
 
@@ -95,17 +51,28 @@ impl PendingHeads {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a new connection; when the bound is reached (the caller did not wait for room),
-    /// the one that has waited longest is told to close.
+    /// Registers a new connection; when the bound is reached, the one that has waited longest is
+    /// told to close.
     pub(super) fn enter(self: &Arc<Self>) -> Waiting {
+        self.register(true)
+    }
+
+    /// Registers a new connection whose client has already sent bytes: it closes nobody to make
+    /// room (it is not silent, so it may take the place a silent one would have had), and can
+    /// itself be closed to make room like any other until its head is complete.
+    pub(super) fn enter_speaking(self: &Arc<Self>) -> Waiting {
+        self.register(false)
+    }
+
+    fn register(self: &Arc<Self>, is_evicting: bool) -> Waiting {
         let (evict_tx, evicted_rx) = oneshot::channel();
         let mut waiters = self.waiters();
-        if self.max > 0 && waiters.by_ticket.len() >= self.max {
+        if is_evicting && self.max > 0 && waiters.by_ticket.len() >= self.max {
             waiters.by_ticket.pop_first();
         }
         let ticket = waiters.next_ticket;
         waiters.next_ticket += 1;
-        waiters.by_ticket.insert(ticket, (Instant::now(), evict_tx));
+        waiters.by_ticket.insert(ticket, evict_tx);
         drop(waiters);
         Waiting {
             pending: self.clone(),
@@ -137,7 +104,6 @@ impl Drop for Waiting {
     fn drop(&mut self) {
         let left = self.pending.waiters().by_ticket.remove(&self.ticket);
         drop(left);
-        self.pending.left.notify_one();
     }
 }
 
@@ -169,40 +135,29 @@ mod tests {
         assert_eq!(pending.len(), 0);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn at_the_bound_a_new_connection_waits_for_a_head_rather_than_closing_a_live_one() {
+    #[tokio::test]
+    async fn a_connection_that_already_spoke_closes_nobody_but_can_be_closed() {
         let pending = Arc::new(PendingHeads::new(2));
         let mut first = pending.enter();
-        let second = pending.enter();
-        let room = tokio::spawn({
-            let pending = pending.clone();
-            async move { pending.wait_for_room().await }
-        });
-        tokio::time::sleep(EVICT_AFTER_SILENT / 2).await;
-        assert!(!room.is_finished(), "no room while both wait, for a while");
-        drop(second);
-        room.await.expect("waits without panicking");
+        let mut second = pending.enter();
+        let mut speaking = pending.enter_speaking();
         assert!(
             !is_evicted(&mut first).await,
-            "a head arriving made room: nobody is closed"
+            "a speaking client closes nobody"
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_connection_silent_past_the_limit_is_closed_to_make_room() {
-        let pending = Arc::new(PendingHeads::new(2));
-        let mut first = pending.enter();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut second = pending.enter();
-        let started = Instant::now();
-        pending.wait_for_room().await;
-        assert_eq!(
-            started.elapsed(),
-            EVICT_AFTER_SILENT - Duration::from_millis(300),
-            "room once the oldest has been silent for the limit"
-        );
-        assert!(is_evicted(&mut first).await, "the oldest made room");
         assert!(!is_evicted(&mut second).await);
-        assert_eq!(pending.len(), 1);
+        assert_eq!(pending.len(), 3);
+        let _silent = pending.enter();
+        assert!(
+            is_evicted(&mut first).await,
+            "a silent newcomer still makes room"
+        );
+        assert!(!is_evicted(&mut speaking).await);
+        pending.evict_oldest();
+        pending.evict_oldest();
+        assert!(
+            is_evicted(&mut speaking).await,
+            "and can be closed in its turn"
+        );
     }
 }

@@ -10,10 +10,11 @@
 //!
 //! Before its first request, a connection is under two bounds: one deadline for its whole first
 //! head (from the accept, also when the head is handed to hyper half-read), and a most number of
-//! connections waiting for their first head (`pending`): at it, the loop stops accepting until a
-//! head arrives, or closes the oldest once it has been silent too long. Connections accepted while
-//! the hub started (`listen`) are served first. Accept failures (out of file descriptors) back off
-//! and are logged once per interval.
+//! connections waiting for their first head (`pending`), past which the oldest is closed; a
+//! connection whose client has already sent bytes when it is accepted closes nobody (it is not
+//! silent), so the clients of a reconnect storm never close one another. Connections accepted
+//! while the hub started (`listen`) are served first. Accept failures (out of file descriptors)
+//! back off and are logged once per interval.
 //! It never knows routes or the hub's rules.
 
 use super::{
@@ -134,12 +135,6 @@ pub async fn serve_held(
     let mut accept_errors = AcceptErrors::default();
     tokio::pin!(shutdown);
     loop {
-        // Past the bound on connections yet to send a head, the next ones wait in the kernel's
-        // listen queue until a head arrives (or one has been silent too long).
-        tokio::select! {
-            () = connections.pending.wait_for_room() => {}
-            () = &mut shutdown => break,
-        }
         let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => {
@@ -159,7 +154,13 @@ pub async fn serve_held(
             },
             () = &mut shutdown => break,
         };
-        let waiting = connections.pending.enter();
+        // A client that has already sent bytes is not silent: it closes nobody to make room, so
+        // a reconnect storm's clients do not close one another.
+        let waiting = if has_bytes_waiting(&socket) {
+            connections.pending.enter_speaking()
+        } else {
+            connections.pending.enter()
+        };
         connections.spawn(socket, peer, Some(waiting));
     }
     drop(listener);
@@ -249,6 +250,13 @@ impl Connections {
             }
         });
     }
+}
+
+/// Whether bytes from the client are already waiting on a just-accepted socket (a peek that
+/// never blocks and consumes nothing).
+fn has_bytes_waiting(socket: &TcpStream) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+    matches!(socket2::SockRef::from(socket).peek(&mut byte), Ok(n) if n > 0)
 }
 
 /// Reads a connection's first request head, as one of those waiting for theirs: nothing
