@@ -81,14 +81,6 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener = herald_hub::http::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr().context("reading the bound address")?;
-    let api_listener = match config.api_listen {
-        Some(addr) => Some(
-            herald_hub::http::bind(addr)
-                .and_then(|listener| listener.into_std())
-                .with_context(|| format!("binding {addr} (--api-listen)"))?,
-        ),
-        None => None,
-    };
     let scheme = if config.serve.tls.is_some() {
         "https"
     } else {
@@ -151,67 +143,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(cors) = cors {
         router = router.layer(cors);
     }
-    let (stop_api_tx, stop_api_rx) = tokio::sync::watch::channel(false);
-    let api = match api_listener {
-        Some(listener) => Some(serve_api(
-            listener,
-            router.clone(),
-            hub.clone(),
-            serve_options.clone(),
-            stop_api_rx,
-        )?),
-        None => None,
-    };
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stop_api_tx.send(true);
-    };
     herald_hub::http::serve_held(listener, held, router, hub, serve_options, shutdown).await?;
-    if let Some(api) = api {
-        let _ = tokio::task::spawn_blocking(move || api.join()).await;
-    }
     tracing::info!("herald stopped");
     Ok(())
-}
-
-/// Serves `router` on the `--api-listen` address from a thread of its own, with a runtime of its
-/// own, until `stop_rx` turns true: a publisher's request there is never queued behind the tasks
-/// of thousands of streams opening at once on the main address.
-fn serve_api(
-    listener: std::net::TcpListener,
-    router: axum::Router,
-    hub: Hub,
-    options: herald_hub::http::ServeOptions,
-    mut stop_rx: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the API runtime")?;
-    let addr = listener.local_addr().context("reading the API address")?;
-    tracing::info!(addr = %addr, "herald serves the API on {addr} too, from its own thread");
-    std::thread::Builder::new()
-        .name("herald-api".to_owned())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let listener = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => listener,
-                    Err(err) => {
-                        tracing::error!(error = %err, "the API address cannot be served");
-                        return;
-                    }
-                };
-                let stop = async move {
-                    let _ = stop_rx.wait_for(|stop| *stop).await;
-                };
-                if let Err(err) =
-                    herald_hub::http::serve(listener, router, hub, options, stop).await
-                {
-                    tracing::error!(error = %err, "serving the API address failed");
-                }
-            });
-        })
-        .context("starting the API thread")
 }
 
 /// The hub of `backend`: a durable one reads its log back on a blocking thread, while the

@@ -66,10 +66,6 @@ pub(crate) struct RestartArgs {
     /// The channel used.
     #[arg(long, default_value = "bench")]
     channel: String,
-    /// Publish (the steady publisher) to this address instead of the hub's: its `--api-listen`,
-    /// given with `--hub-arg=--api-listen=ADDR` (one hub only).
-    #[arg(long)]
-    publish_to: Option<SocketAddr>,
     /// Stream handshakes in flight at once, at the start.
     #[arg(long, default_value_t = crate::swarm::CONNECT_CONCURRENCY_DEFAULT)]
     connect_concurrency: usize,
@@ -166,7 +162,7 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
 
     let stop_publishing = Arc::new(AtomicBool::new(false));
     let publishing = tokio::spawn(publisher(
-        args.publish_to.unwrap_or(publish_addr),
+        publish_addr,
         publish_path.clone(),
         args.rate,
         shared.clone(),
@@ -488,6 +484,17 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
         "storm p99",
         storm.quantile_ns(0.99) as f64 / 1e6,
         "ms",
+    );
+    let slowest = log
+        .answers
+        .iter()
+        .filter(|(sent, _)| (started_ns..=caught_up_ns).contains(sent))
+        .max_by_key(|&&(_, latency)| latency);
+    report.add(
+        "stormSlowestSentSeconds",
+        "  the slowest sent this long after start",
+        slowest.map_or(0.0, |&(sent, _)| secs(sent - started_ns)),
+        "s",
     );
     report.add(
         "stormMaxMs",

@@ -29,8 +29,6 @@ const REDIS_KEY_PREFIX_DEFAULT: &str = "herald";
 #[derive(Debug)]
 pub(crate) struct ServeConfig {
     pub(crate) listen: SocketAddr,
-    /// The second address, for publishers, served from its own thread.
-    pub(crate) api_listen: Option<SocketAddr>,
     pub(crate) hub: HubConfig,
     pub(crate) http: HttpConfig,
     pub(crate) serve: ServeOptions,
@@ -188,7 +186,6 @@ fn resolve_settings(mut settings: Settings) -> anyhow::Result<ServeConfig> {
     };
     let config = ServeConfig {
         listen,
-        api_listen: settings.api_listen,
         hub: HubConfig {
             retry_interval: settings
                 .retry_interval

@@ -66,10 +66,6 @@ settings! {
         /// Address to listen on [default: 127.0.0.1:8080].
         #[arg(long, env = "HERALD_LISTEN")]
         listen: SocketAddr,
-        /// A second address serving the same routes from a thread of its own, for publishers:
-        /// requests there never queue behind a storm of reconnecting streams [default: none].
-        #[arg(long, env = "HERALD_API_LISTEN")]
-        api_listen: SocketAddr,
         /// Period of the `: heartbeat` comment on every stream; 0 turns it off [default: 15s].
         #[arg(long, env = "HERALD_HEARTBEAT_INTERVAL", value_parser = parse_duration)]
         #[serde(default, with = "humantime_serde::option")]
