@@ -172,7 +172,7 @@ async fn open_hub(hub: herald_hub::HubConfig, backend: config::Backend) -> anyho
 
 /// Most connections waiting for their first request head: a quarter of the stream limit (itself
 /// fitted to the open-file limit), so silent sockets cannot use up the file descriptors; at least
-/// 16. No lower cap: after a restart, thousands of clients reconnect at once, each a round trip
+/// 16, with no upper cap: after a restart, thousands of clients reconnect at once, each a round trip
 /// away from sending its head. With no stream limit, the library's default.
 fn pending_heads_max(connections_max: usize) -> usize {
     if connections_max == 0 {
