@@ -78,8 +78,7 @@ fn init_logging(format: LogFormat) {
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     raise_open_files_limit();
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = herald_hub::http::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr().context("reading the bound address")?;
     let scheme = if config.serve.tls.is_some() {
@@ -108,20 +107,29 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let is_auth_none = http.auth.is_open();
     let mut serve_options = config.serve;
     serve_options.pending_heads_max = pending_heads_max(http.limits.connections_max);
-    let hub = match config.backend {
-        config::Backend::Cluster(cluster) => {
-            tracing::info!(node = %cluster.node_id, "joining the cluster");
-            Hub::join_cluster(config.hub, cluster).context("joining the cluster")?
-        }
-        config::Backend::Durable { dir, fsync } => Hub::open(config.hub, &dir, fsync)
-            .with_context(|| {
-                format!(
-                    "the data folder {} cannot be used; refusing to start with empty history",
-                    dir.display()
-                )
-            })?,
-        config::Backend::Memory => Hub::new(config.hub),
+    let unlisted = cors::Unlisted::of(config.listen, is_auth_none);
+    let cors = cors::layer(&config.cors_origins, unlisted)?;
+    let mut shutdown = Box::pin(shutdown_signal()?);
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    // The SIGHUP handler is in place before the listening line, so a reload right after start
+    // never meets the default action (exit).
+    if let Some(tls) = serve_options.tls.clone() {
+        tokio::spawn(reload_tls_on_hangup(tls, hangup_signal()));
+    }
+    // Said before the history is read back: connections are taken from now on, and wait for it.
+    tracing::info!(addr = %local, "herald listening on {scheme}://{local}");
+    let opening = open_hub(config.hub, config.backend);
+    let held_max = http.limits.connections_max;
+    let (hub, held) = tokio::select! {
+        (hub, held) = herald_hub::http::accept_while_starting(&listener, held_max, opening) => (hub?, held),
+        () = &mut shutdown => return Ok(()),
     };
+    if !held.is_empty() {
+        tracing::info!(
+            connections = held.len(),
+            "serving the connections that arrived while starting"
+        );
+    }
     tokio::spawn(memory::release_after_disconnects(hub.clone()));
     // Held until the hub stops: the sender task ends with the hub's shutdown.
     let _webhooks = match config.webhooks {
@@ -132,32 +140,45 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let mut router = herald_hub::http::router(hub.clone(), http)
         .layer(axum::middleware::from_fn(access_log::log_request));
-    let unlisted = cors::Unlisted::of(config.listen, is_auth_none);
-    if let Some(cors) = cors::layer(&config.cors_origins, unlisted)? {
+    if let Some(cors) = cors {
         router = router.layer(cors);
     }
-    let shutdown = shutdown_signal()?;
-    // Tests and scripts read this line to learn the port when listening on port 0.
-    // The SIGHUP handler is in place before the listening line, so a reload right after start
-    // never meets the default action (exit).
-    if let Some(tls) = serve_options.tls.clone() {
-        tokio::spawn(reload_tls_on_hangup(tls, hangup_signal()));
-    }
-    tracing::info!(addr = %local, "herald listening on {scheme}://{local}");
-    herald_hub::http::serve(listener, router, hub, serve_options, shutdown).await?;
+    herald_hub::http::serve_held(listener, held, router, hub, serve_options, shutdown).await?;
     tracing::info!("herald stopped");
     Ok(())
 }
 
+/// The hub of `backend`: a durable one reads its log back on a blocking thread, while the
+/// caller accepts connections.
+async fn open_hub(hub: herald_hub::HubConfig, backend: config::Backend) -> anyhow::Result<Hub> {
+    Ok(match backend {
+        config::Backend::Cluster(cluster) => {
+            tracing::info!(node = %cluster.node_id, "joining the cluster");
+            Hub::join_cluster(hub, cluster).context("joining the cluster")?
+        }
+        config::Backend::Durable { dir, fsync } => tokio::task::spawn_blocking(move || {
+            Hub::open(hub, &dir, fsync).with_context(|| {
+                format!(
+                    "the data folder {} cannot be used; refusing to start with empty history",
+                    dir.display()
+                )
+            })
+        })
+        .await
+        .context("reading the durable log panicked")??,
+        config::Backend::Memory => Hub::new(hub),
+    })
+}
+
 /// Most connections waiting for their first request head: a quarter of the stream limit (itself
 /// fitted to the open-file limit), so silent sockets cannot use up the file descriptors; at least
-/// 16, at most the library's default.
+/// 16, with no upper cap: after a restart, thousands of clients reconnect at once, each a round trip
+/// away from sending its head. With no stream limit, the library's default.
 fn pending_heads_max(connections_max: usize) -> usize {
-    let default = herald_hub::http::PENDING_HEADS_MAX_DEFAULT;
     if connections_max == 0 {
-        return default;
+        return herald_hub::http::PENDING_HEADS_MAX_DEFAULT;
     }
-    (connections_max / 4).clamp(16, default)
+    (connections_max / 4).max(16)
 }
 
 /// Says loudly when anyone who reaches the port may subscribe (and maybe publish).

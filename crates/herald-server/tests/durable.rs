@@ -179,3 +179,76 @@ fn an_unwritable_data_folder_stops_the_hub() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot be used"));
     let _ = std::fs::remove_file(&dir);
 }
+
+#[tokio::test]
+async fn requests_made_while_history_loads_wait_for_it_and_are_served() {
+    let dir = data_dir("loading");
+    let limits = ["--history-max-bytes", "1000000000"];
+    let mut hub = start(&dir, &limits);
+    // Enough stored bytes that reading them back takes far longer than connecting does.
+    let payload = "x".repeat(40 * 1024);
+    let mut publishing = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let (url, payload) = (hub.url("/api/channels/bulk/events"), payload.clone());
+        publishing.spawn(async move {
+            let client = common::http();
+            for n in 0..150 {
+                let sent = client
+                    .post(&url)
+                    .json(&json!({"data": format!("{worker} {n} {payload}")}))
+                    .send()
+                    .await
+                    .expect("POST");
+                assert_eq!(sent.status(), 200);
+            }
+        });
+    }
+    while let Some(done) = publishing.join_next().await {
+        done.expect("a publisher panicked");
+    }
+    let last = hub
+        .publish("/api/channels/orders/events", json!({"data": "before"}))
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    hub.signal_and_wait("KILL", Duration::from_secs(5))
+        .expect("killed");
+
+    // Right after the listening line: the history is still being read back.
+    let hub = start(&dir, &limits);
+    let url = hub.url("/api/channels/orders/stream");
+    let resume = tokio::spawn(async move {
+        let mut stream = SseStream::open(&url, &[("Last-Event-ID", &last)]).await;
+        let connected = stream.connected().await;
+        (connected, stream.next_event().await.data)
+    });
+    let (status, answer) = hub
+        .post("/api/channels/orders/events", json!({"data": "after"}))
+        .await;
+    assert_eq!(
+        status, 200,
+        "a publish waits for history, it is not refused: {answer}"
+    );
+    let (connected, data) = tokio::time::timeout(Duration::from_secs(30), resume)
+        .await
+        .expect("the stream is served")
+        .expect("the stream task");
+    assert_eq!(
+        connected["resumed"],
+        json!(true),
+        "it resumed in the loaded history"
+    );
+    assert_eq!(data, "after");
+    let log = hub.log();
+    let recovered = log
+        .iter()
+        .position(|line| line.contains("recovered the durable log"))
+        .expect("the log was read back");
+    let served = log
+        .iter()
+        .position(|line| line.contains("serving the connections that arrived while starting"))
+        .unwrap_or_else(|| panic!("no connection arrived while history loaded: {log:?}"));
+    assert!(recovered < served);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -263,6 +263,21 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
         .filter(|(sent, _)| (started_ns..=caught_up_ns).contains(sent))
         .map(|&(_, latency)| latency)
         .collect();
+    // The storm's publishes sent once the restarted hub had answered one: what a publisher sees
+    // once the hub serves, apart from those that waited for it to start.
+    let serving: Vec<u64> = log
+        .answers
+        .iter()
+        .filter(|(sent, _)| (first_answer_ns..=caught_up_ns).contains(sent))
+        .map(|&(_, latency)| latency)
+        .collect();
+    // Before the kill, the same publisher to the same hub with no storm: the baseline.
+    let before: Vec<u64> = log
+        .answers
+        .iter()
+        .filter(|(sent, _)| *sent < kill_ns)
+        .map(|&(_, latency)| latency)
+        .collect();
     let gap_ns = log
         .answers
         .windows(2)
@@ -272,6 +287,10 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
     let whole = Latencies::from_unsorted(log.answers.iter().map(|&(_, l)| l).collect());
     let storm_count = storm.len() as u64;
     let storm = Latencies::from_unsorted(storm);
+    let before_count = before.len() as u64;
+    let before = Latencies::from_unsorted(before);
+    let serving_count = serving.len() as u64;
+    let serving = Latencies::from_unsorted(serving);
     let catch_up = Latencies::from_unsorted(catch_up_ns);
     let secs = |ns: u64| ns as f64 / 1e9;
 
@@ -431,6 +450,24 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
         "s",
     );
     report.add(
+        "beforeKillPublishes",
+        "answered before the kill (no storm)",
+        before_count,
+        "",
+    );
+    report.add(
+        "beforeKillP50Ms",
+        "  those, p50",
+        before.quantile_ns(0.5) as f64 / 1e6,
+        "ms",
+    );
+    report.add(
+        "beforeKillP99Ms",
+        "  those, p99",
+        before.quantile_ns(0.99) as f64 / 1e6,
+        "ms",
+    );
+    report.add(
         "stormPublishes",
         "answered during the storm",
         storm_count,
@@ -448,10 +485,39 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
         storm.quantile_ns(0.99) as f64 / 1e6,
         "ms",
     );
+    let slowest = log
+        .answers
+        .iter()
+        .filter(|(sent, _)| (started_ns..=caught_up_ns).contains(sent))
+        .max_by_key(|&&(_, latency)| latency);
+    report.add(
+        "stormSlowestSentSeconds",
+        "  the slowest sent this long after start",
+        slowest.map_or(0.0, |&(sent, _)| secs(sent - started_ns)),
+        "s",
+    );
     report.add(
         "stormMaxMs",
         "storm max",
         storm.quantile_ns(1.0) as f64 / 1e6,
+        "ms",
+    );
+    report.add(
+        "stormServingPublishes",
+        "  of which sent once it served (after its first answer)",
+        serving_count,
+        "",
+    );
+    report.add(
+        "stormServingP50Ms",
+        "  those, p50",
+        serving.quantile_ns(0.5) as f64 / 1e6,
+        "ms",
+    );
+    report.add(
+        "stormServingP99Ms",
+        "  those, p99",
+        serving.quantile_ns(0.99) as f64 / 1e6,
         "ms",
     );
     report.add(

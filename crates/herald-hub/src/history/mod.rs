@@ -513,6 +513,16 @@ impl History {
         }
     }
 
+    /// Makes room in the id indexes for `additional` more records, so a recovery that knows how
+    /// many it holds does not rehash them again and again as they grow. Does nothing once
+    /// history holds records (then they would have to be rehashed here).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        if self.len() == 0 {
+            self.index.reserve(additional, |_| 0);
+            self.by_publisher_id.reserve(additional, |_| 0);
+        }
+    }
+
     /// Keeps the closing (or reopening) of `channel` of an `until_closed` namespace.
     fn note_closing(&mut self, channel: &ChannelName, ring: NamespaceIndex, record: &Record) {
         if !record.is_close() {

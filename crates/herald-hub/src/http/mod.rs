@@ -12,6 +12,7 @@
 //!   stream resumes; `sse`: the stream answer.
 //! - `mercure`: the Mercure protocol at `/.well-known/mercure` (subscribe, publish, tokens).
 //! - `origin`: which browser origins and `Host` names may call the hub.
+//! - `listen`: the listening socket, and connections taken while the hub starts.
 //! - `serve`: the accept loop; `pending`: connections yet to send a request; `stream_conn`: the
 //!   lean path for event streams; `rewind`: a socket with bytes put back for hyper; `tls`: the
 //!   certificate and the handshake; `h2`: HTTP/2 connections.
@@ -24,6 +25,7 @@ mod error;
 mod extract;
 mod h2;
 mod last_event_id;
+mod listen;
 mod mercure;
 mod origin;
 mod pending;
@@ -49,10 +51,11 @@ pub use config::{
 pub use error::ApiError;
 pub use extract::QUERY_PARAMS_MAX;
 pub use last_event_id::LastEventId;
+pub use listen::{accept_while_starting, bind, Held, LISTEN_BACKLOG};
 pub use mercure::{MercureConfig, MercureKey, MercureKeyError};
 pub use routes::router;
 pub use serve::{
-    serve, ServeOptions, HEADER_READ_TIMEOUT_DEFAULT, PENDING_HEADS_MAX_DEFAULT,
+    serve, serve_held, ServeOptions, HEADER_READ_TIMEOUT_DEFAULT, PENDING_HEADS_MAX_DEFAULT,
     SHUTDOWN_GRACE_DEFAULT,
 };
 pub use stream_conn::STREAM_WRITE_TIMEOUT;

@@ -2,7 +2,9 @@
 //!
 //! Owns the bound on such connections (each holds a socket and a file descriptor while it sends
 //! nothing) and the choice of which to close past it: the one that has waited longest, so silent
-//! sockets cannot keep the hub from accepting the clients that do speak. It never reads a socket
+//! sockets cannot keep the hub from accepting the clients that do speak. A connection whose client
+//! had already sent bytes when it was accepted closes nobody (in a reconnect storm thousands of
+//! live clients are mid-head at once, and must not close one another). It never reads a socket
 //! and never times anything out: the accept loop's head deadline does.
 
 use std::{
@@ -52,9 +54,20 @@ impl PendingHeads {
     /// Registers a new connection; when the bound is reached, the one that has waited longest is
     /// told to close.
     pub(super) fn enter(self: &Arc<Self>) -> Waiting {
+        self.register(true)
+    }
+
+    /// Registers a new connection whose client has already sent bytes: it closes nobody to make
+    /// room (it is not silent, so it may take the place a silent one would have had), and can
+    /// itself be closed to make room like any other until its head is complete.
+    pub(super) fn enter_speaking(self: &Arc<Self>) -> Waiting {
+        self.register(false)
+    }
+
+    fn register(self: &Arc<Self>, is_evicting: bool) -> Waiting {
         let (evict_tx, evicted_rx) = oneshot::channel();
         let mut waiters = self.waiters();
-        if self.max > 0 && waiters.by_ticket.len() >= self.max {
+        if is_evicting && self.max > 0 && waiters.by_ticket.len() >= self.max {
             waiters.by_ticket.pop_first();
         }
         let ticket = waiters.next_ticket;
@@ -120,5 +133,31 @@ mod tests {
         pending.evict_oldest();
         assert!(is_evicted(&mut third).await);
         assert_eq!(pending.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_already_spoke_closes_nobody_but_can_be_closed() {
+        let pending = Arc::new(PendingHeads::new(2));
+        let mut first = pending.enter();
+        let mut second = pending.enter();
+        let mut speaking = pending.enter_speaking();
+        assert!(
+            !is_evicted(&mut first).await,
+            "a speaking client closes nobody"
+        );
+        assert!(!is_evicted(&mut second).await);
+        assert_eq!(pending.len(), 3);
+        let _silent = pending.enter();
+        assert!(
+            is_evicted(&mut first).await,
+            "a silent newcomer still makes room"
+        );
+        assert!(!is_evicted(&mut speaking).await);
+        pending.evict_oldest();
+        pending.evict_oldest();
+        assert!(
+            is_evicted(&mut speaking).await,
+            "and can be closed in its turn"
+        );
     }
 }

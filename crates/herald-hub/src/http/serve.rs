@@ -10,13 +10,17 @@
 //!
 //! Before its first request, a connection is under two bounds: one deadline for its whole first
 //! head (from the accept, also when the head is handed to hyper half-read), and a most number of
-//! connections waiting for their first head (`pending`), past which the oldest is closed. Accept
-//! failures (out of file descriptors) back off and are logged once per interval.
+//! connections waiting for their first head (`pending`), past which the oldest is closed; a
+//! connection whose client has already sent bytes when it is accepted closes nobody (it is not
+//! silent), so the clients of a reconnect storm never close one another. Connections accepted
+//! while the hub started (`listen`) are served first. Accept failures (out of file descriptors)
+//! back off and are logged once per interval.
 //! It never knows routes or the hub's rules.
 
 use super::{
     h2,
-    pending::PendingHeads,
+    listen::Held,
+    pending::{PendingHeads, Waiting},
     rewind::Rewind,
     shared_tcp::SharedTcp,
     stream_conn::{self, FirstRequest},
@@ -33,7 +37,7 @@ use std::sync::{
 use std::{future::Future, net::SocketAddr, time::Duration};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    net::TcpListener,
+    net::{TcpListener, TcpStream},
     time::Instant,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -95,16 +99,40 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    serve_held(listener, Held::default(), router, hub, options, shutdown).await
+}
+
+/// [`serve`], first serving the connections `held` while the hub started (see
+/// [`accept_while_starting`](super::accept_while_starting)), in the order they came. Their first
+/// head has the header read timeout from now, and they do not count among those waiting for a
+/// head: their clients have written it long since.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_held(
+    listener: TcpListener,
+    held: Held,
+    router: Router,
+    hub: Hub,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
-    let http = Arc::new(http);
-    let h2 = Arc::new(h2::builder());
-    // Every connection task, so shutdown can wait for event streams served off hyper too.
-    let connections = TaskTracker::new();
-    let stopping = CancellationToken::new();
-    let pending = Arc::new(PendingHeads::new(options.pending_heads_max));
+    let connections = Connections {
+        router,
+        http: Arc::new(http),
+        h2: Arc::new(h2::builder()),
+        graceful: hyper_util::server::graceful::GracefulShutdown::new(),
+        tracker: TaskTracker::new(),
+        stopping: CancellationToken::new(),
+        pending: Arc::new(PendingHeads::new(options.pending_heads_max)),
+        options,
+    };
+    for (socket, peer) in held.into_sockets() {
+        connections.spawn(socket, peer, None);
+    }
     let mut accept_errors = AcceptErrors::default();
     tokio::pin!(shutdown);
     loop {
@@ -117,7 +145,7 @@ pub async fn serve(
                 Err(err) => {
                     // Out of file descriptors, most likely: free the one held longest by a
                     // connection that has sent nothing yet.
-                    pending.evict_oldest();
+                    connections.pending.evict_oldest();
                     let pause = accept_errors.failed(&err);
                     tokio::select! {
                         () = tokio::time::sleep(pause) => continue,
@@ -127,18 +155,68 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // A client that has already sent bytes is not silent: it closes nobody to make room, so
+        // a reconnect storm's clients do not close one another.
+        let waiting = if has_bytes_waiting(&socket) {
+            connections.pending.enter_speaking()
+        } else {
+            connections.pending.enter()
+        };
+        connections.spawn(socket, peer, Some(waiting));
+    }
+    drop(listener);
+    tracing::info!("shutting down: ending every stream");
+    hub.shutdown();
+    let Connections {
+        graceful,
+        tracker,
+        stopping,
+        options,
+        ..
+    } = connections;
+    stopping.cancel();
+    tracker.close();
+    let finished = async {
+        graceful.shutdown().await;
+        tracker.wait().await;
+    };
+    if tokio::time::timeout(options.shutdown_grace, finished)
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?options.shutdown_grace, "connections still open after the grace period");
+    }
+    Ok(())
+}
+
+/// What every accepted connection is served with.
+struct Connections {
+    router: Router,
+    http: Arc<hyper::server::conn::http1::Builder>,
+    h2: Arc<hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor>>,
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+    /// Every connection task, so shutdown can wait for event streams served off hyper too.
+    tracker: TaskTracker,
+    stopping: CancellationToken,
+    pending: Arc<PendingHeads>,
+    options: ServeOptions,
+}
+
+impl Connections {
+    /// Serves one accepted connection in a task of its own; `waiting` is its place among those
+    /// yet to send a head (`None`: not counted there).
+    fn spawn(&self, socket: TcpStream, peer: SocketAddr, waiting: Option<Waiting>) {
         let _ = socket.set_nodelay(true);
         let (router, http, watcher, stopping) = (
-            router.clone(),
-            http.clone(),
-            graceful.watcher(),
-            stopping.clone(),
+            self.router.clone(),
+            self.http.clone(),
+            self.graceful.watcher(),
+            self.stopping.clone(),
         );
-        let head_deadline = Instant::now() + options.header_read_timeout;
-        let header_read_timeout = options.header_read_timeout;
-        let pending = pending.clone();
-        let (tls, h2) = (options.tls.clone(), h2.clone());
-        connections.spawn(async move {
+        let header_read_timeout = self.options.header_read_timeout;
+        let head_deadline = Instant::now() + header_read_timeout;
+        let (tls, h2) = (self.options.tls.clone(), self.h2.clone());
+        self.tracker.spawn(async move {
             let accepted = tokio::select! {
                 accepted = tls::accept(socket, tls.as_ref(), header_read_timeout) => accepted,
                 () = stopping.cancelled() => return,
@@ -146,12 +224,13 @@ pub async fn serve(
             let mut socket = match accepted {
                 Some(Accepted::Http1(socket)) => socket,
                 Some(Accepted::Http2(socket)) => {
+                    drop(waiting);
                     Box::pin(h2::serve_connection(socket, peer, router, &h2, watcher)).await;
                     return;
                 }
                 None => return,
             };
-            let first = first_request(&mut socket, peer, head_deadline, &pending, &stopping).await;
+            let first = first_request(&mut socket, peer, head_deadline, waiting, &stopping).await;
             match first {
                 FirstRequest::Stream(request) => match socket {
                     Transport::Plain(socket) => {
@@ -177,22 +256,13 @@ pub async fn serve(
             }
         });
     }
-    drop(listener);
-    tracing::info!("shutting down: ending every stream");
-    hub.shutdown();
-    stopping.cancel();
-    connections.close();
-    let finished = async {
-        graceful.shutdown().await;
-        connections.wait().await;
-    };
-    if tokio::time::timeout(options.shutdown_grace, finished)
-        .await
-        .is_err()
-    {
-        tracing::warn!(grace = ?options.shutdown_grace, "connections still open after the grace period");
-    }
-    Ok(())
+}
+
+/// Whether bytes from the client are already waiting on a just-accepted socket (a peek that
+/// never blocks and consumes nothing).
+fn has_bytes_waiting(socket: &TcpStream) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+    matches!(socket2::SockRef::from(socket).peek(&mut byte), Ok(n) if n > 0)
 }
 
 /// Reads a connection's first request head, as one of those waiting for theirs: nothing
@@ -201,16 +271,21 @@ async fn first_request<S: AsyncRead + Unpin>(
     socket: &mut S,
     peer: SocketAddr,
     head_deadline: Instant,
-    pending: &Arc<PendingHeads>,
+    waiting: Option<Waiting>,
     stopping: &CancellationToken,
 ) -> FirstRequest {
-    let mut waiting = pending.enter();
+    let evicted = async {
+        match waiting {
+            Some(mut waiting) => waiting.evicted().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         first = stream_conn::read_first_request(socket, peer, head_deadline) => first,
         // An idle connection that has not sent a request yet: nothing to finish.
         () = stopping.cancelled() => FirstRequest::Gone,
         // Too many connections wait for their first head, and this one waited longest.
-        () = waiting.evicted() => FirstRequest::Gone,
+        () = evicted => FirstRequest::Gone,
     }
 }
 

@@ -172,6 +172,7 @@ impl Hub {
         let count = recovered.len();
         let first_seq = recovered.first().map(|r| r.seq);
         let mut history = History::new(compile(&config));
+        history.reserve(count);
         restore(&mut history, recovered);
         history.recovered(first_seq, &lost_marks);
         let dropped = history.trim(Instant::now());
