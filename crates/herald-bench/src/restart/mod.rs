@@ -161,13 +161,29 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
     );
 
     let stop_publishing = Arc::new(AtomicBool::new(false));
-    let publishing = tokio::spawn(publisher(
-        publish_addr,
-        publish_path.clone(),
-        args.rate,
-        shared.clone(),
-        stop_publishing.clone(),
-    ));
+    // The publisher runs on a thread and a runtime of its own: its latency is the hub's, not the
+    // time this process's 19 000 reconnecting clients keep its runtime busy.
+    let publishing = {
+        let (path, shared, stop) = (
+            publish_path.clone(),
+            shared.clone(),
+            stop_publishing.clone(),
+        );
+        let rate = args.rate;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("publisher".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the publisher");
+                let log = runtime.block_on(publisher(publish_addr, path, rate, shared, stop));
+                let _ = done_tx.send(log);
+            })
+            .context("starting the publisher's thread")?;
+        done_rx
+    };
     tokio::time::sleep(Duration::from_secs_f64(args.before_secs)).await;
 
     let other_cpu_before: Vec<_> = (0..addrs.len())
