@@ -77,6 +77,9 @@ impl DirectSocket {
     }
 }
 
+/// Connections written before the writer lets other tasks run (about 1 ms of writes).
+const WRITES_PER_SLICE: usize = 256;
+
 /// The connections one event claimed.
 pub(crate) type Claims = Vec<Arc<ClientShared>>;
 
@@ -133,7 +136,15 @@ pub(crate) struct Receiver {
 /// The writer task: writes every batch of claims as it arrives, counting what it delivered.
 pub(crate) async fn run(hub: Weak<Shared>, mut receiver: Receiver) {
     while let Some(claims) = receiver.claims.recv().await {
-        let delivered: u64 = claims.iter().map(|client| client.write_claimed()).sum();
+        let mut delivered = 0;
+        for (i, client) in claims.iter().enumerate() {
+            delivered += client.write_claimed();
+            // A batch to tens of thousands of connections takes tens of ms: let the runtime
+            // run other tasks between slices of it rather than hold a worker that long.
+            if (i + 1) % WRITES_PER_SLICE == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
         receiver.in_flight.fetch_sub(1, Ordering::Relaxed);
         let Some(hub) = hub.upgrade() else {
             break;
