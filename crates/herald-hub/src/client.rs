@@ -270,18 +270,14 @@ impl ClientShared {
             self.wake_writer(queue);
             return PushOutcome::Overflowed;
         }
-        let is_event = matches!(frame, Frame::Event { .. });
-        queue.frames.push_back(frame);
-        match queue.writer {
-            Writer::Parked if is_event && may_claim => {
-                queue.writer = Writer::Claimed;
-                PushOutcome::Claimed
-            }
-            _ => {
-                self.wake_writer(queue);
-                PushOutcome::Queued
-            }
+        if may_claim && queue.writer == Writer::Parked && matches!(frame, Frame::Event { .. }) {
+            // The queue is empty: the event goes with the claim, to the direct writer.
+            queue.writer = Writer::Claimed;
+            return PushOutcome::Claimed;
         }
+        queue.frames.push_back(frame);
+        self.wake_writer(queue);
+        PushOutcome::Queued
     }
 
     /// After a change to the queue: wakes the connection's task unless the direct writer owns
@@ -334,20 +330,62 @@ impl ClientShared {
         }
     }
 
-    /// The direct writer's turn at this claimed connection: takes what is queued as one chunk
-    /// and writes it to the direct socket without waiting, then parks the connection again or,
-    /// when more is queued, the write was partial or refused, or the stream is ending, hands the
-    /// socket back to the connection's task and wakes it. Returns the events taken (counted as
-    /// delivered, as the task counts what it takes).
-    pub(crate) fn write_claimed(&self) -> u64 {
+    /// The direct writer's turn at this claimed connection, with the event that claimed it
+    /// (`seq`, its `frame`, and `chunk`, the same frame as one chunk of the stream): writes it,
+    /// and whatever was queued since, to the direct socket without waiting, then parks the
+    /// connection again or, when more is queued, the write was partial or refused, or the stream
+    /// is ending, hands the socket back to the connection's task and wakes it. Returns the events
+    /// written (counted as delivered here; what goes back to the task is counted by it).
+    pub(crate) fn write_claimed(&self, seq: u64, frame: &Bytes, chunk: &Bytes) -> u64 {
         let mut queue = self.lock_queue();
         if queue.writer != Writer::Claimed {
             return 0;
         }
+        let claimed = Frame::Event {
+            seq,
+            bytes: frame.clone(),
+        };
+        if queue.end.is_some() {
+            // The stream is ending: the event goes before its closing comment, from its task.
+            queue.frames.push_front(claimed);
+            self.wake_writer_after_claim(queue);
+            return 0;
+        }
         let Some(socket) = queue.direct.clone() else {
+            queue.frames.push_front(claimed);
             self.wake_writer_after_claim(queue);
             return 0;
         };
+        if !queue.frames.is_empty() {
+            // Events came while this one waited: one chunk for all of them.
+            queue.frames.push_front(claimed);
+            return self.write_claimed_queue(queue, &socket);
+        }
+        drop(queue);
+        let written = socket.try_write(chunk);
+        let mut queue = self.lock_queue();
+        match written {
+            Ok(None) => {
+                self.park_after_claim(queue);
+                1
+            }
+            Ok(Some(rest)) => {
+                queue.frames.push_front(Frame::Rest(rest));
+                self.wake_writer_after_claim(queue);
+                1
+            }
+            Err(_) => {
+                // Nothing was written: the connection's task writes it first, and waits for
+                // the socket (or finds it failed) as it always does.
+                queue.frames.push_front(claimed);
+                self.wake_writer_after_claim(queue);
+                0
+            }
+        }
+    }
+
+    /// [`ClientShared::write_claimed`] when several frames wait: takes them as one chunk.
+    fn write_claimed_queue(&self, mut queue: MutexGuard<'_, Queue>, socket: &DirectSocket) -> u64 {
         let Some(chunk) = take_chunk(&mut queue.frames, 0) else {
             self.wake_writer_after_claim(queue);
             return 0;
@@ -356,18 +394,14 @@ impl ClientShared {
         let written = socket.try_write_chunk(&chunk.bytes);
         let mut queue = self.lock_queue();
         match written {
-            Ok(None) if queue.frames.is_empty() && queue.end.is_none() => {
-                queue.writer = Writer::Parked;
-            }
-            Ok(None) => self.wake_writer_after_claim(queue),
+            Ok(None) => self.park_after_claim(queue),
             Ok(Some(rest)) => {
                 queue.frames.push_front(Frame::Rest(rest));
                 self.wake_writer_after_claim(queue);
             }
             Err(_) => {
-                // Nothing was written: the connection's task writes it first, and waits for
-                // the socket (or finds it failed) as it always does. Its events are counted
-                // here, so it goes back as bytes the task does not count again.
+                // Its events are counted here, so it goes back as bytes the task does not
+                // count again.
                 queue.frames.push_front(Frame::Transient(chunk.bytes));
                 self.wake_writer_after_claim(queue);
             }
@@ -375,10 +409,23 @@ impl ClientShared {
         chunk.events
     }
 
-    /// Gives a claimed connection back to its own task unwritten (the direct writer is gone).
-    pub(crate) fn release_claim(&self) {
-        let queue = self.lock_queue();
+    /// After a whole write: parks the connection again, or hands it to its task when more is
+    /// queued or the stream is ending.
+    fn park_after_claim(&self, mut queue: MutexGuard<'_, Queue>) {
+        if queue.frames.is_empty() && queue.end.is_none() {
+            queue.writer = Writer::Parked;
+        } else {
+            self.wake_writer_after_claim(queue);
+        }
+    }
+
+    /// Gives a claimed connection back to its own task with the event that claimed it,
+    /// unwritten (the direct writer is gone).
+    pub(crate) fn release_claim(&self, seq: u64, frame: &Bytes) {
+        let mut queue = self.lock_queue();
         if queue.writer == Writer::Claimed {
+            let bytes = frame.clone();
+            queue.frames.push_front(Frame::Event { seq, bytes });
             self.wake_writer_after_claim(queue);
         }
     }
@@ -520,6 +567,7 @@ mod tests {
 #[cfg(test)]
 mod direct_tests {
     use super::*;
+    use crate::direct::chunk_of;
     use std::{
         sync::atomic::AtomicUsize,
         task::{Wake, Waker},
@@ -580,13 +628,24 @@ mod direct_tests {
         assert_eq!(client.push_event(2, &bytes, 8, true), PushOutcome::Queued);
         assert!(!client.lock_queue().is_task_writing());
         assert_eq!(wakes(&waker), 0);
-        assert_eq!(client.write_claimed(), 2, "both events in one write");
+        assert_eq!(
+            client.write_claimed(1, &bytes, &chunk_of(&bytes)),
+            2,
+            "both events in one write"
+        );
         let chunk = b"12\r\ndata: a\n\ndata: a\n\n\r\n";
         assert_eq!(
             read_exactly(&mut peer, chunk.len()).await,
             chunk,
             "one chunk"
         );
+        assert_eq!(client.lock_queue().writer, Writer::Parked);
+        assert_eq!(wakes(&waker), 0);
+        // Alone, an event is written as the chunk framed once for every connection.
+        assert_eq!(client.push_event(3, &bytes, 8, true), PushOutcome::Claimed);
+        assert_eq!(client.write_claimed(3, &bytes, &chunk_of(&bytes)), 1);
+        let chunk = b"9\r\ndata: a\n\n\r\n";
+        assert_eq!(read_exactly(&mut peer, chunk.len()).await, chunk);
         assert_eq!(client.lock_queue().writer, Writer::Parked);
         assert_eq!(wakes(&waker), 0);
         // Heartbeats and presence events go through the task as before.
@@ -602,7 +661,11 @@ mod direct_tests {
         assert_eq!(client.push_event(1, &bytes, 8, false), PushOutcome::Queued);
         assert_eq!(client.lock_queue().writer, Writer::Task);
         assert_eq!(wakes(&waker), 1);
-        assert_eq!(client.write_claimed(), 0, "nothing was claimed");
+        assert_eq!(
+            client.write_claimed(1, &bytes, &chunk_of(&bytes)),
+            0,
+            "nothing was claimed"
+        );
         assert_eq!(client.lock_queue().frames.len(), 1);
     }
 
@@ -613,10 +676,16 @@ mod direct_tests {
         while socket.tcp().try_write(&filler).is_ok() {}
         let bytes = Bytes::from_static(b"data: a\n\n");
         assert_eq!(client.push_event(1, &bytes, 8, true), PushOutcome::Claimed);
-        assert_eq!(client.write_claimed(), 1, "counted once, here");
+        assert_eq!(
+            client.write_claimed(1, &bytes, &chunk_of(&bytes)),
+            0,
+            "counted by the task that writes it"
+        );
         let mut queue = client.lock_queue();
         assert_eq!(queue.writer, Writer::Task);
-        assert!(matches!(queue.frames.pop_front(), Some(Frame::Transient(b)) if b == bytes));
+        assert!(
+            matches!(queue.frames.pop_front(), Some(Frame::Event { seq: 1, bytes: b }) if b == bytes)
+        );
         drop(queue);
         assert_eq!(wakes(&waker), 1);
     }
@@ -644,7 +713,7 @@ mod direct_tests {
         let bytes = Bytes::from_static(b"data: a\n\n");
         assert_eq!(client.push_event(1, &bytes, 8, true), PushOutcome::Claimed);
         client.detach_direct();
-        assert_eq!(client.write_claimed(), 0);
+        assert_eq!(client.write_claimed(1, &bytes, &chunk_of(&bytes)), 0);
         assert_eq!(client.lock_queue().frames.len(), 1, "the task writes it");
         assert_eq!(wakes(&waker), 1);
         let mut probe = [0u8; 1];

@@ -48,6 +48,17 @@ impl DirectSocket {
         &self.0
     }
 
+    /// Writes `bytes` (a piece already framed as a chunk: see [`chunk_of`]) with one write,
+    /// without waiting. `Ok(None)`: all of it; `Ok(Some(rest))`: part of it, and `rest` is what is
+    /// left, to be written as it is before anything else; `Err`: none of it.
+    pub(crate) fn try_write(&self, bytes: &Bytes) -> io::Result<Option<Bytes>> {
+        match self.0.try_write(bytes)? {
+            0 => Err(io::ErrorKind::WouldBlock.into()),
+            written if written == bytes.len() => Ok(None),
+            written => Ok(Some(bytes.slice(written..))),
+        }
+    }
+
     /// Writes `piece` as one chunk of the `chunked` body (size line, bytes, CRLF) with one
     /// vectored write, without waiting. `Ok(None)`: all of it; `Ok(Some(rest))`: part of it, and
     /// `rest` is what is left of the chunk, to be written as it is before anything else; `Err`:
@@ -83,10 +94,31 @@ const WRITES_PER_SLICE: usize = 256;
 /// The connections one event claimed.
 pub(crate) type Claims = Vec<Arc<ClientShared>>;
 
+/// One event's claims, with the event.
+#[derive(Debug)]
+struct Batch {
+    seq: u64,
+    frame: Bytes,
+    /// `frame` framed once as a chunk of the stream, for every connection it is written to alone.
+    chunk: Bytes,
+    claims: Claims,
+}
+
+/// `frame` as one chunk of a `chunked` body: its size line, its bytes, CRLF.
+pub(crate) fn chunk_of(frame: &[u8]) -> Bytes {
+    let mut size_line = [0u8; CHUNK_SIZE_LINE_BYTES_MAX];
+    let size_line = chunk_size_line(frame.len(), &mut size_line);
+    let mut chunk = Vec::with_capacity(size_line.len() + frame.len() + 2);
+    chunk.extend_from_slice(size_line);
+    chunk.extend_from_slice(frame);
+    chunk.extend_from_slice(b"\r\n");
+    Bytes::from(chunk)
+}
+
 /// Where fan-out sends its claims.
 #[derive(Debug)]
 pub(crate) struct DirectWriter {
-    claims: mpsc::UnboundedSender<Claims>,
+    claims: mpsc::UnboundedSender<Batch>,
     /// Batches sent and not yet written.
     in_flight: Arc<AtomicUsize>,
 }
@@ -110,17 +142,25 @@ impl DirectWriter {
         self.in_flight.load(Ordering::Relaxed) == 0
     }
 
-    /// Hands `claims` to the writer task. If the task is gone (the hub is stopping, or its
-    /// runtime ended), each connection's own task writes instead.
-    pub(crate) fn write(&self, claims: Claims) {
+    /// Hands `claims` of the event at `seq` (encoded as `frame`) to the writer task. If the task
+    /// is gone (the hub is stopping, or its runtime ended), each connection's own task writes
+    /// instead.
+    pub(crate) fn write(&self, seq: u64, frame: &Bytes, claims: Claims) {
         if claims.is_empty() {
             return;
         }
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        if let Err(unsent) = self.claims.send(claims) {
+        let batch = Batch {
+            seq,
+            frame: frame.clone(),
+            chunk: chunk_of(frame),
+            claims,
+        };
+        if let Err(unsent) = self.claims.send(batch) {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
-            for client in unsent.0 {
-                client.release_claim();
+            let batch = unsent.0;
+            for client in batch.claims {
+                client.release_claim(batch.seq, &batch.frame);
             }
         }
     }
@@ -129,16 +169,16 @@ impl DirectWriter {
 /// The writer task's end of a [`DirectWriter`].
 #[derive(Debug)]
 pub(crate) struct Receiver {
-    claims: mpsc::UnboundedReceiver<Claims>,
+    claims: mpsc::UnboundedReceiver<Batch>,
     in_flight: Arc<AtomicUsize>,
 }
 
 /// The writer task: writes every batch of claims as it arrives, counting what it delivered.
 pub(crate) async fn run(hub: Weak<Shared>, mut receiver: Receiver) {
-    while let Some(claims) = receiver.claims.recv().await {
+    while let Some(batch) = receiver.claims.recv().await {
         let mut delivered = 0;
-        for (i, client) in claims.iter().enumerate() {
-            delivered += client.write_claimed();
+        for (i, client) in batch.claims.iter().enumerate() {
+            delivered += client.write_claimed(batch.seq, &batch.frame, &batch.chunk);
             // A batch to tens of thousands of connections takes tens of ms: let the runtime
             // run other tasks between slices of it rather than hold a worker that long.
             if (i + 1) % WRITES_PER_SLICE == 0 {
@@ -153,7 +193,9 @@ pub(crate) async fn run(hub: Weak<Shared>, mut receiver: Receiver) {
     }
     // Whatever is still waiting goes back to each connection's own task.
     receiver.claims.close();
-    while let Ok(claims) = receiver.claims.try_recv() {
-        claims.iter().for_each(|client| client.release_claim());
+    while let Ok(batch) = receiver.claims.try_recv() {
+        for client in &batch.claims {
+            client.release_claim(batch.seq, &batch.frame);
+        }
     }
 }

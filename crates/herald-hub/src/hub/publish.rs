@@ -198,7 +198,7 @@ impl Shared {
         };
         let published_ms = state.history.ms_since_origin(published_at);
         let mut record = Record::new(seq, &draft, audience, published_ms);
-        let mut claimed = Vec::new();
+        let mut claimed = None;
         if how != Apply::History {
             if let Some(frame) = record.delivered_frame() {
                 let delivered = state.fanout.deliver(
@@ -210,7 +210,7 @@ impl Shared {
                     self.direct.is_idle(),
                 );
                 self.counters.slow_consumers_cut(delivered.overflowed.len());
-                claimed = delivered.claimed;
+                claimed = Some((frame.clone(), delivered.claimed));
                 record.recipients = u32::try_from(delivered.recipients).unwrap_or(u32::MAX);
                 for client in delivered.overflowed {
                     // A connection cut for a full queue has departed like any other: its id
@@ -255,7 +255,9 @@ impl Shared {
         state.history.append(record, publisher_id);
         self.trim(&mut state, Instant::now());
         drop(state);
-        self.direct.write(claimed);
+        if let Some((frame, claims)) = claimed {
+            self.direct.write(seq, &frame, claims);
+        }
         Ok(answer)
     }
 }
