@@ -2,16 +2,19 @@
 //!
 //! Owns the hand-over of claimed connections (see `client`: a push to a parked connection with
 //! a direct socket claims it) from fan-out to the one task that writes them. Fan-out runs under
-//! the hub's lock and never writes a socket; after the lock, the claims of one event go here as
-//! one batch, and this task writes each connection's queue with one non-blocking write, then
-//! parks the connection again or hands it back to its own task. So an event to 1 000 idle
+//! the hub's lock and never writes a socket; after the lock, one event (framed once as a chunk of
+//! the stream) and its claims go here as one batch, and this task writes it to each connection
+//! with one non-blocking write (with what was queued since, if anything, as one chunk), then
+//! parks the connection again or hands it back to its own task. Nothing is claimed while a batch
+//! is in flight: a burst is written by each connection's own task, which coalesces it. So an event to 1 000 idle
 //! subscribers wakes one task, not 1 000, and costs one system call per subscriber (the
 //! benchmark's floor server's way); a busy connection is written by its own task, which
 //! coalesces what waited. It never waits on a socket (a write the socket does not take whole
 //! goes back to the connection's task) and never decides who hears an event.
 //!
 //! Memory: a connection is claimed at most once at a time, so the batches waiting here hold at
-//! most one entry per connection (the channel is unbounded, the entries are not).
+//! most one entry per connection (the channel is unbounded, the entries are not), and a batch
+//! holds one copy of its event.
 //!
 //! A connection can be written here only when the HTTP layer gave it a [`DirectSocket`]: a plain
 //! TCP stream whose body is `chunked` and written off hyper (a TLS session or an HTTP/2 stream
