@@ -320,13 +320,12 @@ impl ClientShared {
     /// Takes the bytes a direct write left unwritten, to be written before anything else.
     pub(crate) fn take_rest(&self) -> Option<Bytes> {
         let mut queue = self.lock_queue();
+        if !matches!(queue.frames.front(), Some(Frame::Rest(_))) {
+            return None;
+        }
         match queue.frames.pop_front() {
             Some(Frame::Rest(rest)) => Some(rest),
-            Some(other) => {
-                queue.frames.push_front(other);
-                None
-            }
-            None => None,
+            _ => None,
         }
     }
 
