@@ -111,6 +111,7 @@
 //!   signed, from a bounded queue ([`Webhooks`]).
 //! - `client` and `stream`: one connection's bounded queue, and the byte stream
 //!   ([`ClientStream`]) that drains it.
+//! - `direct`: the one task that writes events to connections whose own task sleeps.
 //! - `wire`: SSE encoding, done once per event.
 //! - `metrics`: the lock-free counters behind [`Hub::metrics`] (and `GET /metrics`).
 //! - `channel`, `event`: validated names, ids and payloads ([`ChannelName`], [`EventData`]).

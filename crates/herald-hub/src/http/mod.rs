@@ -14,7 +14,8 @@
 //! - `origin`: which browser origins and `Host` names may call the hub.
 //! - `listen`: the listening socket, and connections taken while the hub starts.
 //! - `serve`: the accept loop; `pending`: connections yet to send a request; `stream_conn`: the
-//!   lean path for event streams; `rewind`: a socket with bytes put back for hyper; `tls`: the
+//!   lean path for event streams; `shared_tcp`: a plain stream's socket, shared with the hub's
+//!   direct writer; `rewind`: a socket with bytes put back for hyper; `tls`: the
 //!   certificate and the handshake; `h2`: HTTP/2 connections.
 
 mod admission;
