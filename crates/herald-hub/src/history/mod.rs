@@ -19,7 +19,7 @@
 //! Small frames are packed into shared blocks (`frames`) in rings whose records leave oldest
 //! first ([`History::record`] encodes there).
 //!
-//! Longer than the usual module (about 650 lines before its tests): the rings, the three indexes
+//! Longer than the usual module (about 770 lines before its tests): the rings, the three indexes
 //! and the closings waiting for their grace change together under one `&mut`, and splitting them
 //! would spread that one invariant over several files. The per-namespace storage itself is
 //! `ring`.
