@@ -113,8 +113,9 @@ pub(crate) enum PushOutcome {
     Queued,
     /// This event was already queued here through another of the connection's channels.
     AlreadyQueued,
-    /// Queued for the hub's direct writer, which must be given this connection (the caller
-    /// hands it over with the other claims of the same event, after the hub's lock).
+    /// Not queued: the connection is claimed for the hub's direct writer, which must be given
+    /// it with the event (the caller hands it over with the other claims of the same event,
+    /// after the hub's lock).
     Claimed,
     /// The queue was full: the connection is now ending, its queue freed.
     Overflowed,
@@ -362,25 +363,8 @@ impl ClientShared {
         }
         drop(queue);
         let written = socket.try_write(chunk);
-        let mut queue = self.lock_queue();
-        match written {
-            Ok(None) => {
-                self.park_after_claim(queue);
-                1
-            }
-            Ok(Some(rest)) => {
-                queue.frames.push_front(Frame::Rest(rest));
-                self.wake_writer_after_claim(queue);
-                1
-            }
-            Err(_) => {
-                // Nothing was written: the connection's task writes it first, and waits for
-                // the socket (or finds it failed) as it always does.
-                queue.frames.push_front(claimed);
-                self.wake_writer_after_claim(queue);
-                0
-            }
-        }
+        // Refused, the event goes back to the task as an event: the task counts it.
+        u64::from(self.end_claim(written, claimed))
     }
 
     /// [`ClientShared::write_claimed`] when several frames wait: takes them as one chunk.
@@ -391,30 +375,37 @@ impl ClientShared {
         };
         drop(queue);
         let written = socket.try_write_chunk(&chunk.bytes);
-        let mut queue = self.lock_queue();
-        match written {
-            Ok(None) => self.park_after_claim(queue),
-            Ok(Some(rest)) => {
-                queue.frames.push_front(Frame::Rest(rest));
-                self.wake_writer_after_claim(queue);
-            }
-            Err(_) => {
-                // Its events are counted here, so it goes back as bytes the task does not
-                // count again.
-                queue.frames.push_front(Frame::Transient(chunk.bytes));
-                self.wake_writer_after_claim(queue);
-            }
-        }
+        // Its events are counted here whatever happens, so refused, it goes back as bytes the
+        // task does not count again.
+        self.end_claim(written, Frame::Transient(chunk.bytes));
         chunk.events
     }
 
-    /// After a whole write: parks the connection again, or hands it to its task when more is
-    /// queued or the stream is ending.
-    fn park_after_claim(&self, mut queue: MutexGuard<'_, Queue>) {
-        if queue.frames.is_empty() && queue.end.is_none() {
-            queue.writer = Writer::Parked;
-        } else {
-            self.wake_writer_after_claim(queue);
+    /// Ends a claim after a direct write: whole, the connection is parked again (or handed to
+    /// its task when more is queued or the stream is ending); partial, its task writes the rest
+    /// first; refused (nothing written), its task writes `unwritten` first, and waits for the
+    /// socket (or finds it failed) as it always does. Whether anything was written.
+    fn end_claim(&self, written: std::io::Result<Option<Bytes>>, unwritten: Frame) -> bool {
+        let mut queue = self.lock_queue();
+        match written {
+            Ok(None) if queue.frames.is_empty() && queue.end.is_none() => {
+                queue.writer = Writer::Parked;
+                true
+            }
+            Ok(None) => {
+                self.wake_writer_after_claim(queue);
+                true
+            }
+            Ok(Some(rest)) => {
+                queue.frames.push_front(Frame::Rest(rest));
+                self.wake_writer_after_claim(queue);
+                true
+            }
+            Err(_) => {
+                queue.frames.push_front(unwritten);
+                self.wake_writer_after_claim(queue);
+                false
+            }
         }
     }
 
