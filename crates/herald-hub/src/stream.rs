@@ -3,8 +3,9 @@
 //! Owns the order of what a subscriber reads and the hand-over from replay to live without a gap
 //! or a duplicate (live frames at or below the last replayed position are dropped). Frames queued
 //! while the writer slept are coalesced into one chunk, so a busy connection costs one write per
-//! wake-up; while the hub's direct writer owns the socket (see `client`), it takes nothing. It never fans out, never waits on anything but its own queue, and unregisters its
-//! connection when dropped.
+//! wake-up; while the hub's direct writer owns the socket (see `client`), it takes nothing. It
+//! never fans out, never waits on anything but its own queue, and unregisters its connection
+//! when dropped.
 
 use crate::{
     channel::ChannelName,

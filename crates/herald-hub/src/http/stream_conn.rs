@@ -13,7 +13,10 @@
 //! streams are most of a hub's connections. Any other request, or a head it does not take, goes to
 //! hyper with the bytes already read put back in front (`rewind`). It works on any socket
 //! (`AsyncRead + AsyncWrite`), plain TCP or TLS. It never interprets a route beyond asking whether
-//! a path is a stream's, never buffers a stream, and always writes an answer whole.
+//! a path is a stream's, never buffers a stream, and always writes an answer whole. Over plain TCP
+//! the socket is shared with the hub's direct writer (`shared_tcp`, `crate::direct`), which
+//! writes events while the stream's task sleeps; the pump writes first whatever one of those
+//! writes left unwritten.
 
 use super::routes::is_stream_path;
 use crate::{
