@@ -3,8 +3,9 @@
 //! Owns the bound on such connections (each holds a socket and a file descriptor while it sends
 //! nothing) and the choice of which to close past it: the one that has waited longest, so silent
 //! sockets cannot keep the hub from accepting the clients that do speak. A connection whose client
-//! had already sent bytes when it was accepted closes nobody (in a reconnect storm thousands of
-//! live clients are mid-head at once, and must not close one another). It never reads a socket
+//! had already sent bytes when it was accepted closes nobody until [`SPEAKING_BOUND_FACTOR`]
+//! times the bound wait (in a reconnect storm thousands of live clients are mid-head at once,
+//! and must not close one another; one byte sent at once must not buy an unbounded wait). It never reads a socket
 //! and never times anything out: the accept loop's head deadline does.
 
 use std::{
@@ -12,6 +13,11 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 use tokio::sync::oneshot;
+
+/// How many times the bound connections whose client had already spoken may wait at once
+/// (`herald serve` sets the bound to a quarter of `--max-connections`, so they may wait up to
+/// the stream limit itself).
+const SPEAKING_BOUND_FACTOR: usize = 4;
 
 /// The connections waiting for their first request head, oldest first.
 #[derive(Debug)]
@@ -67,7 +73,14 @@ impl PendingHeads {
     fn register(self: &Arc<Self>, is_evicting: bool) -> Waiting {
         let (evict_tx, evicted_rx) = oneshot::channel();
         let mut waiters = self.waiters();
-        if is_evicting && self.max > 0 && waiters.by_ticket.len() >= self.max {
+        // Speaking clients wait past the bound, but not without end: a client that sends one byte
+        // at once and then nothing must not hold descriptors without limit.
+        let bound = if is_evicting {
+            self.max
+        } else {
+            self.max.saturating_mul(SPEAKING_BOUND_FACTOR)
+        };
+        if self.max > 0 && waiters.by_ticket.len() >= bound {
             waiters.by_ticket.pop_first();
         }
         let ticket = waiters.next_ticket;
@@ -159,5 +172,23 @@ mod tests {
             is_evicted(&mut speaking).await,
             "and can be closed in its turn"
         );
+    }
+
+    #[tokio::test]
+    async fn speaking_clients_wait_past_the_bound_but_not_without_end() {
+        let pending = Arc::new(PendingHeads::new(2));
+        let mut oldest = pending.enter_speaking();
+        let mut others: Vec<_> = (1..2 * SPEAKING_BOUND_FACTOR)
+            .map(|_| pending.enter_speaking())
+            .collect();
+        assert_eq!(pending.len(), 2 * SPEAKING_BOUND_FACTOR);
+        assert!(!is_evicted(&mut oldest).await, "within the speaking bound");
+        let _one_more = pending.enter_speaking();
+        assert!(
+            is_evicted(&mut oldest).await,
+            "past it, the one that waited longest makes room"
+        );
+        assert_eq!(pending.len(), 2 * SPEAKING_BOUND_FACTOR);
+        assert!(!is_evicted(&mut others[0]).await);
     }
 }
