@@ -273,27 +273,20 @@ pub(crate) async fn run(deployment: &mut Deployment, args: &RestartArgs) -> anyh
             catch_up_ns.push(client.caught_up_ns.saturating_sub(started_ns));
         }
     }
-    let storm: Vec<u64> = log
-        .answers
-        .iter()
-        .filter(|(sent, _)| (started_ns..=caught_up_ns).contains(sent))
-        .map(|&(_, latency)| latency)
-        .collect();
+    // The latencies of the publishes sent within `sent_ns`.
+    let sent_within = |sent_ns: std::ops::Range<u64>| -> Vec<u64> {
+        log.answers
+            .iter()
+            .filter(|(sent, _)| sent_ns.contains(sent))
+            .map(|&(_, latency)| latency)
+            .collect()
+    };
+    let storm = sent_within(started_ns..caught_up_ns + 1);
     // The storm's publishes sent once the restarted hub had answered one: what a publisher sees
     // once the hub serves, apart from those that waited for it to start.
-    let serving: Vec<u64> = log
-        .answers
-        .iter()
-        .filter(|(sent, _)| (first_answer_ns..=caught_up_ns).contains(sent))
-        .map(|&(_, latency)| latency)
-        .collect();
+    let serving = sent_within(first_answer_ns..caught_up_ns + 1);
     // Before the kill, the same publisher to the same hub with no storm: the baseline.
-    let before: Vec<u64> = log
-        .answers
-        .iter()
-        .filter(|(sent, _)| *sent < kill_ns)
-        .map(|&(_, latency)| latency)
-        .collect();
+    let before = sent_within(0..kill_ns);
     let gap_ns = log
         .answers
         .windows(2)
