@@ -210,7 +210,9 @@ impl Shared {
                     self.direct.is_idle(),
                 );
                 self.counters.slow_consumers_cut(delivered.overflowed.len());
-                claimed = Some((frame.clone(), delivered.claimed));
+                if !delivered.claimed.is_empty() {
+                    claimed = Some((frame.clone(), delivered.claimed));
+                }
                 record.recipients = u32::try_from(delivered.recipients).unwrap_or(u32::MAX);
                 for client in delivered.overflowed {
                     // A connection cut for a full queue has departed like any other: its id
